@@ -1,0 +1,204 @@
+"""Pure metric definitions and arithmetic: per-sample metrics, percentiles, summaries.
+
+Definitions (see docs/ARCHITECTURE.md, "Metric definitions"); every time is from
+``time.perf_counter_ns()`` relative to the start of generation (after tokenization):
+
+- ``ttft_ms``: start to the first generated token id
+- ``pp_tps``: prompt tokens / prompt-eval time
+- ``tg_tps``: (N-1) / (t_last - t_first) over N generated tokens; ``tpot_ms`` its inverse
+- ``itl_*_ms``: statistics of the per-token gaps t_i - t_(i-1), i >= 2
+- ``e2e_ms``: start to the last token (or to the end of the prompt for pp)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    unit: str
+    better: Better
+    description: str
+    #: True when the value does not vary run to run (memory, sizes): compared directly,
+    #: without a statistical test.
+    deterministic: bool = False
+    #: True for llama.cpp's own counters and other figures shown but not gated by default.
+    informational: bool = False
+
+
+METRICS: dict[str, MetricDef] = {
+    m.name: m
+    for m in (
+        MetricDef("load_ms", "ms", "lower", "wall time of the model load call"),
+        MetricDef("ttft_ms", "ms", "lower", "start of generation to the first generated token"),
+        MetricDef("pp_tps", "t/s", "higher", "prompt tokens / prompt-eval time"),
+        MetricDef("tg_tps", "t/s", "higher", "(N-1) / (t_last - t_first) over N generated tokens"),
+        MetricDef("tpot_ms", "ms", "lower", "(t_last - t_first) / (N-1)"),
+        MetricDef("itl_p50_ms", "ms", "lower", "median inter-token gap"),
+        MetricDef("itl_p95_ms", "ms", "lower", "95th percentile inter-token gap"),
+        MetricDef("itl_p99_ms", "ms", "lower", "99th percentile inter-token gap"),
+        MetricDef("itl_mean_ms", "ms", "lower", "mean inter-token gap"),
+        MetricDef("itl_max_ms", "ms", "lower", "largest inter-token gap"),
+        MetricDef("e2e_ms", "ms", "lower", "start of generation to the last token"),
+        MetricDef("rss_peak_mb", "MB", "lower", "peak resident memory of the process running "
+                  "the model", deterministic=True),
+        MetricDef("vram_mb", "MB", "lower", "device memory used by the model (NVML): peak "
+                  "during the run minus before the load", deterministic=True),
+        MetricDef("model_size_mb", "MB", "lower", "size of the model file", deterministic=True,
+                  informational=True),
+        MetricDef("llama_pp_tps", "t/s", "higher", "llama.cpp's own counter: n_p_eval / "
+                  "t_p_eval_ms", informational=True),
+        MetricDef("llama_tg_tps", "t/s", "higher", "llama.cpp's own counter: n_eval / "
+                  "t_eval_ms", informational=True),
+    )
+}
+
+#: the metrics shown first in tables, in this order
+KEY_METRICS: tuple[str, ...] = ("tg_tps", "pp_tps", "ttft_ms", "itl_p95_ms", "load_ms",
+                                "vram_mb", "rss_peak_mb")
+
+
+def metric_def(name: str) -> MetricDef:
+    try:
+        return METRICS[name]
+    except KeyError:
+        from pytest_llmperf.errors import UsageError
+
+        raise UsageError(
+            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    median: float
+    mean: float
+    stddev: float
+    min: float
+    max: float
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation (stddev / mean); 0 when the mean is 0."""
+        return self.stddev / self.mean if self.mean else 0.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"n": self.n, "median": self.median, "mean": self.mean, "stddev": self.stddev,
+                "min": self.min, "max": self.max}
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Median, mean, sample stddev (0 for one value), min, max and n of ``values``."""
+    if not values:
+        raise ValueError("summarize() needs at least one value")
+    arr = np.asarray(values, dtype=float)
+    return Summary(
+        n=int(arr.size),
+        median=float(np.median(arr)),
+        mean=float(arr.mean()),
+        stddev=float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        min=float(arr.min()),
+        max=float(arr.max()),
+    )
+
+
+def inter_token_gaps_ms(token_ns: Sequence[int]) -> list[float]:
+    """Per-token gaps t_i - t_(i-1) in ms, i >= 2 (one fewer than tokens)."""
+    if len(token_ns) < 2:
+        return []
+    return [float(x) / 1e6 for x in np.diff(np.asarray(token_ns, dtype=np.int64))]
+
+
+@dataclass
+class Sample:
+    """One timed repetition. Times are ns relative to the start of generation."""
+
+    n_prompt: int
+    n_gen: int
+    n_depth: int
+    prompt_ns: int | None
+    token_ns: list[int]
+    end_ns: int
+    #: llama.cpp's own counters for this repetition (llama_perf_context)
+    llama: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_prompt": self.n_prompt, "n_gen": self.n_gen, "n_depth": self.n_depth,
+                "prompt_ns": self.prompt_ns, "token_ns": list(self.token_ns),
+                "end_ns": self.end_ns, "llama": dict(self.llama)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Sample:
+        return cls(n_prompt=int(data["n_prompt"]), n_gen=int(data["n_gen"]),
+                   n_depth=int(data.get("n_depth", 0)),
+                   prompt_ns=None if data.get("prompt_ns") is None else int(data["prompt_ns"]),
+                   token_ns=[int(x) for x in data.get("token_ns", [])],
+                   end_ns=int(data["end_ns"]), llama=dict(data.get("llama", {})))
+
+    def metrics(self) -> dict[str, float]:
+        """The per-repetition metrics this sample defines (absent ones are left out)."""
+        out: dict[str, float] = {}
+        if self.n_prompt and self.prompt_ns:
+            out["pp_tps"] = self.n_prompt / (self.prompt_ns / 1e9)
+        toks = self.token_ns
+        if toks:
+            out["ttft_ms"] = toks[0] / 1e6
+            out["e2e_ms"] = toks[-1] / 1e6
+        elif self.prompt_ns is not None:
+            out["e2e_ms"] = self.prompt_ns / 1e6
+        if len(toks) >= 2:
+            span_ns = toks[-1] - toks[0]
+            if span_ns > 0:
+                out["tg_tps"] = (len(toks) - 1) / (span_ns / 1e9)
+                out["tpot_ms"] = span_ns / 1e6 / (len(toks) - 1)
+            gaps = np.diff(np.asarray(toks, dtype=np.int64)).astype(float) / 1e6
+            p50, p95, p99 = np.percentile(gaps, [50, 95, 99])
+            out["itl_p50_ms"] = float(p50)
+            out["itl_p95_ms"] = float(p95)
+            out["itl_p99_ms"] = float(p99)
+            out["itl_mean_ms"] = float(gaps.mean())
+            out["itl_max_ms"] = float(gaps.max())
+        n_p, t_p = self.llama.get("n_p_eval", 0), self.llama.get("t_p_eval_ms", 0)
+        if n_p and t_p:
+            out["llama_pp_tps"] = float(n_p) / float(t_p) * 1000
+        n_e, t_e = self.llama.get("n_eval", 0), self.llama.get("t_eval_ms", 0)
+        if n_e and t_e:
+            out["llama_tg_tps"] = float(n_e) / float(t_e) * 1000
+        return out
+
+
+def per_sample_metrics(samples: Iterable[Sample]) -> dict[str, list[float]]:
+    """Metric name -> one value per sample, for the metrics every sample defines."""
+    rows = [s.metrics() for s in samples]
+    if not rows:
+        return {}
+    names = set(rows[0])
+    for row in rows[1:]:
+        names &= set(row)
+    return {name: [row[name] for row in rows] for name in sorted(names)}
+
+
+def fmt_value(value: float | None, unit: str = "") -> str:
+    """A number with sensible precision for tables."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    mag = abs(value)
+    if mag >= 1000:
+        text = f"{value:,.0f}"
+    elif mag >= 100:
+        text = f"{value:.1f}"
+    elif mag >= 1:
+        text = f"{value:.2f}"
+    else:
+        text = f"{value:.3f}"
+    return f"{text} {unit}".rstrip() if unit else text

@@ -1,0 +1,183 @@
+"""The result records that flow from the backend to the gate, the baseline store and the
+reports. Pure data with ``to_dict``/``from_dict`` (JSON-friendly; never pickled)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pytest_llmperf.metrics import METRICS, Sample, Summary, per_sample_metrics, summarize
+from pytest_llmperf.params import LoadParams, Workload
+
+Verdict = Literal["pass", "regressed", "improved", "inconclusive", "new", "mismatch", "error"]
+
+#: how bad a verdict is, for "the worst verdict of a test"
+VERDICT_RANK: dict[str, int] = {
+    "pass": 0, "new": 1, "inconclusive": 2, "improved": 3, "mismatch": 4, "regressed": 5,
+    "error": 6,
+}
+
+
+def worst(verdicts: list[str]) -> str:
+    return max(verdicts, key=lambda v: VERDICT_RANK.get(v, 0)) if verdicts else "pass"
+
+
+@dataclass
+class Measurement:
+    """One workload measured on one loaded model: raw samples and derived metric values."""
+
+    model: str
+    model_path: str
+    params: LoadParams
+    workload: Workload
+    samples: list[Sample]
+    #: metric -> raw values (one per sample; run-level metrics such as load_ms may have one)
+    values: dict[str, list[float]]
+    #: metric -> why it is absent (e.g. vram_mb without NVML); never a 0 or a guess
+    absent: dict[str, str] = field(default_factory=dict)
+    #: what the backend actually used: resolved n_threads, flash attention, devices ...
+    resolved: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    repetitions: int = 0
+    warmup: int = 0
+
+    @classmethod
+    def from_samples(cls, *, model: str, model_path: str, params: LoadParams,
+                     workload: Workload, samples: list[Sample],
+                     run_values: Mapping[str, list[float]] | None = None,
+                     absent: Mapping[str, str] | None = None, **kw: Any) -> Measurement:
+        values = per_sample_metrics(samples)
+        for name, vals in (run_values or {}).items():
+            if vals:
+                values[name] = list(vals)
+        return cls(model=model, model_path=model_path, params=params, workload=workload,
+                   samples=samples, values=values, absent=dict(absent or {}), **kw)
+
+    def summary(self, metric: str) -> Summary | None:
+        vals = self.values.get(metric)
+        return summarize(vals) if vals else None
+
+    def summaries(self) -> dict[str, Summary]:
+        return {name: summarize(vals) for name, vals in self.values.items() if vals}
+
+    def median(self, metric: str) -> float | None:
+        s = self.summary(metric)
+        return s.median if s else None
+
+    def itl_ms(self) -> list[float]:
+        """Every inter-token gap of every sample, pooled (for distributions and plots)."""
+        from pytest_llmperf.metrics import inter_token_gaps_ms
+
+        out: list[float] = []
+        for s in self.samples:
+            out.extend(inter_token_gaps_ms(s.token_ns))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_path": self.model_path,
+            "params": self.params.to_dict(),
+            "workload": {**self.workload.to_dict(), "name": self.workload.name},
+            "samples": [s.to_dict() for s in self.samples],
+            "metrics": {
+                name: {
+                    "unit": METRICS[name].unit if name in METRICS else "",
+                    "better": METRICS[name].better if name in METRICS else "",
+                    "values": list(vals),
+                    "summary": summarize(vals).to_dict(),
+                }
+                for name, vals in sorted(self.values.items()) if vals
+            },
+            "absent": dict(sorted(self.absent.items())),
+            "resolved": self.resolved,
+            "fingerprint": self.fingerprint,
+            "started_at": self.started_at,
+            "repetitions": self.repetitions,
+            "warmup": self.warmup,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
+        wl = dict(data["workload"])
+        wl.pop("name", None)
+        return cls(
+            model=str(data.get("model", "")),
+            model_path=str(data.get("model_path", "")),
+            params=LoadParams.from_dict(data.get("params", {})),
+            workload=Workload.from_dict(wl),
+            samples=[Sample.from_dict(s) for s in data.get("samples", [])],
+            values={k: [float(x) for x in v["values"]] for k, v in data.get("metrics", {}).items()},
+            absent=dict(data.get("absent", {})),
+            resolved=dict(data.get("resolved", {})),
+            fingerprint=dict(data.get("fingerprint", {})),
+            started_at=str(data.get("started_at", "")),
+            repetitions=int(data.get("repetitions", 0)),
+            warmup=int(data.get("warmup", 0)),
+        )
+
+
+@dataclass
+class MetricComparison:
+    """One metric of one measurement against its baseline."""
+
+    metric: str
+    unit: str
+    better: str
+    baseline_median: float | None
+    current_median: float | None
+    #: signed relative change in percent (current vs baseline), None without a baseline
+    change_pct: float | None
+    #: the threshold as people write it: "-10%", "+15% or +0.5 ms", "< 11000"
+    threshold: str
+    verdict: str
+    p_value: float | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+@dataclass
+class TestReport:
+    """Everything one test measured and what the gate said of it."""
+
+    nodeid: str
+    measurements: list[Measurement] = field(default_factory=list)
+    #: workload name -> comparisons of its metrics (plus "sla" for limits and ratios)
+    comparisons: dict[str, list[MetricComparison]] = field(default_factory=dict)
+    verdict: str = "pass"
+    notes: list[str] = field(default_factory=list)
+    #: where the baseline came from: "baselines/x.json" entry key, or "" when new
+    baseline_key: str = ""
+
+    def all_comparisons(self) -> list[MetricComparison]:
+        return [c for comps in self.comparisons.values() for c in comps]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "verdict": self.verdict,
+            "measurements": [m.to_dict() for m in self.measurements],
+            "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons.items()},
+            "notes": list(self.notes),
+            "baseline_key": self.baseline_key,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestReport:
+        return cls(
+            nodeid=str(data["nodeid"]),
+            measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
+            comparisons={k: [MetricComparison.from_dict(c) for c in v]
+                         for k, v in data.get("comparisons", {}).items()},
+            verdict=str(data.get("verdict", "pass")),
+            notes=list(data.get("notes", [])),
+            baseline_key=str(data.get("baseline_key", "")),
+        )
