@@ -1,0 +1,276 @@
+"""Host memory (psutil, /proc), GPU memory (NVML through pynvml) and hardware description.
+
+NVML is reached through a module object with pynvml's interface, so tests can hand in a
+fake one (tests/fake_nvml.py, ``FakeNVML``). Where there is no NVML or no GPU, VRAM is
+*absent with a reason*, never 0 or a guess.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmperf.errors import ModelFileError
+
+MB = 1024 * 1024
+
+_nvml_override: Any = None
+_nvml_lock = threading.Lock()
+
+
+def set_nvml_module(module: Any) -> None:
+    """Use ``module`` (pynvml's interface) instead of pynvml; ``None`` restores pynvml."""
+    global _nvml_override
+    _nvml_override = module
+
+
+class NVMLUnavailable(Exception):
+    pass
+
+
+def nvml() -> Any:
+    """An initialised NVML module, or raise NVMLUnavailable with the reason."""
+    with _nvml_lock:
+        mod = _nvml_override
+        if mod is None:
+            try:
+                import pynvml as mod
+            except ImportError as exc:
+                raise NVMLUnavailable(f"pynvml is not installed ({exc})") from exc
+        try:
+            mod.nvmlInit()
+        except Exception as exc:
+            raise NVMLUnavailable(f"NVML did not initialise: no NVIDIA driver ({exc})") from exc
+        try:
+            count = int(mod.nvmlDeviceGetCount())
+        except Exception as exc:
+            raise NVMLUnavailable(f"NVML could not count devices ({exc})") from exc
+        if count == 0:
+            raise NVMLUnavailable("NVML reports no GPU")
+        return mod
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def visible_gpu_indices(mod: Any) -> list[int]:
+    """NVML indices of the GPUs this process may use (CUDA_VISIBLE_DEVICES honoured)."""
+    count = int(mod.nvmlDeviceGetCount())
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is None or env.strip() == "":
+        return list(range(count)) if env is None else []
+    out: list[int] = []
+    for part in env.split(","):
+        part = part.strip()
+        if part.isdigit() and int(part) < count:
+            out.append(int(part))
+        elif part.startswith("GPU-") or part.startswith("MIG-"):
+            for i in range(count):
+                h = mod.nvmlDeviceGetHandleByIndex(i)
+                if _text(mod.nvmlDeviceGetUUID(h)).startswith(part):
+                    out.append(i)
+    return out
+
+
+@dataclass
+class GPUInfo:
+    name: str
+    driver: str
+    total_mb: float
+    count: int
+
+
+def gpu_info() -> tuple[GPUInfo | None, str]:
+    """The GPU(s) this process sees, or (None, reason)."""
+    try:
+        mod = nvml()
+    except NVMLUnavailable as exc:
+        return None, str(exc)
+    idx = visible_gpu_indices(mod)
+    if not idx:
+        return None, "no GPU visible to this process (CUDA_VISIBLE_DEVICES)"
+    handles = [mod.nvmlDeviceGetHandleByIndex(i) for i in idx]
+    names = sorted({_text(mod.nvmlDeviceGetName(h)) for h in handles})
+    total = sum(float(mod.nvmlDeviceGetMemoryInfo(h).total) for h in handles) / MB
+    return GPUInfo(name=" + ".join(names), driver=_text(mod.nvmlSystemGetDriverVersion()),
+                   total_mb=total, count=len(idx)), ""
+
+
+class VRAMMonitor:
+    """VRAM used by this process's model: before the load, then peak during runs.
+
+    Uses NVML's per-process figure (what nvidia-smi shows for the process) when the
+    driver reports it, else the device-wide used memory. ``value_mb()`` is peak - before.
+    """
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid or os.getpid()
+        self.reason = ""
+        self.mode = ""
+        self.before_mb: float | None = None
+        self.peak_mb: float | None = None
+        try:
+            self._mod = nvml()
+            self._handles = [self._mod.nvmlDeviceGetHandleByIndex(i)
+                             for i in visible_gpu_indices(self._mod)]
+            if not self._handles:
+                raise NVMLUnavailable("no GPU visible to this process (CUDA_VISIBLE_DEVICES)")
+        except NVMLUnavailable as exc:
+            self._mod = None
+            self._handles = []
+            self.reason = str(exc)
+
+    @property
+    def available(self) -> bool:
+        return self._mod is not None
+
+    def _process_mb(self) -> float | None:
+        mod = self._mod
+        total = 0.0
+        seen = False
+        for h in self._handles:
+            try:
+                procs = mod.nvmlDeviceGetComputeRunningProcesses(h)
+            except Exception:
+                return None
+            for p in procs:
+                if int(p.pid) == self.pid:
+                    used = getattr(p, "usedGpuMemory", None)
+                    if used is None:
+                        return None
+                    total += float(used) / MB
+                    seen = True
+        return total if seen else 0.0
+
+    def _device_mb(self) -> float:
+        return sum(float(self._mod.nvmlDeviceGetMemoryInfo(h).used) for h in self._handles) / MB
+
+    def read_mb(self) -> float | None:
+        if not self.available:
+            return None
+        if self.mode in ("", "process"):
+            value = self._process_mb()
+            if value is not None:
+                self.mode = "process"
+                return value
+            self.mode = "device"
+        return self._device_mb()
+
+    def start(self) -> None:
+        value = self.read_mb()
+        self.before_mb = value
+        self.peak_mb = value
+
+    def sample(self) -> None:
+        value = self.read_mb()
+        if value is not None and (self.peak_mb is None or value > self.peak_mb):
+            self.peak_mb = value
+
+    def value_mb(self) -> tuple[float | None, str]:
+        if not self.available:
+            return None, self.reason
+        if self.before_mb is None or self.peak_mb is None:
+            return None, "VRAM was not sampled"
+        return max(self.peak_mb - self.before_mb, 0.0), ""
+
+
+# -- host memory ---------------------------------------------------------------------------
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark for this process (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def current_rss_mb() -> float:
+    import psutil
+
+    return float(psutil.Process().memory_info().rss) / MB
+
+
+def peak_rss_mb() -> float:
+    """The process's peak RSS since the last reset (VmHWM), else its current RSS."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return current_rss_mb()
+
+
+@dataclass
+class RSSMonitor:
+    """Peak RSS while a model is loaded and run; falls back to sampled psutil RSS."""
+
+    exact: bool = False
+    peak_mb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.exact = reset_peak_rss()
+        self.peak_mb = current_rss_mb()
+
+    def sample(self) -> None:
+        value = peak_rss_mb() if self.exact else current_rss_mb()
+        self.peak_mb = max(self.peak_mb, value)
+
+
+def check_fits_in_memory(path: str, file_size: int, params: Any) -> None:
+    """Refuse up front a model whose file is larger than the memory available for it."""
+    import psutil
+
+    if os.environ.get("LLMPERF_SKIP_MEMORY_CHECK"):
+        return
+    available = int(psutil.virtual_memory().available)
+    on_gpu = getattr(params, "n_gpu_layers", 0) != 0
+    if on_gpu:
+        return  # weights may live in VRAM; llama.cpp reports allocation failures itself
+    if file_size > available:
+        raise ModelFileError(
+            f"model file {path} ({file_size / MB / 1024:.1f} GiB) is larger than the memory "
+            f"available ({available / MB / 1024:.1f} GiB): it cannot run on this machine's "
+            "CPU. Use a smaller quantization, offload layers to a GPU (n_gpu_layers), or set "
+            "LLMPERF_SKIP_MEMORY_CHECK=1 to try anyway"
+        )
+
+
+# -- hardware description ----------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    gpu, reason = gpu_info()
+    return {
+        "cpu": cpu_model(),
+        "cores": int(os.cpu_count() or 1),
+        "physical_cores": int(psutil.cpu_count(logical=False) or os.cpu_count() or 1),
+        "ram_gb": round(psutil.virtual_memory().total / MB / 1024, 1),
+        "gpu": gpu.name if gpu else None,
+        "gpu_count": gpu.count if gpu else 0,
+        "gpu_driver": gpu.driver if gpu else None,
+        "vram_total_mb": round(gpu.total_mb) if gpu else None,
+        "gpu_absent_reason": reason or None,
+        "os": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+    }
