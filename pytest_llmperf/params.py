@@ -336,6 +336,7 @@ class Workload:
     - ``tg N``: exactly N generated tokens after a one-token (BOS) start (n_gen=N)
     - ``pg N,M``: a prompt of N tokens, then M generated tokens
     - ``@dD``: the KV cache is first filled to depth D (untimed)
+    - ``load``: nothing but the model load is timed (cold load measurements)
     """
 
     n_prompt: int = 0
@@ -348,17 +349,22 @@ class Workload:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"workload {name}={value!r}: must be an integer >= 0")
-        if self.n_prompt == 0 and self.n_gen == 0:
-            raise UsageError("workload: needs n_prompt > 0 (pp), n_gen > 0 (tg) or both (pg)")
+        if self.n_prompt == 0 and self.n_gen == 0 and self.n_depth:
+            raise UsageError("workload: a depth needs n_prompt > 0 (pp) or n_gen > 0 (tg)")
 
     @property
     def kind(self) -> str:
+        """pp, tg, pg, or load (nothing timed but the model load itself)."""
+        if not self.n_prompt and not self.n_gen:
+            return "load"
         if self.n_prompt and self.n_gen:
             return "pg"
         return "pp" if self.n_prompt else "tg"
 
     @property
     def name(self) -> str:
+        if self.kind == "load":
+            return "load"
         if self.kind == "pg":
             base = f"pp{self.n_prompt}+tg{self.n_gen}"
         elif self.kind == "pp":
@@ -387,6 +393,8 @@ class Workload:
         """``"pp512"``, ``"tg128"``, ``"pg512,128"`` (= ``"pp512+tg128"``), ``"tg128@d4096"``."""
         if isinstance(text, Workload):
             return text
+        if str(text).strip().lower() == "load":
+            return LOAD
         m = _WORKLOAD_RE.match(str(text))
         if not m:
             raise UsageError(
@@ -411,3 +419,7 @@ def tg(n: int, depth: int = 0) -> Workload:
 
 def pg(n_prompt: int, n_gen: int, depth: int = 0) -> Workload:
     return Workload(n_prompt=n_prompt, n_gen=n_gen, n_depth=depth)
+
+
+#: the pseudo-workload of cold-load measurements
+LOAD = Workload()

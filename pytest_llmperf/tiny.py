@@ -195,8 +195,13 @@ def _vocab(n_vocab: int) -> tuple[list[bytes], list[float], list[int]]:
     return tokens, scores, types
 
 
-def write_f16(spec: TinySpec, path: str | os.PathLike[str]) -> None:
-    """Write ``spec`` as an F16 llama-architecture GGUF with random weights (seeded)."""
+def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
+              omit: frozenset[str] = frozenset()) -> None:
+    """Write ``spec`` as an F16 llama-architecture GGUF with random weights (seeded).
+
+    ``omit`` leaves the named tensors out (a valid GGUF that llama.cpp refuses: for the
+    bad-input tests).
+    """
     import gguf
 
     rng = np.random.default_rng(spec.seed)
@@ -204,7 +209,12 @@ def write_f16(spec: TinySpec, path: str | os.PathLike[str]) -> None:
     head_dim = n_embd // spec.n_head
     n_embd_kv = head_dim * spec.n_head_kv
 
-    w = gguf.GGUFWriter(os.fspath(path), "llama")
+    class _Writer(gguf.GGUFWriter):  # type: ignore[misc]
+        def add_tensor(self, name: str, tensor: Any, *a: Any, **kw: Any) -> None:
+            if name not in omit:
+                super().add_tensor(name, tensor, *a, **kw)
+
+    w = _Writer(os.fspath(path), "llama")
     w.add_name(f"pytest-llmperf tiny {'moe' if spec.is_moe else 'dense'} {spec.key()}")
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.n_ctx_train)

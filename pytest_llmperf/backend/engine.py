@@ -81,6 +81,8 @@ class LoadedModel:
         self._model: int | None = None
         self._ctx: int | None = None
         self._keep: list[Any] = []
+        self._sampler: Any = None
+        self._logits_view: np.ndarray[Any, np.dtype[np.float32]] | None = None
         self.warnings: list[str] = []
         self.load = self._load()
         self._bind()

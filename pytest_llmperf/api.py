@@ -1,0 +1,103 @@
+"""The small public API for writing performance tests (re-exported by the package).
+
+    from pytest_llmperf import configs
+
+    @pytest.mark.parametrize("llmperf_config",
+                             configs(["tiny-moe-mxfp4", "tiny-moe-q8_0"], n_threads=2,
+                                     cpu_moe=[False, True]))
+    def test_decode(llm_perf):
+        llm_perf.measure("tg64")
+
+gives test ids ``test_decode[tiny-moe-mxfp4-t2]``, ``test_decode[tiny-moe-mxfp4-t2-cpumoe]``...
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.params import LoadParams
+
+
+@dataclass(frozen=True)
+class Config:
+    """A model id and the load params to run it with (plus marker-level extras)."""
+
+    model: str
+    params: LoadParams = field(default_factory=LoadParams)
+    #: an explicit id; default ``<model>-<params.short_id()>``
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        if self.name:
+            return self.name
+        sid = self.params.short_id()
+        return self.model if sid == "default" else f"{self.model}-{sid}"
+
+    def key(self) -> tuple[str, LoadParams]:
+        return (self.model, self.params)
+
+
+def config(model: str, args: str | None = None, **params: Any) -> Config:
+    """One Config: ``config("tiny-moe-mxfp4", "-t 2 -b 256", cpu_moe=True)``."""
+    return Config(model, LoadParams().merged(args, **params))
+
+
+def configs(models: str | Sequence[str], args: str | None = None,
+            **axes: Any) -> list[Any]:
+    """``pytest.param`` values over models x every list-valued axis (a full grid).
+
+    Scalar keyword values apply to every config; list values are axes. Ids read like
+    ``tiny-moe-mxfp4-t2-b256-cpumoe``, so ``-k mxfp4`` or ``-k cpumoe`` select cases.
+    """
+    import pytest
+
+    model_list = [models] if isinstance(models, str) else list(models)
+    fixed = {k: v for k, v in axes.items() if not isinstance(v, (list, tuple))}
+    grid = {k: list(v) for k, v in axes.items() if isinstance(v, (list, tuple))}
+    out: list[Any] = []
+    seen: set[str] = set()
+    for model in model_list:
+        for combo in itertools.product(*grid.values()) if grid else [()]:
+            values = dict(fixed, **dict(zip(grid, combo)))
+            cfg = config(model, args, **values)
+            if cfg.id in seen:
+                raise UsageError(f"configs(): two configs share the id {cfg.id!r}")
+            seen.add(cfg.id)
+            out.append(pytest.param(cfg, id=cfg.id))
+    return out
+
+
+def config_from_marker(kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]],
+                       where: str) -> tuple[Config | None, dict[str, Any]]:
+    """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config and the gate/run extras."""
+    extras_keys = {"thresholds", "limits", "sla", "repetitions", "warmup", "timeout",
+                   "isolate", "remeasure"}
+    data = dict(kwargs)
+    extras = {k: data.pop(k) for k in list(data) if k in extras_keys}
+    model = data.pop("model", None)
+    profile = data.pop("profile", None)
+    args = data.pop("args", None)
+    base: dict[str, Any] = {}
+    if profile is not None:
+        if str(profile) not in profiles:
+            raise UsageError(f"{where}: unknown profile {profile!r}; known: "
+                             f"{', '.join(sorted(profiles)) or '(none defined)'}")
+        base.update(profiles[str(profile)])
+    try:
+        params = LoadParams.from_dict(base, source=where).merged(args, **data)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    if model is None:
+        if params != LoadParams():
+            raise UsageError(f"{where}: sets load params but no model; add model=...")
+        return None, extras
+    return Config(str(model), params), extras
+
+
+def iter_values(value: Any) -> Iterable[Any]:
+    return value if isinstance(value, (list, tuple)) else [value]

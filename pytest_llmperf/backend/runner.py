@@ -1,0 +1,285 @@
+"""Runners: a loaded model configuration that turns workloads into Measurements.
+
+``InProcessRunner`` runs llama.cpp in this process. ``IsolatedRunner`` (the default in
+the plugin) runs it in a child process kept alive for the configuration, talking JSON
+lines over a dedicated pipe: a crash (SIGILL, SIGSEGV, an abort, the OOM killer) or a
+hang past the timeout fails only the tests that used it, with the signal and a hint.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Protocol
+
+from pytest_llmperf import devices, fingerprint
+from pytest_llmperf.errors import (
+    BackendCrash,
+    BackendError,
+    LLMPerfError,
+    ModelFileError,
+    UsageError,
+)
+from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.results import Measurement
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class Runner(Protocol):
+    model_id: str
+    path: str
+    params: LoadParams
+    load_ms: float
+    resolved: dict[str, Any]
+    warnings: list[str]
+
+    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
+        ...
+
+    def measure_load(self, repetitions: int = 3) -> Measurement:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class InProcessRunner:
+    """llama.cpp in this process. Cheapest, but a native crash takes the process down."""
+
+    def __init__(self, path: str, params: LoadParams, model_id: str = "",
+                 check_memory: bool = True) -> None:
+        from pytest_llmperf.backend.engine import LoadedModel
+
+        self.path = path
+        self.params = params
+        self.model_id = model_id or os.path.basename(path)
+        self._rss = devices.RSSMonitor()
+        self._vram = devices.VRAMMonitor()
+        self._rss.start()
+        self._vram.start()
+        self._model = LoadedModel(path, params, model_id=self.model_id,
+                                  check_memory=check_memory)
+        self._rss.sample()
+        self._vram.sample()
+        self.load_ms = self._model.load.load_ms
+        self.resolved = dict(self._model.load.resolved)
+        self.warnings = list(self._model.warnings)
+        self._fingerprint = fingerprint.fingerprint(self._model.info)
+
+    def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
+        values: dict[str, list[float]] = {"load_ms": load_ms,
+                                          "rss_peak_mb": [round(self._rss.peak_mb, 1)],
+                                          "model_size_mb": [self._model.info.file_size / devices.MB]}
+        absent: dict[str, str] = {}
+        vram, reason = self._vram.value_mb()
+        if vram is None:
+            absent["vram_mb"] = reason
+        else:
+            values["vram_mb"] = [round(vram, 1)]
+        return values, absent
+
+    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
+        if workload.kind == "load":
+            return self.measure_load(repetitions)
+        started = _now()
+        samples = self._model.run(workload, repetitions=repetitions, warmup=warmup)
+        self._rss.sample()
+        self._vram.sample()
+        values, absent = self._run_values([self.load_ms])
+        resolved = dict(self.resolved, vram_mode=self._vram.mode or None,
+                        rss_exact=self._rss.exact)
+        return Measurement.from_samples(
+            model=self.model_id, model_path=self.path, params=self.params, workload=workload,
+            samples=samples, run_values=values, absent=absent, resolved=resolved,
+            fingerprint=self._fingerprint, started_at=started, repetitions=repetitions,
+            warmup=warmup)
+
+    def measure_load(self, repetitions: int = 3) -> Measurement:
+        """Cold load time: close this configuration's model, then load it R times."""
+        from pytest_llmperf.backend.engine import LoadedModel
+
+        started = _now()
+        self._model.close()
+        times: list[float] = []
+        for _ in range(repetitions):
+            m = LoadedModel(self.path, self.params, model_id=self.model_id, check_memory=False)
+            times.append(m.load.load_ms)
+            self._rss.sample()
+            self._vram.sample()
+            m.close()
+        self._model = LoadedModel(self.path, self.params, model_id=self.model_id,
+                                  check_memory=False)
+        values, absent = self._run_values(times)
+        return Measurement.from_samples(
+            model=self.model_id, model_path=self.path, params=self.params,
+            workload=Workload(), samples=[], run_values=values, absent=absent,
+            resolved=dict(self.resolved), fingerprint=self._fingerprint, started_at=started,
+            repetitions=repetitions, warmup=0)
+
+    def close(self) -> None:
+        self._model.close()
+
+
+# -- isolation ----------------------------------------------------------------------------
+
+_HINTS = {
+    "SIGILL": "llama.cpp was built for CPU features this machine lacks (AMX, AVX-512, ...): "
+              "rebuild llama-cpp-python for this machine with scripts/build-llama-cpp.sh "
+              "(LLMPERF_LLAMA_BUILD=native switches AMX off where the kernel forbids it; "
+              "LLMPERF_LLAMA_BUILD=portable runs anywhere)",
+    "SIGKILL": "the process was killed, probably by the out-of-memory killer: lower n_ctx, "
+               "n_batch or n_gpu_layers, or use a smaller model",
+    "SIGSEGV": "llama.cpp crashed (segmentation fault): a damaged model file or a llama.cpp "
+               "bug; LLMPERF_VERBOSE_LLAMA=1 shows its log",
+    "SIGABRT": "llama.cpp aborted (a failed GGML_ASSERT or an uncaught C++ exception); its "
+               "message is above",
+    "SIGBUS": "the model file changed or vanished while mapped (SIGBUS): do not rewrite model "
+              "files during a run",
+}
+
+_ERROR_TYPES: dict[str, type[LLMPerfError]] = {
+    "UsageError": UsageError, "ModelFileError": ModelFileError, "BackendError": BackendError,
+}
+
+
+def signal_name(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return signal.Signals(-returncode).name
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class IsolatedRunner:
+    """The same interface as InProcessRunner, with llama.cpp in a child process."""
+
+    def __init__(self, path: str, params: LoadParams, model_id: str = "",
+                 check_memory: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 env: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.params = params
+        self.model_id = model_id or os.path.basename(path)
+        self.timeout_s = timeout_s
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_llmperf.backend.worker", str(req_r), str(resp_w)],
+            pass_fds=(req_r, resp_w), stdin=subprocess.DEVNULL, stdout=self._stderr,
+            stderr=self._stderr, env={**os.environ, **(env or {})}, close_fds=True)
+        os.close(req_r)
+        os.close(resp_w)
+        self._w = os.fdopen(req_w, "w", buffering=1)
+        self._r = os.fdopen(resp_r, "r")
+        reply = self._call({"op": "load", "path": path, "params": params.to_dict(),
+                            "model_id": self.model_id, "check_memory": check_memory})
+        self.load_ms = float(reply["load_ms"])
+        self.resolved = dict(reply["resolved"])
+        self.warnings = list(reply.get("warnings", []))
+        self.pid = self._proc.pid
+
+    def _stderr_tail(self, lines: int = 15) -> str:
+        try:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode("utf-8", errors="replace")
+        except (OSError, ValueError):
+            return ""
+        tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+        return "\n".join(f"  | {ln}" for ln in tail)
+
+    def _crash(self, what: str) -> BackendCrash:
+        try:
+            rc = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            rc = self._proc.wait()
+        name = signal_name(rc)
+        hint = _HINTS.get(name, "see the backend's output above")
+        tail = self._stderr_tail()
+        msg = (f"the llama.cpp backend process for {self.model_id} ({self.path}, "
+               f"{self.params.to_args() or 'default params'}) died during {what}: {name}\n"
+               f"hint: {hint}" + (f"\nbackend output (last lines):\n{tail}" if tail else ""))
+        return BackendCrash(msg, signal_name=name)
+
+    def _call(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        what = request["op"] + (f" {request['workload']['name']}" if "workload" in request else "")
+        if self._proc.poll() is not None:
+            raise self._crash(what)
+        try:
+            self._w.write(json.dumps(request) + "\n")
+            self._w.flush()
+        except (BrokenPipeError, OSError):
+            raise self._crash(what) from None
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        deadline = time.monotonic() + limit
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._proc.kill()
+                self._proc.wait()
+                raise BackendCrash(
+                    f"the llama.cpp backend for {self.model_id} did not finish {what} within "
+                    f"{limit:.0f} s and was killed; raise --perf-timeout (or llmperf_timeout) "
+                    "if the workload is legitimately this slow", signal_name="timeout")
+            ready, _, _ = select.select([self._r], [], [], min(left, 1.0))
+            if ready:
+                line = self._r.readline()
+                if not line:
+                    raise self._crash(what)
+                reply: dict[str, Any] = json.loads(line)
+                if not reply.get("ok"):
+                    etype = _ERROR_TYPES.get(str(reply.get("error")), BackendError)
+                    raise etype(str(reply.get("message")))
+                return reply
+
+    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
+        reply = self._call({"op": "measure",
+                            "workload": {**workload.to_dict(), "name": workload.name},
+                            "repetitions": repetitions, "warmup": warmup})
+        return Measurement.from_dict(reply["measurement"])
+
+    def measure_load(self, repetitions: int = 3) -> Measurement:
+        return self.measure(Workload(), repetitions=repetitions, warmup=0)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._w.write(json.dumps({"op": "close"}) + "\n")
+                self._w.flush()
+                self._proc.wait(timeout=10)
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        for fh in (self._w, self._r, self._stderr):
+            try:
+                fh.close()
+            except OSError:
+                pass
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if self._proc.poll() is None:
+                self._proc.kill()
+        except Exception:
+            pass
+
+
+def make_runner(path: str, params: LoadParams, model_id: str = "", *, isolate: bool = True,
+                timeout_s: float = DEFAULT_TIMEOUT_S, check_memory: bool = True) -> Runner:
+    if isolate:
+        return IsolatedRunner(path, params, model_id, check_memory=check_memory,
+                              timeout_s=timeout_s)
+    return InProcessRunner(path, params, model_id, check_memory=check_memory)

@@ -1,0 +1,67 @@
+"""The environment fingerprint: what makes two measurements comparable.
+
+``{"machine": {...}, "software": {...}, "model": {...}}``; load params and workload are
+stored beside it in each measurement. Which fields must match and which only warn is
+decided in :mod:`pytest_llmperf.baseline`.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import re
+from typing import Any
+
+from pytest_llmperf import __version__, devices
+from pytest_llmperf.gguf_info import ModelInfo, file_sha256
+
+
+@functools.lru_cache(maxsize=1)
+def machine() -> dict[str, Any]:
+    return devices.machine_info()
+
+
+@functools.lru_cache(maxsize=1)
+def software() -> dict[str, Any]:
+    from pytest_llmperf.backend import llama_lib
+
+    try:
+        system_info = llama_lib.system_info()
+        llama_version = llama_lib.version()
+    except Exception as exc:  # llama-cpp-python unusable: still describe the rest
+        system_info = f"unavailable: {exc}"
+        llama_version = "unavailable"
+    return {
+        "python": platform.python_version(),
+        "llama_cpp": llama_version,
+        "llama_system_info": system_info,
+        "pytest_llmperf": __version__,
+    }
+
+
+def model(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "sha256": file_sha256(info.path),
+        "file_size": info.file_size,
+        "quant": info.quant,
+        "name": info.name,
+        "arch": info.arch,
+    }
+
+
+def fingerprint(info: ModelInfo) -> dict[str, Any]:
+    return {"machine": machine(), "software": software(), "model": model(info)}
+
+
+def machine_id(mach: dict[str, Any] | None = None) -> str:
+    """A readable, stable file-name id for this machine: ``<cpu>-<cores>c[-<gpu>]``."""
+    m = mach or machine()
+
+    def slug(text: str) -> str:
+        text = re.sub(r"\(r\)|\(tm\)|cpu|processor|\d+-core", " ", text.lower())
+        return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40]
+
+    parts = [slug(str(m.get("cpu") or "cpu")) or "cpu", f"{m.get('cores', 0)}c"]
+    if m.get("gpu"):
+        parts.append(slug(str(m["gpu"])))
+    return "-".join(parts)
