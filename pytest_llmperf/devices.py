@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import threading
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,9 @@ def nvml() -> Any:
         mod = _nvml_override
         if mod is None:
             try:
-                import pynvml as mod
+                with warnings.catch_warnings():  # the pynvml shim's deprecation notice
+                    warnings.simplefilter("ignore", FutureWarning)
+                    import pynvml as mod
             except ImportError as exc:
                 raise NVMLUnavailable(f"pynvml is not installed ({exc})") from exc
         try:
