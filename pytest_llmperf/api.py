@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams
+from pytest_llmperf.params import LoadParams, Workload
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,14 @@ class Config:
     params: LoadParams = field(default_factory=LoadParams)
     #: an explicit id; default ``<model>-<params.short_id()>``
     name: str = ""
+    #: workloads this config should be measured with (sweep points carry them)
+    workloads: tuple[Workload, ...] = ()
+    #: timed repetitions for those workloads (None: the session default)
+    repetitions: int | None = None
+    #: sweep axis -> variant name, for reports (empty outside sweeps)
+    axes: tuple[tuple[str, str], ...] = ()
+    #: the sweep this config belongs to ("" outside sweeps)
+    sweep: str = ""
 
     @property
     def id(self) -> str:

@@ -126,7 +126,7 @@ class LoadParams:
         """
         default = LoadParams()
         parts: list[str] = []
-        for name, prefix in _ID_PREFIXES:
+        for name, prefix in ID_PREFIXES:
             value = getattr(self, name)
             if value == getattr(default, name):
                 continue
@@ -157,7 +157,7 @@ class LoadParams:
         return " ".join(out)
 
 
-_ID_PREFIXES: tuple[tuple[str, str], ...] = (
+ID_PREFIXES: tuple[tuple[str, str], ...] = (
     ("n_ctx", "c"),
     ("n_threads", "t"),
     ("n_threads_batch", "tb"),

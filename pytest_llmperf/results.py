@@ -148,6 +148,8 @@ class MetricComparison:
 class TestReport:
     """Everything one test measured and what the gate said of it."""
 
+    __test__ = False  # not a pytest test class, whatever the importing module calls it
+
     nodeid: str
     measurements: list[Measurement] = field(default_factory=list)
     #: workload name -> comparisons of its metrics (plus "sla" for limits and ratios)

@@ -88,6 +88,8 @@ class PerfSession:
         self.notices: list[str] = []
         self.used_entries: set[tuple[str, str]] = set()
         self.accepted: list[str] = []
+        #: called with (report, config) after each test is gated (sweeps stream results)
+        self.listeners: list[Callable[[TestReport, Config], None]] = []
         self._store: baseline_mod.BaselineStore | None = None
         self.flush_report: Any = None
         sources: list[tuple[str, Mapping[str, Any]]] = list(project.threshold_sources)
@@ -206,11 +208,16 @@ class Recorder:
         runner = self._runner_factory()
         try:
             if workload.kind == "load":
-                return runner.measure_load(repetitions)
-            return runner.measure(workload, repetitions, warmup)
+                m = runner.measure_load(repetitions)
+            else:
+                m = runner.measure(workload, repetitions, warmup)
         except BackendCrash:
             self.session.drop_runner(self.config)
             raise
+        if self.config.axes:
+            m.resolved["sweep_axes"] = dict(self.config.axes)
+            m.resolved["sweep"] = self.config.sweep
+        return m
 
     def measure(self, workload: str | Workload, repetitions: int | None = None,
                 warmup: int | None = None) -> Measurement:
@@ -223,6 +230,14 @@ class Recorder:
         self._requests.append((wl, reps, wu))
         self.measurements.append(m)
         return m
+
+    def measure_all(self) -> list[Measurement]:
+        """Measure every workload the config carries (a sweep point's workloads)."""
+        if not self.config.workloads:
+            raise UsageError(f"{self.nodeid}: its config names no workloads; call "
+                             "llm_perf.measure('tg128') instead")
+        return [self.measure(w, repetitions=self.config.repetitions)
+                for w in self.config.workloads]
 
     def measure_load(self, repetitions: int | None = None) -> Measurement:
         """Cold load time: the model is loaded ``repetitions`` times afresh."""
@@ -252,9 +267,16 @@ class Recorder:
 
     def finish(self) -> TestReport:
         """Gate this test. Returns its report; raises PerfOutcome when it must not pass."""
-        session, st = self.session, self.session.settings
         report = TestReport(nodeid=self.nodeid, measurements=self.measurements)
-        session.reports.append(report)
+        self.session.reports.append(report)
+        try:
+            return self._gate(report)
+        finally:
+            for listener in self.session.listeners:
+                listener(report, self.config)
+
+    def _gate(self, report: TestReport) -> TestReport:
+        session, st = self.session, self.session.settings
         if not self.measurements:
             return report
         store = session.store

@@ -168,6 +168,8 @@ class LoadedModel:
             "quant": self.info.quant,
             "cpu_moe_tensors": len(overridden),
             "sampler": "greedy",
+            "n_params": int(lc.llama_model_n_params(model)),
+            "backend": _backend_name(p),
         }
         if patterns:
             self._check_overrides(patterns, overridden)
@@ -369,3 +371,12 @@ def _flash_attn_from_log(log: list[str], requested: str) -> str:
             if "disabled" in low or re.search(r"flash_attn\s*=\s*0\b", low):
                 return "off"
     return requested
+
+
+def _backend_name(params: LoadParams) -> str:
+    """"CPU", or the GPU backends that hold offloaded layers (llama-bench's backend column)."""
+    if params.n_gpu_layers == 0:
+        return "CPU"
+    gpus = sorted({d["name"].rstrip("0123456789") for d in llama_lib.devices()
+                   if d["type"] in (1, 3)})
+    return ",".join(gpus) if gpus else "CPU"

@@ -1,0 +1,46 @@
+"""Reports of a session, as pure functions over ``list[TestReport]``: the terminal
+section, results.json, summary.md, PNG plots, report.html, and exports for
+pytest-benchmark and Bencher. No pytest import; matplotlib only when plotting."""
+
+from __future__ import annotations
+
+from pytest_llmperf.report._common import PLOTS_MISSING_NOTE, llama_bench_fields
+from pytest_llmperf.report.interop import (
+    benchmark_json,
+    bmf_dict,
+    write_benchmark_json,
+    write_bmf,
+)
+from pytest_llmperf.report.markdown import summary_markdown
+from pytest_llmperf.report.plots import matplotlib_missing
+from pytest_llmperf.report.results_json import SCHEMA_VERSION, load_results, results_dict
+from pytest_llmperf.report.terminal import terminal_lines
+from pytest_llmperf.report.writer import write_report
+from pytest_llmperf.results import Measurement, TestReport
+
+
+def sweep_bench_table(measurements: list[Measurement]) -> list[str]:
+    """llama-sweep-bench's table (PP, TG, N_KV, T_PP s, S_PP t/s, T_TG s, S_TG t/s) of
+    measurements taken at several KV depths, as Markdown lines."""
+    from pytest_llmperf.report.doc import table_markdown
+    from pytest_llmperf.report.markdown import depth_table
+
+    table = depth_table(TestReport(nodeid="depth", measurements=list(measurements)))
+    return table_markdown(table) if table is not None else []
+
+__all__ = [
+    "PLOTS_MISSING_NOTE",
+    "SCHEMA_VERSION",
+    "benchmark_json",
+    "bmf_dict",
+    "llama_bench_fields",
+    "load_results",
+    "matplotlib_missing",
+    "results_dict",
+    "sweep_bench_table",
+    "summary_markdown",
+    "terminal_lines",
+    "write_benchmark_json",
+    "write_bmf",
+    "write_report",
+]

@@ -1,0 +1,69 @@
+"""write_report: results.json, summary.md, PNG plots and a self-contained report.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.report._common import counts_text
+from pytest_llmperf.report.doc import render_html, render_markdown
+from pytest_llmperf.report.markdown import build_document
+from pytest_llmperf.report.results_json import now_iso, results_dict
+from pytest_llmperf.results import TestReport
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then
+    ``os.replace``): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def write_report(
+    reports: Sequence[TestReport],
+    outdir: str | Path,
+    *,
+    baseline_reports: Sequence[TestReport] | None = None,
+    generated_at: str | None = None,
+    plots: bool = True,
+) -> list[Path]:
+    """Write results.json, summary.md, the PNG plots and report.html into ``outdir``.
+
+    ``baseline_reports`` (the accepted run's reports, with their raw samples) add the
+    baseline's spread to the plots; without them plots show the baseline median only.
+    Without matplotlib the plots are skipped and summary.md/report.html say how to get
+    them. Returns the files written.
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = generated_at or now_iso()
+    written = [write_json(out / "results.json", results_dict(reports, generated_at=stamp))]
+
+    images: dict[str, list[Any]] = {}
+    notes: list[str] = []
+    if plots and reports:
+        from pytest_llmperf.report.plots import make_plots
+
+        images, notes = make_plots(reports, out, baseline_reports=baseline_reports)
+    blocks = build_document(reports, generated_at=stamp, plots=images, plot_notes=notes)
+    written.append(write_text(out / "summary.md", render_markdown(blocks, image_base=out)))
+    written += [img.path for kind in images.values() for img in kind]
+    title = f"llmperf report: {counts_text(reports)}"
+    written.append(write_text(out / "report.html", render_html(blocks, title=title)))
+    return written
