@@ -75,13 +75,15 @@ class Measurement:
             out.extend(inter_token_gaps_ms(s.token_ns))
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, samples: bool = True) -> dict[str, Any]:
+        """JSON-friendly; ``samples=False`` leaves out per-token timestamps (baselines keep
+        the per-repetition metric values, which is what the gate compares)."""
         return {
             "model": self.model,
             "model_path": self.model_path,
             "params": self.params.to_dict(),
             "workload": {**self.workload.to_dict(), "name": self.workload.name},
-            "samples": [s.to_dict() for s in self.samples],
+            "samples": [s.to_dict() for s in self.samples] if samples else [],
             "metrics": {
                 name: {
                     "unit": METRICS[name].unit if name in METRICS else "",

@@ -92,9 +92,11 @@ class PerfSession:
         self.listeners: list[Callable[[TestReport, Config], None]] = []
         self._store: baseline_mod.BaselineStore | None = None
         self.flush_report: Any = None
+        # defaults < pyproject [tool.llmperf] < pytest ini < llmperf.yaml < marker
         sources: list[tuple[str, Mapping[str, Any]]] = list(project.threshold_sources)
         if settings.ini_thresholds:
-            sources.insert(0, ("pytest ini [llmperf_*]", settings.ini_thresholds))
+            at = sum(1 for name, _ in sources if "[tool.llmperf]" in name)
+            sources.insert(at, ("pytest ini llmperf_*", settings.ini_thresholds))
         self.thresholds = thresholds.merge_threshold_sources(sources)
 
     # -- baseline store -----------------------------------------------------------------
@@ -358,7 +360,8 @@ class Recorder:
             "git_commit": git_commit(Path.cwd()),
             "fingerprint": self._fingerprint_doc(),
             "model": self.config.model,
-            "measurements": {m.workload.name: m.to_dict() for m in self.measurements},
+            "measurements": {m.workload.name: m.to_dict(samples=False)
+                             for m in self.measurements},
         }
 
 
