@@ -20,8 +20,9 @@ from pytest_llmperf.backend.engine import LoadedModel
 from pytest_llmperf.metrics import per_sample_metrics
 from pytest_llmperf.params import LoadParams, Workload
 
-BIG_VOCAB = tiny.TinySpec(n_layer=4, n_embd=256, n_ff=512, n_head=4, n_head_kv=2,
-                          n_vocab=256_000, n_ctx_train=4096)
+BIG_VOCAB = tiny.TinySpec(
+    n_layer=4, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_vocab=256_000, n_ctx_train=4096
+)
 
 
 def high_level_tps(path: str, threads: int, n: int) -> float:
@@ -50,13 +51,18 @@ def bench(name: str, path: str, reps: int, threads: int) -> None:
     cv = statistics.stdev(tg["tg_tps"]) / statistics.mean(tg["tg_tps"])
     hl = high_level_tps(path, threads, 128)
     print(f"{name}: {m.n_vocab} vocab, {reps} reps, {threads} threads")
-    print(f"  tg128: engine {tg_med:8.1f} t/s  llama.cpp counter {tg_llama:8.1f} t/s  "
-          f"ratio {tg_med / tg_llama:.3f}  (target >= 0.98)")
-    print(f"  pp512: engine {pp_med:8.1f} t/s  llama.cpp counter {pp_llama:8.1f} t/s  "
-          f"ratio {pp_med / pp_llama:.3f}  (target >= 0.97)")
+    print(
+        f"  tg128: engine {tg_med:8.1f} t/s  llama.cpp counter {tg_llama:8.1f} t/s  "
+        f"ratio {tg_med / tg_llama:.3f}  (target >= 0.98)"
+    )
+    print(
+        f"  pp512: engine {pp_med:8.1f} t/s  llama.cpp counter {pp_llama:8.1f} t/s  "
+        f"ratio {pp_med / pp_llama:.3f}  (target >= 0.97)"
+    )
     print(f"  tg_tps CV over {reps} repetitions: {cv * 100:.2f}%  (aim < 3%)")
-    print(f"  llama-cpp-python Llama.generate(): {hl:8.1f} t/s  "
-          f"(engine/generate = {tg_med / hl:.3f})")
+    print(
+        f"  llama-cpp-python Llama.generate(): {hl:8.1f} t/s  (engine/generate = {tg_med / hl:.3f})"
+    )
 
 
 def main() -> None:

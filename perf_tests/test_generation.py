@@ -9,8 +9,12 @@ LONG = "pp64+tg512"
 
 
 @pytest.mark.smoke
-@pytest.mark.llmperf(model=PRIMARY, n_threads=THREADS, n_ctx=1024,
-                     sla=[f"itl_p95_ms[{LONG}] / itl_p95_ms[{SHORT}] <= 1.30"])
+@pytest.mark.llmperf(
+    model=PRIMARY,
+    n_threads=THREADS,
+    n_ctx=1024,
+    sla=[f"itl_p95_ms[{LONG}] / itl_p95_ms[{SHORT}] <= 1.30"],
+)
 def test_short_and_long_generation(llm_perf):
     short = llm_perf.measure(SHORT, repetitions=5)
     long = llm_perf.measure(LONG, repetitions=3)

@@ -8,8 +8,9 @@ from pytest_llmperf import configs, gguf_info, tiny
 
 
 @pytest.mark.smoke
-@pytest.mark.parametrize("llmperf_config", configs(MOE[-1:], n_threads=THREADS,
-                                                   n_gpu_layers=-1, cpu_moe=[False, True]))
+@pytest.mark.parametrize(
+    "llmperf_config", configs(MOE[-1:], n_threads=THREADS, n_gpu_layers=-1, cpu_moe=[False, True])
+)
 def test_cpu_moe(llm_perf, llm_model):
     m = llm_perf.measure("pp64+tg64", repetitions=5)
     expected = len(gguf_info.inspect(llm_model.path).expert_tensors)
@@ -21,8 +22,13 @@ def _layers() -> int:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("llmperf_config", configs(
-    MOE[-1:], n_threads=THREADS,
-    n_gpu_layers=sorted({round(f * _layers()) for f in (0, 0.25, 0.5, 1.0)})))
+@pytest.mark.parametrize(
+    "llmperf_config",
+    configs(
+        MOE[-1:],
+        n_threads=THREADS,
+        n_gpu_layers=sorted({round(f * _layers()) for f in (0, 0.25, 0.5, 1.0)}),
+    ),
+)
 def test_gpu_layers(llm_perf):
     llm_perf.measure("pp128+tg64")

@@ -55,8 +55,7 @@ def config(model: str, args: str | None = None, **params: Any) -> Config:
     return Config(model, LoadParams().merged(args, **params))
 
 
-def configs(models: str | Sequence[str], args: str | None = None,
-            **axes: Any) -> list[Any]:
+def configs(models: str | Sequence[str], args: str | None = None, **axes: Any) -> list[Any]:
     """``pytest.param`` values over models x every list-valued axis (a full grid).
 
     Scalar keyword values apply to every config; list values are axes. Ids read like
@@ -71,7 +70,7 @@ def configs(models: str | Sequence[str], args: str | None = None,
     seen: set[str] = set()
     for model in model_list:
         for combo in itertools.product(*grid.values()) if grid else [()]:
-            values = dict(fixed, **dict(zip(grid, combo)))
+            values = dict(fixed, **dict(zip(grid, combo, strict=True)))
             cfg = config(model, args, **values)
             if cfg.id in seen:
                 raise UsageError(f"configs(): two configs share the id {cfg.id!r}")
@@ -80,11 +79,20 @@ def configs(models: str | Sequence[str], args: str | None = None,
     return out
 
 
-def config_from_marker(kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]],
-                       where: str) -> tuple[Config | None, dict[str, Any]]:
+def config_from_marker(
+    kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]], where: str
+) -> tuple[Config | None, dict[str, Any]]:
     """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config and the gate/run extras."""
-    extras_keys = {"thresholds", "limits", "sla", "repetitions", "warmup", "timeout",
-                   "isolate", "remeasure"}
+    extras_keys = {
+        "thresholds",
+        "limits",
+        "sla",
+        "repetitions",
+        "warmup",
+        "timeout",
+        "isolate",
+        "remeasure",
+    }
     data = dict(kwargs)
     extras = {k: data.pop(k) for k in list(data) if k in extras_keys}
     model = data.pop("model", None)
@@ -93,8 +101,10 @@ def config_from_marker(kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping
     base: dict[str, Any] = {}
     if profile is not None:
         if str(profile) not in profiles:
-            raise UsageError(f"{where}: unknown profile {profile!r}; known: "
-                             f"{', '.join(sorted(profiles)) or '(none defined)'}")
+            raise UsageError(
+                f"{where}: unknown profile {profile!r}; known: "
+                f"{', '.join(sorted(profiles)) or '(none defined)'}"
+            )
         base.update(profiles[str(profile)])
     try:
         params = LoadParams.from_dict(base, source=where).merged(args, **data)

@@ -1,11 +1,11 @@
 """The ``llmperf`` command.
 
-    llmperf tiny-model --variant moe-mxfp4     # build (or reuse) a tiny model, print its path
-    llmperf tiny-model --list
-    llmperf compare A B                        # results or baseline files: table, exit 0/1
-    llmperf report RESULTS -o DIR              # re-render a report from results.json
-    llmperf baseline list|show|prune           # inspect and clean the baseline store
-    llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shards
+llmperf tiny-model --variant moe-mxfp4     # build (or reuse) a tiny model, print its path
+llmperf tiny-model --list
+llmperf compare A B                        # results or baseline files: table, exit 0/1
+llmperf report RESULTS -o DIR              # re-render a report from results.json
+llmperf baseline list|show|prune           # inspect and clean the baseline store
+llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shards
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
             print(name)
         return 0
     family, spec, quant = tiny.parse_variant(args.variant)
-    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd", "n_ff", "n_expert",
-                                               "n_vocab", "seed") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k)
+        for k in ("n_layer", "n_embd", "n_ff", "n_expert", "n_vocab", "seed")
+        if getattr(args, k) is not None
+    }
     if overrides:
         import dataclasses
 
@@ -43,18 +46,27 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmperf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="llmperf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("tiny-model", help="build or reuse a built-in tiny GGUF model")
-    t.add_argument("--variant", default="moe-mxfp4",
-                   help="<dense|moe>-<f16|q8_0|q4_k_m|mxfp4> (default moe-mxfp4)")
+    t.add_argument(
+        "--variant",
+        default="moe-mxfp4",
+        help="<dense|moe>-<f16|q8_0|q4_k_m|mxfp4> (default moe-mxfp4)",
+    )
     t.add_argument("--list", action="store_true", help="list the built-in variants")
     t.add_argument("--cache-dir", default=None, help="cache directory (env LLMPERF_CACHE_DIR)")
     for name in ("n_layer", "n_embd", "n_ff", "n_expert", "n_vocab", "seed"):
-        t.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=None,
-                       help=f"override the spec's {name}")
+        t.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=int,
+            default=None,
+            help=f"override the spec's {name}",
+        )
     t.set_defaults(func=_cmd_tiny)
 
     from pytest_llmperf import commands

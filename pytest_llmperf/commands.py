@@ -39,8 +39,9 @@ def load_measurements(path: str) -> dict[str, dict[str, Measurement]]:
         for nodeid, by_key in doc["entries"].items():
             # several fingerprints for one test: the most recently accepted one
             entry = max(by_key.values(), key=lambda e: str(e.get("accepted_at", "")))
-            out[nodeid] = {name: Measurement.from_dict(m)
-                           for name, m in entry.get("measurements", {}).items()}
+            out[nodeid] = {
+                name: Measurement.from_dict(m) for name, m in entry.get("measurements", {}).items()
+            }
         return out
     from pytest_llmperf.report import load_results
 
@@ -64,8 +65,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         by_workload: dict[str, list[Any]] = {}
         for name, m in cur[nodeid].items():
             by_workload[name] = gate.compare_measurement(
-                m, base[nodeid].get(name), config, alpha=args.alpha,
-                fail_on_improvement=args.fail_on_improvement)
+                m,
+                base[nodeid].get(name),
+                config,
+                alpha=args.alpha,
+                fail_on_improvement=args.fail_on_improvement,
+            )
         limits = gate.check_limits(cur[nodeid], config)
         if limits:
             by_workload[gate.SLA_KEY] = limits
@@ -115,8 +120,10 @@ def _cmd_baseline_list(args: argparse.Namespace) -> int:
     rows = store.list_entries()
     print(f"{store.path}: {len(rows)} entries")
     for e in rows:
-        print(f"  {e.nodeid}  [{e.key}]  {e.model}  {','.join(e.workloads)}  "
-              f"accepted {e.accepted_at}" + (f" at {e.git_commit[:10]}" if e.git_commit else ""))
+        print(
+            f"  {e.nodeid}  [{e.key}]  {e.model}  {','.join(e.workloads)}  "
+            f"accepted {e.accepted_at}" + (f" at {e.git_commit[:10]}" if e.git_commit else "")
+        )
     return 0
 
 
@@ -124,18 +131,24 @@ def _cmd_baseline_show(args: argparse.Namespace) -> int:
     store = _store(args)
     entries = store.entries_for(args.nodeid)
     if not entries:
-        raise UsageError(f"{store.path}: no entry for {args.nodeid!r}; `llmperf baseline list` "
-                         "shows the stored node ids")
+        raise UsageError(
+            f"{store.path}: no entry for {args.nodeid!r}; `llmperf baseline list` "
+            "shows the stored node ids"
+        )
     for key, entry in sorted(entries.items()):
-        print(f"{args.nodeid} [{key}] accepted {entry.get('accepted_at')} "
-              f"commit {entry.get('git_commit')}")
+        print(
+            f"{args.nodeid} [{key}] accepted {entry.get('accepted_at')} "
+            f"commit {entry.get('git_commit')}"
+        )
         for name, mdict in sorted(entry.get("measurements", {}).items()):
             m = Measurement.from_dict(mdict)
             print(f"  {name}: {m.params.to_args() or 'default params'}")
             for metric, s in sorted(m.summaries().items()):
                 unit = mdict.get("metrics", {}).get(metric, {}).get("unit", "")
-                print(f"    {metric:<14} median {fmt_value(s.median, unit):>14}  "
-                      f"stddev {fmt_value(s.stddev):>9}  n={s.n}")
+                print(
+                    f"    {metric:<14} median {fmt_value(s.median, unit):>14}  "
+                    f"stddev {fmt_value(s.stddev):>9}  n={s.n}"
+                )
     return 0
 
 
@@ -146,15 +159,21 @@ def _cmd_baseline_prune(args: argparse.Namespace) -> int:
     if args.nodeid:
         entries = [(n, k) for n in args.nodeid for k in store.entries_for(n)]
     if older is None and entries is None and not args.keep_from:
-        raise UsageError("baseline prune: say what to remove: --older-than DAYS, --nodeid ID "
-                         "(repeatable), or --keep-from FILE (node ids to keep, one a line, e.g. "
-                         "from `pytest --collect-only -q`)")
+        raise UsageError(
+            "baseline prune: say what to remove: --older-than DAYS, --nodeid ID "
+            "(repeatable), or --keep-from FILE (node ids to keep, one a line, e.g. "
+            "from `pytest --collect-only -q`)"
+        )
     keep: list[str] | None = None
     if args.keep_from:
-        keep = [line.strip() for line in Path(args.keep_from).read_text().splitlines()
-                if line.strip() and "::" in line]
-    removed = store.prune(keep_nodeids=keep, older_than=older, entries=entries,
-                          dry_run=args.dry_run)
+        keep = [
+            line.strip()
+            for line in Path(args.keep_from).read_text().splitlines()
+            if line.strip() and "::" in line
+        ]
+    removed = store.prune(
+        keep_nodeids=keep, older_than=older, entries=entries, dry_run=args.dry_run
+    )
     verb = "would remove" if args.dry_run else "removed"
     print(f"{store.path}: {verb} {len(removed)} entries")
     for nodeid, key in removed:
@@ -163,14 +182,19 @@ def _cmd_baseline_prune(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(sub: Any) -> None:
-    c = sub.add_parser("compare", help="compare two result or baseline files (exit 1 on "
-                       "regression)")
+    c = sub.add_parser(
+        "compare", help="compare two result or baseline files (exit 1 on regression)"
+    )
     c.add_argument("baseline", help="results.json or baselines/<machine>.json: the reference")
     c.add_argument("current", help="results.json or baseline file: the new numbers")
     c.add_argument("--alpha", type=float, default=0.05)
     c.add_argument("--fail-on-improvement", action="store_true")
-    c.add_argument("--config", default=None, help="llmperf.yaml with thresholds (default: "
-                   "llmperf.yaml / pyproject.toml in the current directory)")
+    c.add_argument(
+        "--config",
+        default=None,
+        help="llmperf.yaml with thresholds (default: "
+        "llmperf.yaml / pyproject.toml in the current directory)",
+    )
     c.add_argument("-v", "--verbose", action="store_true", help="tables for passing tests too")
     c.set_defaults(func=_cmd_compare)
 
@@ -182,9 +206,11 @@ def add_subcommands(sub: Any) -> None:
 
     b = sub.add_parser("baseline", help="inspect and clean the baseline store")
     bsub = b.add_subparsers(dest="baseline_command", required=True)
-    for name, func, helptext in (("list", _cmd_baseline_list, "list stored entries"),
-                                 ("show", _cmd_baseline_show, "show one test's entries"),
-                                 ("prune", _cmd_baseline_prune, "remove entries")):
+    for name, func, helptext in (
+        ("list", _cmd_baseline_list, "list stored entries"),
+        ("show", _cmd_baseline_show, "show one test's entries"),
+        ("prune", _cmd_baseline_prune, "remove entries"),
+    ):
         p = bsub.add_parser(name, help=helptext)
         p.add_argument("--dir", default="baselines", help="baseline directory")
         p.add_argument("--machine", default=None, help="machine id (default: this machine)")

@@ -53,17 +53,23 @@ class ModelSource:
         if self.env:
             value = os.environ.get(self.env)
             if not value:
-                return None, (f"model {self.model_id!r} ({self.defined_in}): set the environment "
-                              f"variable {self.env} to the path of its .gguf file")
+                return None, (
+                    f"model {self.model_id!r} ({self.defined_in}): set the environment "
+                    f"variable {self.env} to the path of its .gguf file"
+                )
             path = Path(value).expanduser()
             if not path.exists():
-                return None, (f"model {self.model_id!r}: {self.env}={value} does not exist; "
-                              f"point {self.env} at the .gguf file")
+                return None, (
+                    f"model {self.model_id!r}: {self.env}={value} does not exist; "
+                    f"point {self.env} at the .gguf file"
+                )
             return str(path), ""
         if self.path:
             if not Path(self.path).exists():
-                return None, (f"model {self.model_id!r} ({self.defined_in}): file {self.path} is "
-                              "absent; download it there, or change its path")
+                return None, (
+                    f"model {self.model_id!r} ({self.defined_in}): file {self.path} is "
+                    "absent; download it there, or change its path"
+                )
             return self.path, ""
         return None, f"model {self.model_id!r} has no path"  # pragma: no cover
 
@@ -120,12 +126,19 @@ def _parse_model(source: str, base: Path, model_id: str, value: Any) -> ModelSou
     if isinstance(value, str):
         value = {"path": value}
     if not isinstance(value, Mapping):
-        raise _err(source, key, f"expected a path, {{path: ...}}, {{env: VAR}} or {{tiny: ...}}, "
-                   f"got {type(value).__name__}")
+        raise _err(
+            source,
+            key,
+            f"expected a path, {{path: ...}}, {{env: VAR}} or {{tiny: ...}}, "
+            f"got {type(value).__name__}",
+        )
     unknown = set(value) - {"path", "env", "tiny", "description"}
     if unknown:
-        raise _err(source, key, f"unknown key(s) {', '.join(sorted(unknown))}; "
-                   "accepted: path, env, tiny, description")
+        raise _err(
+            source,
+            key,
+            f"unknown key(s) {', '.join(sorted(unknown))}; accepted: path, env, tiny, description",
+        )
     kinds = [k for k in ("path", "env", "tiny") if k in value]
     if len(kinds) != 1:
         raise _err(source, key, "give exactly one of path, env or tiny")
@@ -157,8 +170,12 @@ def _parse_model(source: str, base: Path, model_id: str, value: Any) -> ModelSou
     known = {f.name for f in dataclasses.fields(tiny.TinySpec)}
     bad = set(fields) - known
     if bad:
-        raise _err(source, key + ".tiny", f"unknown field(s) {', '.join(sorted(bad))}; "
-                   f"accepted: quant, moe, {', '.join(sorted(known))}")
+        raise _err(
+            source,
+            key + ".tiny",
+            f"unknown field(s) {', '.join(sorted(bad))}; "
+            f"accepted: quant, moe, {', '.join(sorted(known))}",
+        )
     for k, v in fields.items():
         if not isinstance(v, int) or isinstance(v, bool):
             raise _err(source, f"{key}.tiny.{k}", f"{v!r} is not an integer")
@@ -189,12 +206,16 @@ def parse_config(data: Any, source: str, base_dir: Path) -> ProjectConfig:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise UsageError(f"{source}: the top level must be a mapping with keys "
-                         f"{', '.join(CONFIG_KEYS)}, got {type(data).__name__}")
+        raise UsageError(
+            f"{source}: the top level must be a mapping with keys "
+            f"{', '.join(CONFIG_KEYS)}, got {type(data).__name__}"
+        )
     unknown = set(data) - set(CONFIG_KEYS) - {"settings"}
     if unknown:
-        raise UsageError(f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-                         f"accepted: {', '.join(CONFIG_KEYS)}")
+        raise UsageError(
+            f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"accepted: {', '.join(CONFIG_KEYS)}"
+        )
     cfg = ProjectConfig(source=source, base_dir=base_dir)
     models = data.get("models") or {}
     if not isinstance(models, Mapping):
@@ -236,7 +257,7 @@ def load_pyproject(path: Path) -> Any:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

@@ -40,7 +40,9 @@ def nvml() -> Any:
             try:
                 with warnings.catch_warnings():  # the pynvml shim's deprecation notice
                     warnings.simplefilter("ignore", FutureWarning)
-                    import pynvml as mod
+                    import pynvml
+
+                mod = pynvml
             except ImportError as exc:
                 raise NVMLUnavailable(f"pynvml is not installed ({exc})") from exc
         try:
@@ -99,8 +101,12 @@ def gpu_info() -> tuple[GPUInfo | None, str]:
     handles = [mod.nvmlDeviceGetHandleByIndex(i) for i in idx]
     names = sorted({_text(mod.nvmlDeviceGetName(h)) for h in handles})
     total = sum(float(mod.nvmlDeviceGetMemoryInfo(h).total) for h in handles) / MB
-    return GPUInfo(name=" + ".join(names), driver=_text(mod.nvmlSystemGetDriverVersion()),
-                   total_mb=total, count=len(idx)), ""
+    return GPUInfo(
+        name=" + ".join(names),
+        driver=_text(mod.nvmlSystemGetDriverVersion()),
+        total_mb=total,
+        count=len(idx),
+    ), ""
 
 
 class VRAMMonitor:
@@ -118,8 +124,9 @@ class VRAMMonitor:
         self.peak_mb: float | None = None
         try:
             self._mod = nvml()
-            self._handles = [self._mod.nvmlDeviceGetHandleByIndex(i)
-                             for i in visible_gpu_indices(self._mod)]
+            self._handles = [
+                self._mod.nvmlDeviceGetHandleByIndex(i) for i in visible_gpu_indices(self._mod)
+            ]
             if not self._handles:
                 raise NVMLUnavailable("no GPU visible to this process (CUDA_VISIBLE_DEVICES)")
         except NVMLUnavailable as exc:
@@ -182,6 +189,7 @@ class VRAMMonitor:
 
 
 # -- host memory ---------------------------------------------------------------------------
+
 
 def reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark for this process (Linux); False where unsupported."""
@@ -248,6 +256,7 @@ def check_fits_in_memory(path: str, file_size: int, params: Any) -> None:
 
 
 # -- hardware description ----------------------------------------------------------------
+
 
 def cpu_model() -> str:
     try:

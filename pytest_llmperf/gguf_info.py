@@ -99,9 +99,16 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     ftype = _field(reader, "general.file_type")
     quant = _quant_name(ftype, reader)
     return ModelInfo(
-        path=str(p), file_size=size, arch=arch, name=str(_field(reader, "general.name") or p.stem),
-        n_layer=num("block_count"), n_expert=num("expert_count"), n_vocab=int(n_vocab),
-        n_ctx_train=num("context_length"), quant=quant, tensor_names=tuple(names),
+        path=str(p),
+        file_size=size,
+        arch=arch,
+        name=str(_field(reader, "general.name") or p.stem),
+        n_layer=num("block_count"),
+        n_expert=num("expert_count"),
+        n_vocab=int(n_vocab),
+        n_ctx_train=num("context_length"),
+        quant=quant,
+        tensor_names=tuple(names),
     )
 
 
@@ -129,6 +136,7 @@ def tensor_types(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 # -- sha256, cached by (path, size, mtime) ----------------------------------------------
+
 
 def _sha_cache_file() -> Path:
     from pytest_llmperf.tiny import cache_dir

@@ -49,22 +49,55 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("itl_mean_ms", "ms", "lower", "mean inter-token gap"),
         MetricDef("itl_max_ms", "ms", "lower", "largest inter-token gap"),
         MetricDef("e2e_ms", "ms", "lower", "start of generation to the last token"),
-        MetricDef("rss_peak_mb", "MB", "lower", "peak resident memory of the process running "
-                  "the model", deterministic=True),
-        MetricDef("vram_mb", "MB", "lower", "device memory used by the model (NVML): peak "
-                  "during the run minus before the load", deterministic=True),
-        MetricDef("model_size_mb", "MB", "lower", "size of the model file", deterministic=True,
-                  informational=True),
-        MetricDef("llama_pp_tps", "t/s", "higher", "llama.cpp's own counter: n_p_eval / "
-                  "t_p_eval_ms", informational=True),
-        MetricDef("llama_tg_tps", "t/s", "higher", "llama.cpp's own counter: n_eval / "
-                  "t_eval_ms", informational=True),
+        MetricDef(
+            "rss_peak_mb",
+            "MB",
+            "lower",
+            "peak resident memory of the process running the model",
+            deterministic=True,
+        ),
+        MetricDef(
+            "vram_mb",
+            "MB",
+            "lower",
+            "device memory used by the model (NVML): peak during the run minus before the load",
+            deterministic=True,
+        ),
+        MetricDef(
+            "model_size_mb",
+            "MB",
+            "lower",
+            "size of the model file",
+            deterministic=True,
+            informational=True,
+        ),
+        MetricDef(
+            "llama_pp_tps",
+            "t/s",
+            "higher",
+            "llama.cpp's own counter: n_p_eval / t_p_eval_ms",
+            informational=True,
+        ),
+        MetricDef(
+            "llama_tg_tps",
+            "t/s",
+            "higher",
+            "llama.cpp's own counter: n_eval / t_eval_ms",
+            informational=True,
+        ),
     )
 }
 
 #: the metrics shown first in tables, in this order
-KEY_METRICS: tuple[str, ...] = ("tg_tps", "pp_tps", "ttft_ms", "itl_p95_ms", "load_ms",
-                                "vram_mb", "rss_peak_mb")
+KEY_METRICS: tuple[str, ...] = (
+    "tg_tps",
+    "pp_tps",
+    "ttft_ms",
+    "itl_p95_ms",
+    "load_ms",
+    "vram_mb",
+    "rss_peak_mb",
+)
 
 
 def metric_def(name: str) -> MetricDef:
@@ -93,8 +126,14 @@ class Summary:
         return self.stddev / self.mean if self.mean else 0.0
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "median": self.median, "mean": self.mean, "stddev": self.stddev,
-                "min": self.min, "max": self.max}
+        return {
+            "n": self.n,
+            "median": self.median,
+            "mean": self.mean,
+            "stddev": self.stddev,
+            "min": self.min,
+            "max": self.max,
+        }
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -133,17 +172,27 @@ class Sample:
     llama: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_prompt": self.n_prompt, "n_gen": self.n_gen, "n_depth": self.n_depth,
-                "prompt_ns": self.prompt_ns, "token_ns": list(self.token_ns),
-                "end_ns": self.end_ns, "llama": dict(self.llama)}
+        return {
+            "n_prompt": self.n_prompt,
+            "n_gen": self.n_gen,
+            "n_depth": self.n_depth,
+            "prompt_ns": self.prompt_ns,
+            "token_ns": list(self.token_ns),
+            "end_ns": self.end_ns,
+            "llama": dict(self.llama),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Sample:
-        return cls(n_prompt=int(data["n_prompt"]), n_gen=int(data["n_gen"]),
-                   n_depth=int(data.get("n_depth", 0)),
-                   prompt_ns=None if data.get("prompt_ns") is None else int(data["prompt_ns"]),
-                   token_ns=[int(x) for x in data.get("token_ns", [])],
-                   end_ns=int(data["end_ns"]), llama=dict(data.get("llama", {})))
+        return cls(
+            n_prompt=int(data["n_prompt"]),
+            n_gen=int(data["n_gen"]),
+            n_depth=int(data.get("n_depth", 0)),
+            prompt_ns=None if data.get("prompt_ns") is None else int(data["prompt_ns"]),
+            token_ns=[int(x) for x in data.get("token_ns", [])],
+            end_ns=int(data["end_ns"]),
+            llama=dict(data.get("llama", {})),
+        )
 
     def metrics(self) -> dict[str, float]:
         """The per-repetition metrics this sample defines (absent ones are left out)."""

@@ -15,7 +15,17 @@ from typing import Any, Literal
 
 from pytest_llmperf.errors import UsageError
 
-KV_CACHE_TYPES: tuple[str, ...] = ("f16", "bf16", "f32", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl")
+KV_CACHE_TYPES: tuple[str, ...] = (
+    "f16",
+    "bf16",
+    "f32",
+    "q8_0",
+    "q4_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "iq4_nl",
+)
 FLASH_ATTN_VALUES: tuple[str, ...] = ("auto", "on", "off")
 FlashAttn = Literal["auto", "on", "off"]
 
@@ -48,8 +58,9 @@ class LoadParams:
     # -- validation ------------------------------------------------------------------
     def validate(self) -> None:
         def positive(name: str, value: int | None, minimum: int = 1) -> None:
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < minimum):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < minimum
+            ):
                 raise UsageError(f"{name}={value!r}: must be an integer >= {minimum}")
 
         positive("n_ctx", self.n_ctx, 8)
@@ -69,21 +80,22 @@ class LoadParams:
                 "n_ubatch must be <= n_batch (-ub <= -b)"
             )
         if not isinstance(self.n_gpu_layers, int) or self.n_gpu_layers < -1:
-            raise UsageError(
-                f"n_gpu_layers={self.n_gpu_layers!r}: must be -1 (all layers) or >= 0"
-            )
+            raise UsageError(f"n_gpu_layers={self.n_gpu_layers!r}: must be -1 (all layers) or >= 0")
         if self.flash_attn not in FLASH_ATTN_VALUES:
             raise UsageError(
-                f"flash_attn={self.flash_attn!r}: accepted values are {', '.join(FLASH_ATTN_VALUES)}"
+                f"flash_attn={self.flash_attn!r}: accepted: {', '.join(FLASH_ATTN_VALUES)}"
             )
         for name in ("type_k", "type_v"):
             value = getattr(self, name)
             if value not in KV_CACHE_TYPES:
                 raise UsageError(
-                    f"{name}={value!r}: unknown KV cache type; accepted: {', '.join(KV_CACHE_TYPES)}"
+                    f"{name}={value!r}: unknown KV cache type; "
+                    f"accepted: {', '.join(KV_CACHE_TYPES)}"
                 )
         if self.cpu_moe and self.n_cpu_moe:
-            raise UsageError("cpu_moe and n_cpu_moe are exclusive: cpu_moe already covers all layers")
+            raise UsageError(
+                "cpu_moe and n_cpu_moe are exclusive: cpu_moe already covers all layers"
+            )
 
     # -- conversions -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -199,8 +211,9 @@ class _Flag:
 _FLAGS: dict[str, _Flag] = {}
 
 
-def _register(kind: Literal["int", "ngl", "fa", "kv", "true", "false", "bool01"], name: str,
-              *flags: str) -> None:
+def _register(
+    kind: Literal["int", "ngl", "fa", "kv", "true", "false", "bool01"], name: str, *flags: str
+) -> None:
     for flag in flags:
         _FLAGS[flag] = _Flag(name, kind)
 
@@ -226,9 +239,16 @@ _INT_FLAGS_ALLOW_ZERO = {"n_cpu_moe"}
 def _flash_attn_value(value: object, where: str) -> FlashAttn:
     text = str(value).strip().lower()
     mapping: dict[str, FlashAttn] = {
-        "auto": "auto", "-1": "auto",
-        "on": "on", "1": "on", "true": "on", "enabled": "on",
-        "off": "off", "0": "off", "false": "off", "disabled": "off",
+        "auto": "auto",
+        "-1": "auto",
+        "on": "on",
+        "1": "on",
+        "true": "on",
+        "enabled": "on",
+        "off": "off",
+        "0": "off",
+        "false": "off",
+        "disabled": "off",
     }
     if text not in mapping:
         raise UsageError(f"{where}: bad value {value!r}; accepted: on, off, auto (or 1, 0, -1)")
@@ -263,8 +283,10 @@ def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
             i += 1
         else:
             # -fa may stand alone (older llama.cpp: a bare switch meaning "on").
-            if spec.kind == "fa" and (i + 1 >= len(tokens) or tokens[i + 1].startswith("-")
-                                       and tokens[i + 1] not in ("-1",)):
+            if spec.kind == "fa" and (
+                i + 1 >= len(tokens)
+                or (tokens[i + 1].startswith("-") and tokens[i + 1] not in ("-1",))
+            ):
                 out[spec.field] = "on"
                 i += 1
                 continue
@@ -375,18 +397,26 @@ class Workload:
 
     @property
     def n_tokens(self) -> int:
-        """KV cache cells the workload needs (depth + prompt + generated; tg adds one start token)."""
+        """KV cells the workload needs: depth + prompt + generated (+1 start token for tg)."""
         start = 0 if self.n_prompt else 1
         return self.n_depth + self.n_prompt + self.n_gen + start
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_prompt": self.n_prompt, "n_gen": self.n_gen, "n_depth": self.n_depth,
-                "seed": self.seed}
+        return {
+            "n_prompt": self.n_prompt,
+            "n_gen": self.n_gen,
+            "n_depth": self.n_depth,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Workload:
-        return cls(n_prompt=int(data.get("n_prompt", 0)), n_gen=int(data.get("n_gen", 0)),
-                   n_depth=int(data.get("n_depth", 0)), seed=int(data.get("seed", 1234)))
+        return cls(
+            n_prompt=int(data.get("n_prompt", 0)),
+            n_gen=int(data.get("n_gen", 0)),
+            n_depth=int(data.get("n_depth", 0)),
+            seed=int(data.get("seed", 1234)),
+        )
 
     @classmethod
     def parse(cls, text: str | Workload) -> Workload:

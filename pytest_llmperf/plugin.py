@@ -37,6 +37,7 @@ FIXTURES = ("llm_model", "llm_perf")
 
 # -- options --------------------------------------------------------------------------------
 
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -58,60 +59,145 @@ def _choice(choices: tuple[str, ...]) -> Any:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("llmperf", "LLM inference performance (pytest-llmperf)")
-    g.addoption("--perf-accept", nargs="?", const="all", default=None,
-                type=_choice(ACCEPT_MODES), metavar="all|new|failed",
-                help="record measurements as the new baseline: all tests that ran (default), "
-                     "only those without a baseline, or only those that failed the gate")
-    g.addoption("--perf-force-accept", action="store_true",
-                help="with --perf-accept: also replace baselines whose fingerprint differs")
-    g.addoption("--perf-missing", type=_choice(MISSING_MODES), default=None,
-                help="a test without a baseline: fail, skip, or record it and pass "
-                     "(default: record; fail when the CI environment variable is set)")
-    g.addoption("--perf-baseline-dir", default=None, metavar="DIR",
-                help="where baseline JSON files live (default: baselines/)")
-    g.addoption("--perf-machine", default=None, metavar="ID",
-                help="baseline file name for this machine (default: derived from CPU/GPU; "
-                     "env LLMPERF_MACHINE)")
-    g.addoption("--perf-repetitions", type=_positive_int, default=None, metavar="N",
-                help="timed repetitions per workload (default 3)")
-    g.addoption("--perf-warmup", type=_positive_int, default=None, metavar="N",
-                help="untimed warm-up runs per workload (default 1)")
-    g.addoption("--perf-in-process", action="store_true", default=None,
-                help="run llama.cpp in the pytest process (default: an isolated child process "
-                     "per model configuration, so a crash fails only its tests)")
-    g.addoption("--perf-timeout", type=float, default=None, metavar="SECONDS",
-                help=f"kill a measurement that runs longer (default {DEFAULT_TIMEOUT_S:.0f})")
-    g.addoption("--perf-remeasure", type=_positive_int, default=None, metavar="N",
-                help="re-measure a suspected regression N times before failing (default 1)")
-    g.addoption("--perf-fail-on-improvement", action="store_true", default=None,
-                help="fail tests that improved beyond the threshold, so baselines get refreshed")
-    g.addoption("--perf-alpha", type=float, default=None,
-                help="significance level of the regression test (default 0.05)")
-    g.addoption("--perf-config", default=None, metavar="FILE",
-                help="model registry / settings YAML (default: llmperf.yaml, then "
-                     "[tool.llmperf] in pyproject.toml)")
-    g.addoption("--perf-cache-dir", default=None, metavar="DIR",
-                help="where built-in tiny models are built (env LLMPERF_CACHE_DIR)")
-    g.addoption("--perf-report", default=None, metavar="DIR",
-                help="write results.json, summary.md, plots and report.html to DIR")
-    g.addoption("--perf-benchmark-json", default=None, metavar="FILE",
-                help="write results in pytest-benchmark's JSON format")
-    g.addoption("--perf-bmf", default=None, metavar="FILE",
-                help="write results in Bencher Metric Format")
-    g.addoption("--perf-no-reorder", action="store_true",
-                help="keep collection order (default: tests sharing a model config run together)")
+    g.addoption(
+        "--perf-accept",
+        nargs="?",
+        const="all",
+        default=None,
+        type=_choice(ACCEPT_MODES),
+        metavar="all|new|failed",
+        help="record measurements as the new baseline: all tests that ran (default), "
+        "only those without a baseline, or only those that failed the gate",
+    )
+    g.addoption(
+        "--perf-force-accept",
+        action="store_true",
+        help="with --perf-accept: also replace baselines whose fingerprint differs",
+    )
+    g.addoption(
+        "--perf-missing",
+        type=_choice(MISSING_MODES),
+        default=None,
+        help="a test without a baseline: fail, skip, or record it and pass "
+        "(default: record; fail when the CI environment variable is set)",
+    )
+    g.addoption(
+        "--perf-baseline-dir",
+        default=None,
+        metavar="DIR",
+        help="where baseline JSON files live (default: baselines/)",
+    )
+    g.addoption(
+        "--perf-machine",
+        default=None,
+        metavar="ID",
+        help="baseline file name for this machine (default: derived from CPU/GPU; "
+        "env LLMPERF_MACHINE)",
+    )
+    g.addoption(
+        "--perf-repetitions",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="timed repetitions per workload (default 3)",
+    )
+    g.addoption(
+        "--perf-warmup",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="untimed warm-up runs per workload (default 1)",
+    )
+    g.addoption(
+        "--perf-in-process",
+        action="store_true",
+        default=None,
+        help="run llama.cpp in the pytest process (default: an isolated child process "
+        "per model configuration, so a crash fails only its tests)",
+    )
+    g.addoption(
+        "--perf-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"kill a measurement that runs longer (default {DEFAULT_TIMEOUT_S:.0f})",
+    )
+    g.addoption(
+        "--perf-remeasure",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="re-measure a suspected regression N times before failing (default 1)",
+    )
+    g.addoption(
+        "--perf-fail-on-improvement",
+        action="store_true",
+        default=None,
+        help="fail tests that improved beyond the threshold, so baselines get refreshed",
+    )
+    g.addoption(
+        "--perf-alpha",
+        type=float,
+        default=None,
+        help="significance level of the regression test (default 0.05)",
+    )
+    g.addoption(
+        "--perf-config",
+        default=None,
+        metavar="FILE",
+        help="model registry / settings YAML (default: llmperf.yaml, then "
+        "[tool.llmperf] in pyproject.toml)",
+    )
+    g.addoption(
+        "--perf-cache-dir",
+        default=None,
+        metavar="DIR",
+        help="where built-in tiny models are built (env LLMPERF_CACHE_DIR)",
+    )
+    g.addoption(
+        "--perf-report",
+        default=None,
+        metavar="DIR",
+        help="write results.json, summary.md, plots and report.html to DIR",
+    )
+    g.addoption(
+        "--perf-benchmark-json",
+        default=None,
+        metavar="FILE",
+        help="write results in pytest-benchmark's JSON format",
+    )
+    g.addoption(
+        "--perf-bmf", default=None, metavar="FILE", help="write results in Bencher Metric Format"
+    )
+    g.addoption(
+        "--perf-no-reorder",
+        action="store_true",
+        help="keep collection order (default: tests sharing a model config run together)",
+    )
     parser.addini("llmperf_baseline_dir", "baseline directory (default baselines)", default=None)
     parser.addini("llmperf_machine", "baseline machine id", default=None)
     parser.addini("llmperf_repetitions", "timed repetitions per workload", default=None)
     parser.addini("llmperf_warmup", "warm-up runs per workload", default=None)
-    parser.addini("llmperf_isolate", "run llama.cpp in a child process (true/false)",
-                  type="bool", default=True)
+    parser.addini(
+        "llmperf_isolate",
+        "run llama.cpp in a child process (true/false)",
+        type="bool",
+        default=True,
+    )
     parser.addini("llmperf_timeout", "per-measurement timeout in seconds", default=None)
     parser.addini("llmperf_max_loaded", "models kept loaded at once", default=None)
-    parser.addini("llmperf_thresholds", "per-metric thresholds, one 'metric: threshold' a line",
-                  type="linelist", default=[])
-    parser.addini("llmperf_limits", "absolute limits, one a line ('load_ms < 11000')",
-                  type="linelist", default=[])
+    parser.addini(
+        "llmperf_thresholds",
+        "per-metric thresholds, one 'metric: threshold' a line",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "llmperf_limits",
+        "absolute limits, one a line ('load_ms < 11000')",
+        type="linelist",
+        default=[],
+    )
     parser.addini("llmperf_sla", "ratio SLAs, one a line", type="linelist", default=[])
 
 
@@ -128,8 +214,10 @@ def _ini_thresholds(config: pytest.Config) -> dict[str, Any]:
         for line in lines:
             metric, sep, value = str(line).partition(":")
             if not sep:
-                raise UsageError(f"ini llmperf_thresholds: {line!r}: write 'metric: threshold', "
-                                 "e.g. 'tg_tps: -10%'")
+                raise UsageError(
+                    f"ini llmperf_thresholds: {line!r}: write 'metric: threshold', "
+                    "e.g. 'tg_tps: -10%'"
+                )
             table[metric.strip()] = value.strip()
         out["thresholds"] = table
     for name, key in (("llmperf_limits", "limits"), ("llmperf_sla", "sla")):
@@ -169,7 +257,8 @@ def build_settings(config: pytest.Config) -> Settings:
         force_accept=bool(opt.perf_force_accept),
         missing=opt.perf_missing or default_missing_mode(),
         baseline_dir=base_dir,
-        machine_id=opt.perf_machine or os.environ.get("LLMPERF_MACHINE")
+        machine_id=opt.perf_machine
+        or os.environ.get("LLMPERF_MACHINE")
         or _ini(config, "llmperf_machine"),
         repetitions=pick(opt.perf_repetitions, "llmperf_repetitions", 3, int),
         warmup=pick(opt.perf_warmup, "llmperf_warmup", 1, int),
@@ -192,7 +281,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "llmperf(model=None, args=None, profile=None, thresholds=None, limits=None, sla=None, "
         "repetitions=None, warmup=None, **load_params): the model and load params of a "
-        "performance test (pytest-llmperf)")
+        "performance test (pytest-llmperf)",
+    )
     config.addinivalue_line("markers", "smoke: fast subset of the performance suite")
     try:
         settings = build_settings(config)
@@ -209,6 +299,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # -- per-item configuration ---------------------------------------------------------------
+
 
 def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[str, Any]] | None:
     """The Config and marker extras of an item that uses the fixtures, else None."""
@@ -227,8 +318,10 @@ def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[
         if callspec is not None and "llmperf_config" in callspec.params:
             param = callspec.params["llmperf_config"]
             if not isinstance(param, Config):
-                raise UsageError(f"{item.nodeid}: llmperf_config must be a pytest_llmperf.Config "
-                                 "(use pytest_llmperf.configs(...))")
+                raise UsageError(
+                    f"{item.nodeid}: llmperf_config must be a pytest_llmperf.Config "
+                    "(use pytest_llmperf.configs(...))"
+                )
             cfg = param
         if cfg is not None:
             result = (cfg, extras)
@@ -236,8 +329,9 @@ def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[
     return result
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     perf = config.stash.get(session_key, None)
     if perf is None:
         return
@@ -250,7 +344,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if found is not None:
             keys[idx] = found[0].key()
     for key in keys.values():
-        perf.remaining[key] = perf.remaining.get(key, 0) + 1  # type: ignore[index]
+        perf.remaining[key] = perf.remaining.get(key, 0) + 1
     if config.option.perf_no_reorder or not keys:
         return
     # Within each module, run the tests that share a model configuration together, so a
@@ -264,12 +358,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     new = list(items)
     for module, slots in by_module.items():
         ordered = sorted(slots, key=lambda i: (first[(module, keys[i])], i))
-        for slot, src in zip(slots, ordered):
+        for slot, src in zip(slots, ordered, strict=True):
             new[slot] = items[src]
     items[:] = new
 
 
 # -- fixtures -------------------------------------------------------------------------------
+
 
 class LLMModel:
     """The test's model configuration; the model loads (once per session) on first use."""
@@ -293,9 +388,12 @@ class LLMModel:
 
     @property
     def runner(self) -> Runner:
-        return self._session.runner(self.config, self.path,
-                                    isolate=self.extras.get("isolate"),
-                                    timeout_s=self.extras.get("timeout"))
+        return self._session.runner(
+            self.config,
+            self.path,
+            isolate=self.extras.get("isolate"),
+            timeout_s=self.extras.get("timeout"),
+        )
 
 
 @pytest.fixture
@@ -306,7 +404,8 @@ def llmperf_config(request: pytest.FixtureRequest) -> Config:
     if found is None:
         raise pytest.UsageError(
             f"{request.node.nodeid}: no model: add @pytest.mark.llmperf(model=...) or "
-            "parametrize llmperf_config with pytest_llmperf.configs(...)")
+            "parametrize llmperf_config with pytest_llmperf.configs(...)"
+        )
     return found[0]
 
 
@@ -323,13 +422,20 @@ def llm_model(request: pytest.FixtureRequest, llmperf_config: Config) -> LLMMode
 def llm_perf(request: pytest.FixtureRequest, llm_model: LLMModel) -> Recorder:
     """Runs workloads (``llm_perf.measure("tg128")``); gates them when the test ends."""
     perf = request.config.stash[session_key]
-    rec = Recorder(perf, request.node.nodeid, llm_model.config, lambda: llm_model.runner,
-                   llm_model.extras, where=request.node.nodeid)
+    rec = Recorder(
+        perf,
+        request.node.nodeid,
+        llm_model.config,
+        lambda: llm_model.runner,
+        llm_model.extras,
+        where=request.node.nodeid,
+    )
     request.node.stash[recorder_key] = rec
     return rec
 
 
 # -- gating in the test's own call phase ----------------------------------------------------
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
@@ -360,6 +466,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 # -- end of session ---------------------------------------------------------------------
+
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -395,8 +502,7 @@ def _write_outputs(perf: PerfSession) -> None:
         perf.notices.append(f"report NOT written: {exc}")
 
 
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
-                            config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     perf = config.stash.get(session_key, None)
     if perf is None or (not perf.reports and not perf.notices):
         return
@@ -406,18 +512,25 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     tr.section("llmperf")
     width = getattr(tr, "_tw", None)
     fullwidth = int(getattr(width, "fullwidth", 80) or 80)
-    for text, markup in report.terminal_lines(perf.reports, verbose=config.option.verbose,
-                                              width=fullwidth):
+    for text, markup in report.terminal_lines(
+        perf.reports, verbose=config.option.verbose, width=fullwidth
+    ):
         tr.write_line(text, **markup)
     flushed = perf.flush_report
     if flushed is not None:
         for line in _flush_lines(flushed, str(perf.store.path)):
             tr.write_line(line)
     unused = perf.unused_entries() if perf.settings.accept is None else []
-    if unused and config.option.verbose >= 0 and not config.option.keyword \
-            and not config.option.markexpr:
-        tr.write_line(f"{len(unused)} stored baseline entries were not used by any test "
-                      "(llmperf baseline prune removes them):")
+    if (
+        unused
+        and config.option.verbose >= 0
+        and not config.option.keyword
+        and not config.option.markexpr
+    ):
+        tr.write_line(
+            f"{len(unused)} stored baseline entries were not used by any test "
+            "(llmperf baseline prune removes them):"
+        )
         for nodeid, key in unused[:10]:
             tr.write_line(f"  {nodeid} [{key}]")
     for notice in perf.notices:

@@ -14,7 +14,12 @@ Verdict = Literal["pass", "regressed", "improved", "inconclusive", "new", "misma
 
 #: how bad a verdict is, for "the worst verdict of a test"
 VERDICT_RANK: dict[str, int] = {
-    "pass": 0, "new": 1, "inconclusive": 2, "improved": 3, "mismatch": 4, "regressed": 5,
+    "pass": 0,
+    "new": 1,
+    "inconclusive": 2,
+    "improved": 3,
+    "mismatch": 4,
+    "regressed": 5,
     "error": 6,
 }
 
@@ -44,16 +49,32 @@ class Measurement:
     warmup: int = 0
 
     @classmethod
-    def from_samples(cls, *, model: str, model_path: str, params: LoadParams,
-                     workload: Workload, samples: list[Sample],
-                     run_values: Mapping[str, list[float]] | None = None,
-                     absent: Mapping[str, str] | None = None, **kw: Any) -> Measurement:
+    def from_samples(
+        cls,
+        *,
+        model: str,
+        model_path: str,
+        params: LoadParams,
+        workload: Workload,
+        samples: list[Sample],
+        run_values: Mapping[str, list[float]] | None = None,
+        absent: Mapping[str, str] | None = None,
+        **kw: Any,
+    ) -> Measurement:
         values = per_sample_metrics(samples)
         for name, vals in (run_values or {}).items():
             if vals:
                 values[name] = list(vals)
-        return cls(model=model, model_path=model_path, params=params, workload=workload,
-                   samples=samples, values=values, absent=dict(absent or {}), **kw)
+        return cls(
+            model=model,
+            model_path=model_path,
+            params=params,
+            workload=workload,
+            samples=samples,
+            values=values,
+            absent=dict(absent or {}),
+            **kw,
+        )
 
     def summary(self, metric: str) -> Summary | None:
         vals = self.values.get(metric)
@@ -91,7 +112,8 @@ class Measurement:
                     "values": list(vals),
                     "summary": summarize(vals).to_dict(),
                 }
-                for name, vals in sorted(self.values.items()) if vals
+                for name, vals in sorted(self.values.items())
+                if vals
             },
             "absent": dict(sorted(self.absent.items())),
             "resolved": self.resolved,
@@ -179,8 +201,10 @@ class TestReport:
         return cls(
             nodeid=str(data["nodeid"]),
             measurements=[Measurement.from_dict(m) for m in data.get("measurements", [])],
-            comparisons={k: [MetricComparison.from_dict(c) for c in v]
-                         for k, v in data.get("comparisons", {}).items()},
+            comparisons={
+                k: [MetricComparison.from_dict(c) for c in v]
+                for k, v in data.get("comparisons", {}).items()
+            },
             verdict=str(data.get("verdict", "pass")),
             notes=list(data.get("notes", [])),
             baseline_key=str(data.get("baseline_key", "")),

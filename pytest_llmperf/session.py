@@ -116,8 +116,9 @@ class PerfSession:
     def resolve_path(self, cfg: Config) -> tuple[str | None, str]:
         return self.project.model(cfg.model).resolve(self.settings.cache_dir)
 
-    def runner(self, cfg: Config, path: str, isolate: bool | None = None,
-               timeout_s: float | None = None) -> Runner:
+    def runner(
+        self, cfg: Config, path: str, isolate: bool | None = None, timeout_s: float | None = None
+    ) -> Runner:
         key = cfg.key()
         if key in self._runners:
             self._runners.move_to_end(key)
@@ -126,9 +127,14 @@ class PerfSession:
             _k, old = self._runners.popitem(last=False)
             old.close()
         iso = self.settings.isolate if isolate is None else isolate
-        r = make_runner(path, cfg.params, cfg.id if cfg.name else cfg.model, isolate=iso,
-                        timeout_s=timeout_s or self.settings.timeout_s,
-                        check_memory=self.settings.check_memory)
+        r = make_runner(
+            path,
+            cfg.params,
+            cfg.id if cfg.name else cfg.model,
+            isolate=iso,
+            timeout_s=timeout_s or self.settings.timeout_s,
+            check_memory=self.settings.check_memory,
+        )
         self._runners[key] = r
         return r
 
@@ -172,8 +178,14 @@ class PerfSession:
 
 def git_commit(cwd: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -182,9 +194,15 @@ def git_commit(cwd: Path) -> str | None:
 class Recorder:
     """Runs workloads for one test; gates them when the test ends."""
 
-    def __init__(self, session: PerfSession, nodeid: str, cfg: Config,
-                 runner_factory: Callable[[], Runner], extras: Mapping[str, Any],
-                 where: str) -> None:
+    def __init__(
+        self,
+        session: PerfSession,
+        nodeid: str,
+        cfg: Config,
+        runner_factory: Callable[[], Runner],
+        extras: Mapping[str, Any],
+        where: str,
+    ) -> None:
         self.session = session
         self.nodeid = nodeid
         self.config = cfg
@@ -194,9 +212,14 @@ class Recorder:
         self.measurements: list[Measurement] = []
         self._requests: list[tuple[Workload, int, int]] = []
         self.thresholds = thresholds.merge_threshold_sources(
-            [("marker on " + nodeid, {k: v for k, v in extras.items()
-                                      if k in ("thresholds", "limits", "sla")})],
-            base=session.thresholds)
+            [
+                (
+                    "marker on " + nodeid,
+                    {k: v for k, v in extras.items() if k in ("thresholds", "limits", "sla")},
+                )
+            ],
+            base=session.thresholds,
+        )
 
     @property
     def repetitions(self) -> int:
@@ -221,8 +244,9 @@ class Recorder:
             m.resolved["sweep"] = self.config.sweep
         return m
 
-    def measure(self, workload: str | Workload, repetitions: int | None = None,
-                warmup: int | None = None) -> Measurement:
+    def measure(
+        self, workload: str | Workload, repetitions: int | None = None, warmup: int | None = None
+    ) -> Measurement:
         wl = Workload.parse(workload)
         if any(w == wl for w, _r, _u in self._requests):
             raise UsageError(f"{self.nodeid}: workload {wl.name} measured twice in one test")
@@ -236,10 +260,11 @@ class Recorder:
     def measure_all(self) -> list[Measurement]:
         """Measure every workload the config carries (a sweep point's workloads)."""
         if not self.config.workloads:
-            raise UsageError(f"{self.nodeid}: its config names no workloads; call "
-                             "llm_perf.measure('tg128') instead")
-        return [self.measure(w, repetitions=self.config.repetitions)
-                for w in self.config.workloads]
+            raise UsageError(
+                f"{self.nodeid}: its config names no workloads; call "
+                "llm_perf.measure('tg128') instead"
+            )
+        return [self.measure(w, repetitions=self.config.repetitions) for w in self.config.workloads]
 
     def measure_load(self, repetitions: int | None = None) -> Measurement:
         """Cold load time: the model is loaded ``repetitions`` times afresh."""
@@ -248,8 +273,9 @@ class Recorder:
     # -- gating -------------------------------------------------------------------------
     def _key(self) -> str:
         m = self.measurements[0]
-        return baseline_mod.fingerprint_key(m.fingerprint, m.params,
-                                            [x.workload for x in self.measurements])
+        return baseline_mod.fingerprint_key(
+            m.fingerprint, m.params, [x.workload for x in self.measurements]
+        )
 
     def _compare(self, entry: Mapping[str, Any] | None) -> dict[str, list[MetricComparison]]:
         out: dict[str, list[MetricComparison]] = {}
@@ -259,10 +285,13 @@ class Recorder:
             base = stored.get(m.workload.name)
             base_m = Measurement.from_dict(base) if base else None
             out[m.workload.name] = gate.compare_measurement(
-                m, base_m, self.thresholds, alpha=st.alpha,
-                fail_on_improvement=st.fail_on_improvement)
-        limits = gate.check_limits({m.workload.name: m for m in self.measurements},
-                                   self.thresholds)
+                m,
+                base_m,
+                self.thresholds,
+                alpha=st.alpha,
+                fail_on_improvement=st.fail_on_improvement,
+            )
+        limits = gate.check_limits({m.workload.name: m for m in self.measurements}, self.thresholds)
         if limits:
             out["sla"] = limits
         return out
@@ -291,10 +320,12 @@ class Recorder:
         comparisons = self._compare(entry)
         verdict = gate.decide([c for cs in comparisons.values() for c in cs])
         attempts = 0
-        while (entry is not None and gate.needs_remeasure(
-                [c for cs in comparisons.values() for c in cs])
-               and attempts < int(self.extras.get("remeasure", st.remeasure))
-               and st.accept != "all"):
+        while (
+            entry is not None
+            and gate.needs_remeasure([c for cs in comparisons.values() for c in cs])
+            and attempts < int(self.extras.get("remeasure", st.remeasure))
+            and st.accept != "all"
+        ):
             attempts += 1
             report.notes.append(f"suspected regression: re-measured (attempt {attempts + 1})")
             fresh = [self._run(w, r, u) for w, r, u in self._requests]
@@ -306,11 +337,14 @@ class Recorder:
             verdict = "mismatch"
             stored_fp = next(iter(others.values())).get("fingerprint", {})
             strict, warns = baseline_mod.fingerprint_diff(stored_fp, self._fingerprint_doc())
-            report.notes.append("baseline exists for another fingerprint: "
-                                + "; ".join(strict or ["load params or workloads differ"]))
+            report.notes.append(
+                "baseline exists for another fingerprint: "
+                + "; ".join(strict or ["load params or workloads differ"])
+            )
         elif entry is not None:
-            _strict, warns = baseline_mod.fingerprint_diff(entry.get("fingerprint", {}),
-                                                           self._fingerprint_doc())
+            _strict, warns = baseline_mod.fingerprint_diff(
+                entry.get("fingerprint", {}), self._fingerprint_doc()
+            )
             report.notes.extend(f"warning: {w}" for w in warns)
         report.comparisons = comparisons
         report.verdict = verdict
@@ -333,26 +367,36 @@ class Recorder:
             return report
 
         if verdict in ("new", "mismatch"):
-            what = ("no baseline for this test on this machine"
-                    if verdict == "new" else "the stored baseline has another fingerprint")
-            msg = (f"{self.nodeid}: {what} ({store.path}). "
-                   "Record one with --perf-accept" +
-                   (" --perf-force-accept" if verdict == "mismatch" else "") + "\n"
-                   + "\n".join(report.notes))
+            what = (
+                "no baseline for this test on this machine"
+                if verdict == "new"
+                else "the stored baseline has another fingerprint"
+            )
+            msg = (
+                f"{self.nodeid}: {what} ({store.path}). "
+                "Record one with --perf-accept"
+                + (" --perf-force-accept" if verdict == "mismatch" else "")
+                + "\n"
+                + "\n".join(report.notes)
+            )
             if st.missing == "fail":
                 raise PerfOutcome("fail", msg)
             if st.missing == "skip":
                 raise PerfOutcome("skip", msg)
             return report
         if verdict == "regressed" or (verdict == "improved" and st.fail_on_improvement):
-            raise PerfOutcome("fail", gate.failure_message(self.nodeid, comparisons,
-                                                          notes=report.notes))
+            raise PerfOutcome(
+                "fail", gate.failure_message(self.nodeid, comparisons, notes=report.notes)
+            )
         return report
 
     def _fingerprint_doc(self) -> dict[str, Any]:
         m = self.measurements[0]
-        return dict(m.fingerprint, params=m.params.to_dict(),
-                    workloads=sorted(x.workload.name for x in self.measurements))
+        return dict(
+            m.fingerprint,
+            params=m.params.to_dict(),
+            workloads=sorted(x.workload.name for x in self.measurements),
+        )
 
     def _entry(self) -> dict[str, Any]:
         return {
@@ -360,8 +404,7 @@ class Recorder:
             "git_commit": git_commit(Path.cwd()),
             "fingerprint": self._fingerprint_doc(),
             "model": self.config.model,
-            "measurements": {m.workload.name: m.to_dict(samples=False)
-                             for m in self.measurements},
+            "measurements": {m.workload.name: m.to_dict(samples=False) for m in self.measurements},
         }
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from pytest_llmperf.errors import UsageError
 
 #: bump when the bytes written for a given spec change
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 QUANTS: tuple[str, ...] = ("f16", "q8_0", "q4_k_m", "mxfp4")
 CACHE_ENV = "LLMPERF_CACHE_DIR"
@@ -77,8 +77,9 @@ class TinySpec:
         return self.n_expert > 0
 
     def key(self) -> str:
-        blob = json.dumps({"spec": dataclasses.asdict(self), "generator": GENERATOR_VERSION},
-                          sort_keys=True)
+        blob = json.dumps(
+            {"spec": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -100,8 +101,8 @@ def parse_variant(name: str) -> tuple[str, TinySpec, str]:
         text = "tiny-" + text
     for family, spec in FAMILIES.items():
         prefix = family + "-"
-        if text.startswith(prefix) and text[len(prefix):] in QUANTS:
-            return family, spec, text[len(prefix):]
+        if text.startswith(prefix) and text[len(prefix) :] in QUANTS:
+            return family, spec, text[len(prefix) :]
     raise UsageError(
         f"unknown tiny model {name!r}; built-in variants: {', '.join(variant_names())}"
     )
@@ -117,8 +118,12 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(base) / "pytest-llmperf" / "models"
 
 
-def model_path(spec: TinySpec, quant: str, directory: str | os.PathLike[str] | None = None,
-               family: str = "tiny") -> Path:
+def model_path(
+    spec: TinySpec,
+    quant: str,
+    directory: str | os.PathLike[str] | None = None,
+    family: str = "tiny",
+) -> Path:
     if quant not in QUANTS:
         raise UsageError(f"unknown quantization {quant!r}; built-in: {', '.join(QUANTS)}")
     return cache_dir(directory) / f"{family}-{quant}-{spec.key()}.gguf"
@@ -137,9 +142,12 @@ def ensure_variant(name: str, directory: str | os.PathLike[str] | None = None) -
     return ensure_model(spec, quant, directory, family=family).path
 
 
-def ensure_model(spec: TinySpec, quant: str = "f16",
-                 directory: str | os.PathLike[str] | None = None,
-                 family: str = "tiny") -> BuildInfo:
+def ensure_model(
+    spec: TinySpec,
+    quant: str = "f16",
+    directory: str | os.PathLike[str] | None = None,
+    family: str = "tiny",
+) -> BuildInfo:
     """Build (or reuse) the tiny model ``spec`` in quantization ``quant``."""
     out = model_path(spec, quant, directory, family)
     if out.is_file():
@@ -174,6 +182,7 @@ def _atomic_path(final: Path) -> Iterator[Path]:
 
 # -- writing the F16 model -------------------------------------------------------------
 
+
 def _vocab(n_vocab: int) -> tuple[list[bytes], list[float], list[int]]:
     import gguf
 
@@ -195,8 +204,9 @@ def _vocab(n_vocab: int) -> tuple[list[bytes], list[float], list[int]]:
     return tokens, scores, types
 
 
-def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
-              omit: frozenset[str] = frozenset()) -> None:
+def write_f16(
+    spec: TinySpec, path: str | os.PathLike[str], *, omit: frozenset[str] = frozenset()
+) -> None:
     """Write ``spec`` as an F16 llama-architecture GGUF with random weights (seeded).
 
     ``omit`` leaves the named tensors out (a valid GGUF that llama.cpp refuses: for the
@@ -209,7 +219,7 @@ def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
     head_dim = n_embd // spec.n_head
     n_embd_kv = head_dim * spec.n_head_kv
 
-    class _Writer(gguf.GGUFWriter):  # type: ignore[misc]
+    class _Writer(gguf.GGUFWriter):  # type: ignore[misc,unused-ignore]
         def add_tensor(self, name: str, tensor: Any, *a: Any, **kw: Any) -> None:
             if name not in omit:
                 super().add_tensor(name, tensor, *a, **kw)
@@ -241,7 +251,7 @@ def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
     w.add_add_bos_token(True)
 
     def mat(*shape: int) -> np.ndarray[Any, np.dtype[np.float16]]:
-        scale = 1.0 / np.sqrt(shape[-1])
+        scale = 1.0 / float(np.sqrt(shape[-1]))
         return (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float16)
 
     def norm() -> np.ndarray[Any, np.dtype[np.float32]]:
@@ -260,8 +270,9 @@ def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
         w.add_tensor(p + "ffn_norm.weight", norm())
         if spec.is_moe:
             e = spec.n_expert
-            w.add_tensor(p + "ffn_gate_inp.weight",
-                         rng.standard_normal((e, n_embd), dtype=np.float32))
+            w.add_tensor(
+                p + "ffn_gate_inp.weight", rng.standard_normal((e, n_embd), dtype=np.float32)
+            )
             w.add_tensor(p + "ffn_gate_exps.weight", mat(e, n_ff, n_embd))
             w.add_tensor(p + "ffn_up_exps.weight", mat(e, n_ff, n_embd))
             w.add_tensor(p + "ffn_down_exps.weight", mat(e, n_embd, n_ff))
@@ -277,8 +288,15 @@ def write_f16(spec: TinySpec, path: str | os.PathLike[str], *,
 
 # -- quantizing with llama.cpp ---------------------------------------------------------
 
-def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], quant: str,
-             *, moe: bool = True, nthread: int | None = None) -> None:
+
+def quantize(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    quant: str,
+    *,
+    moe: bool = True,
+    nthread: int | None = None,
+) -> None:
     """Quantize ``src`` to ``dst`` with llama.cpp's ``llama_model_quantize``.
 
     ``quant`` is q8_0, q4_k_m or mxfp4 (llama.cpp's MXFP4_MOE: experts MXFP4, the rest
@@ -308,8 +326,9 @@ def quantize(src: str | os.PathLike[str], dst: str | os.PathLike[str], quant: st
         overrides[1].pattern = None
         params.tt_overrides = ctypes.cast(overrides, ctypes.POINTER(lc.llama_model_tensor_override))
         keep.append(overrides)
-    rc = lc.llama_model_quantize(os.fspath(src).encode(), os.fspath(dst).encode(),
-                                 ctypes.byref(params))
+    rc = lc.llama_model_quantize(
+        os.fspath(src).encode(), os.fspath(dst).encode(), ctypes.byref(params)
+    )
     if rc != 0:
         from pytest_llmperf.errors import BackendError
 

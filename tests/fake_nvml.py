@@ -26,7 +26,7 @@ class _Memory:
 @dataclass
 class _Process:
     pid: int
-    usedGpuMemory: int | None  # noqa: N815 - pynvml's name
+    usedGpuMemory: int | None
 
 
 @dataclass
@@ -42,42 +42,48 @@ class FakeGPU:
 class FakeNVML:
     """Module-like object: ``devices.set_nvml_module(FakeNVML([FakeGPU()]))``."""
 
-    def __init__(self, gpus: list[FakeGPU] | None = None, *, fail_init: bool = False,
-                 per_process: bool = True, driver: str = "570.00") -> None:
+    def __init__(
+        self,
+        gpus: list[FakeGPU] | None = None,
+        *,
+        fail_init: bool = False,
+        per_process: bool = True,
+        driver: str = "570.00",
+    ) -> None:
         self.gpus = gpus if gpus is not None else [FakeGPU()]
         self.fail_init = fail_init
         self.per_process = per_process
         self.driver = driver
         self.init_calls = 0
 
-    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+    def nvmlInit(self) -> None:
         self.init_calls += 1
         if self.fail_init:
             raise NVMLError("NVML Shared Library Not Found")
 
-    def nvmlShutdown(self) -> None:  # noqa: N802
+    def nvmlShutdown(self) -> None:
         pass
 
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int:
         return len(self.gpus)
 
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGPU:  # noqa: N802
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGPU:
         return self.gpus[i]
 
-    def nvmlDeviceGetName(self, h: FakeGPU) -> str:  # noqa: N802
+    def nvmlDeviceGetName(self, h: FakeGPU) -> str:
         return h.name
 
-    def nvmlDeviceGetUUID(self, h: FakeGPU) -> str:  # noqa: N802
+    def nvmlDeviceGetUUID(self, h: FakeGPU) -> str:
         return h.uuid
 
-    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
+    def nvmlSystemGetDriverVersion(self) -> str:
         return self.driver
 
-    def nvmlDeviceGetMemoryInfo(self, h: FakeGPU) -> _Memory:  # noqa: N802
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGPU) -> _Memory:
         used = (h.used_mb + sum(h.processes.values())) * MB
         return _Memory(total=h.total_mb * MB, used=used, free=h.total_mb * MB - used)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGPU) -> list[Any]:  # noqa: N802
+    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGPU) -> list[Any]:
         if not self.per_process:
             raise NVMLError("Not Supported")
         return [_Process(pid, mb * MB) for pid, mb in h.processes.items()]

@@ -82,21 +82,31 @@ def test_cpu_moe_overrides_exactly_the_expert_tensors(moe: Path) -> None:
 
 
 def test_cpu_moe_on_a_dense_model_is_a_warning(tiny_model) -> None:
-    with LoadedModel(tiny_model("dense-q8_0"), LoadParams(n_threads=2, n_cpu_moe=2,
-                                                         n_ctx=256)) as m:
+    with LoadedModel(
+        tiny_model("dense-q8_0"), LoadParams(n_threads=2, n_cpu_moe=2, n_ctx=256)
+    ) as m:
         assert any("no expert tensors" in w for w in m.warnings)
         assert m.load.overridden == {}
 
 
 def test_override_patterns() -> None:
     assert expert_override_patterns(LoadParams(cpu_moe=True)) == [
-        r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"]
+        r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+    ]
     assert expert_override_patterns(LoadParams(n_cpu_moe=2))[1].startswith(r"blk\.1\.")
 
 
 def test_knobs_reach_llama_cpp(moe: Path) -> None:
-    p = LoadParams(n_threads=1, n_ctx=512, n_batch=64, n_ubatch=32, flash_attn="on",
-                   type_k="q8_0", type_v="q8_0", use_mmap=False)
+    p = LoadParams(
+        n_threads=1,
+        n_ctx=512,
+        n_batch=64,
+        n_ubatch=32,
+        flash_attn="on",
+        type_k="q8_0",
+        type_v="q8_0",
+        use_mmap=False,
+    )
     with LoadedModel(moe, p) as m:
         assert m.load.resolved["n_threads"] == 1
         assert m.load.resolved["n_ctx"] == 512
@@ -112,6 +122,7 @@ def test_quantized_v_cache_without_flash_attention_is_explained(moe: Path) -> No
 
 
 # -- bad model files: clear errors before any native code runs ------------------------------
+
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="does not exist"):
@@ -140,7 +151,7 @@ def test_truncated(tmp_path: Path, moe: Path) -> None:
     for cut in (100, len(data) // 2, len(data) - 10):
         bad = tmp_path / f"t{cut}.gguf"
         bad.write_bytes(data[:cut])
-        with pytest.raises(ModelFileError, match="truncated|not a readable GGUF"):
+        with pytest.raises(ModelFileError, match=r"truncated|not a readable GGUF"):
             LoadedModel(bad, P2)
 
 
@@ -148,7 +159,7 @@ def test_missing_tensor(tmp_path: Path) -> None:
     spec = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512)
     path = tmp_path / "missing.gguf"
     tiny.write_f16(spec, path, omit=frozenset({"blk.1.attn_q.weight"}))
-    with pytest.raises(BackendError, match="blk.1.attn_q.weight"):
+    with pytest.raises(BackendError, match=r"blk\.1\.attn_q\.weight"):
         LoadedModel(path, P2)
 
 

@@ -10,18 +10,32 @@ def test_parse_short_and_long_forms() -> None:
     p = LoadParams.from_args(
         "-t 8 -b 256 -ub 128 -ngl 99 -ctk q8_0 -ctv f16 -fa on --cpu-moe --no-mmap -c 8192"
     )
-    assert p == LoadParams(n_threads=8, n_batch=256, n_ubatch=128, n_gpu_layers=99,
-                           type_k="q8_0", type_v="f16", flash_attn="on", cpu_moe=True,
-                           use_mmap=False, n_ctx=8192)
-    q = LoadParams.from_args("--threads 8 --batch-size 256 --ubatch-size 128 --n-gpu-layers 99 "
-                             "--cache-type-k q8_0 --flash-attn=off -ncmoe 4 --mlock -tb 4")
+    assert p == LoadParams(
+        n_threads=8,
+        n_batch=256,
+        n_ubatch=128,
+        n_gpu_layers=99,
+        type_k="q8_0",
+        type_v="f16",
+        flash_attn="on",
+        cpu_moe=True,
+        use_mmap=False,
+        n_ctx=8192,
+    )
+    q = LoadParams.from_args(
+        "--threads 8 --batch-size 256 --ubatch-size 128 --n-gpu-layers 99 "
+        "--cache-type-k q8_0 --flash-attn=off -ncmoe 4 --mlock -tb 4"
+    )
     assert q.n_threads == 8 and q.n_cpu_moe == 4 and q.flash_attn == "off"
     assert q.use_mlock and q.n_threads_batch == 4
 
 
 def test_llama_bench_spellings() -> None:
     assert parse_llama_args("-fa 1 -mmp 0 -ngl all") == {
-        "flash_attn": "on", "use_mmap": False, "n_gpu_layers": -1}
+        "flash_attn": "on",
+        "use_mmap": False,
+        "n_gpu_layers": -1,
+    }
     assert parse_llama_args("-fa") == {"flash_attn": "on"}
 
 

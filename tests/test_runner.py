@@ -56,8 +56,12 @@ def test_isolated_runs_in_another_process(model: Path) -> None:
 
 @pytest.mark.parametrize(
     ("sig", "hint"),
-    [("SIGSEGV", "segmentation fault"), ("SIGILL", "CPU features this machine lacks"),
-     ("SIGKILL", "out-of-memory killer"), ("SIGABRT", "GGML_ASSERT")],
+    [
+        ("SIGSEGV", "segmentation fault"),
+        ("SIGILL", "CPU features this machine lacks"),
+        ("SIGKILL", "out-of-memory killer"),
+        ("SIGABRT", "GGML_ASSERT"),
+    ],
 )
 def test_crash_names_the_signal_and_gives_a_hint(model: Path, sig: str, hint: str) -> None:
     r = IsolatedRunner(str(model), P, "m")

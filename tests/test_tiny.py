@@ -17,8 +17,9 @@ from pytest_llmperf.errors import UsageError
 from pytest_llmperf.params import LoadParams, Workload
 
 SMALL = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512)
-SMALL_MOE = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512,
-                          n_expert=4, n_expert_used=2)
+SMALL_MOE = tiny.TinySpec(
+    n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512, n_expert=4, n_expert_used=2
+)
 
 
 @pytest.mark.parametrize("variant", tiny.variant_names())
@@ -50,8 +51,7 @@ def test_cache_is_reused_and_rebuilt_when_the_spec_changes(tmp_path: Path) -> No
     assert first.built and first.path.is_file()
     again = tiny.ensure_model(SMALL, "q8_0", tmp_path)
     assert not again.built and again.path == first.path
-    changed = tiny.ensure_model(tiny.TinySpec(**{**SMALL.__dict__, "n_layer": 3}), "q8_0",
-                                tmp_path)
+    changed = tiny.ensure_model(tiny.TinySpec(**{**SMALL.__dict__, "n_layer": 3}), "q8_0", tmp_path)
     assert changed.built and changed.path != first.path
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -82,8 +82,7 @@ def test_env_var_overrides_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_large_vocab_option(tmp_path: Path) -> None:
-    spec = tiny.TinySpec(n_layer=1, n_embd=256, n_ff=256, n_head=4, n_head_kv=2,
-                         n_vocab=64_000)
+    spec = tiny.TinySpec(n_layer=1, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=64_000)
     path = tiny.ensure_model(spec, "q8_0", tmp_path).path
     assert gguf_info.inspect(path).n_vocab == 64_000
 
@@ -96,18 +95,29 @@ def test_unknown_variant_and_bad_spec() -> None:
 
 
 def test_cli_prints_a_path_that_runs_and_reuses_it(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "pytest_llmperf.cli", "tiny-model", "--variant", "moe-mxfp4",
-           "--cache-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest_llmperf.cli",
+        "tiny-model",
+        "--variant",
+        "moe-mxfp4",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
     path = first.stdout.strip()
     assert Path(path).is_file() and "built" in first.stderr
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert second.stdout.strip() == path and "cached" in second.stderr
     env = dict(os.environ)
-    code = ("import sys; from pytest_llmperf.backend.engine import LoadedModel;"
-            "from pytest_llmperf.params import LoadParams, Workload;"
-            "m = LoadedModel(sys.argv[1], LoadParams(n_threads=2, n_ctx=128));"
-            "print(len(m.run(Workload(n_gen=8), 1, 0)[0].token_ns))")
-    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
-                         check=True, env=env)
+    code = (
+        "import sys; from pytest_llmperf.backend.engine import LoadedModel;"
+        "from pytest_llmperf.params import LoadParams, Workload;"
+        "m = LoadedModel(sys.argv[1], LoadParams(n_threads=2, n_ctx=128));"
+        "print(len(m.run(Workload(n_gen=8), 1, 0)[0].token_ns))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, path], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "8"

@@ -25,8 +25,15 @@ from pytest_llmperf.metrics import Sample
 from pytest_llmperf.params import LoadParams, Workload
 
 GGML_TYPES: dict[str, int] = {
-    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
-    "iq4_nl": 20, "bf16": 30,
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
 }
 FLASH_ATTN_TYPES: dict[str, int] = {"auto": -1, "off": 0, "on": 1}
 ALL_LAYERS = 0x7FFFFFFF
@@ -37,7 +44,7 @@ Sampler = Literal["greedy", "llama"]
 
 
 class _BuftOverride(ctypes.Structure):
-    """``struct llama_model_tensor_buft_override { const char * pattern; ggml_backend_buffer_type_t buft; }``"""
+    """``struct llama_model_tensor_buft_override``: a pattern and a buffer type."""
 
     _fields_ = [("pattern", ctypes.c_char_p), ("buft", ctypes.c_void_p)]
 
@@ -69,8 +76,14 @@ class LoadReport:
 class LoadedModel:
     """A model and one context, loaded with ``params``. Close it (or use ``with``)."""
 
-    def __init__(self, path: str | os.PathLike[str], params: LoadParams, *,
-                 model_id: str = "", check_memory: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        params: LoadParams,
+        *,
+        model_id: str = "",
+        check_memory: bool = True,
+    ) -> None:
         self.path = os.fspath(path)
         self.params = params
         self.model_id = model_id or os.path.basename(self.path)
@@ -155,8 +168,7 @@ class LoadedModel:
         finally:
             capture.active = False
         log = list(capture.lines)
-        overridden = {m.group(1): m.group(2) for line in log
-                      if (m := _OVERRIDE_RE.search(line))}
+        overridden = {m.group(1): m.group(2) for line in log if (m := _OVERRIDE_RE.search(line))}
         resolved: dict[str, Any] = {
             "n_threads": n_threads,
             "n_threads_batch": n_threads_batch,
@@ -173,9 +185,14 @@ class LoadedModel:
         }
         if patterns:
             self._check_overrides(patterns, overridden)
-        return LoadReport(load_ms=(t2 - t0) / 1e6, model_load_ms=(t1 - t0) / 1e6,
-                          context_ms=(t2 - t1) / 1e6, resolved=resolved, overridden=overridden,
-                          log_tail=log[-40:])
+        return LoadReport(
+            load_ms=(t2 - t0) / 1e6,
+            model_load_ms=(t1 - t0) / 1e6,
+            context_ms=(t2 - t1) / 1e6,
+            resolved=resolved,
+            overridden=overridden,
+            log_tail=log[-40:],
+        )
 
     def _failure(self, call: str, log: list[str]) -> str:
         tail = [line for line in log if line.strip()][-12:]
@@ -185,8 +202,10 @@ class LoadedModel:
             hint = "\nhint: a quantized V cache needs flash attention: set flash_attn='on' (-fa on)"
         elif "failed to allocate" in text or "out of memory" in text:
             hint = "\nhint: not enough memory: lower n_ctx, n_gpu_layers or n_batch"
-        return (f"{call} failed for {self.path} with {self.params.to_args() or 'defaults'}; "
-                "llama.cpp said:\n  " + "\n  ".join(tail) + hint)
+        return (
+            f"{call} failed for {self.path} with {self.params.to_args() or 'defaults'}; "
+            "llama.cpp said:\n  " + "\n  ".join(tail) + hint
+        )
 
     def _check_overrides(self, patterns: list[str], overridden: dict[str, str]) -> None:
         """The expert tensors, and only they, must have been overridden to the CPU."""
@@ -208,15 +227,15 @@ class LoadedModel:
         lib = self.lc._lib
         self._decode = lib.llama_decode
         self._get_logits = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32)(
-            ("llama_get_logits_ith", lib))
+            ("llama_get_logits_ith", lib)
+        )
         vocab = self.lc.llama_model_get_vocab(self._model)
         self.n_vocab = int(self.lc.llama_vocab_n_tokens(vocab))
         self.bos = int(self.lc.llama_vocab_bos(vocab))
         self._tok = (ctypes.c_int32 * 1)()
         self._tok_batch = self.lc.llama_batch_get_one(self._tok, 1)
         self._logits_addr = 0
-        self._logits_view: np.ndarray[Any, np.dtype[np.float32]] | None = None
-        self._sampler: Any = None
+        self._logits_view = None
 
     # -- running ----------------------------------------------------------------------
     @property
@@ -231,7 +250,7 @@ class LoadedModel:
             raise BackendError("llama_get_logits_ith returned NULL")
         if addr != self._logits_addr or self._logits_view is None:
             buf = (ctypes.c_float * self.n_vocab).from_address(addr)
-            self._logits_view = np.frombuffer(buf, dtype=np.float32)
+            self._logits_view = np.ctypeslib.as_array(buf)
             self._logits_addr = addr
         return int(self._logits_view.argmax())
 
@@ -314,13 +333,25 @@ class LoadedModel:
                 append(now() - t0)
         end_ns = now() - t0
         perf = lc.llama_perf_context(ctx)
-        llama = {"n_p_eval": float(perf.n_p_eval), "t_p_eval_ms": float(perf.t_p_eval_ms),
-                 "n_eval": float(perf.n_eval), "t_eval_ms": float(perf.t_eval_ms)}
-        return Sample(n_prompt=workload.n_prompt, n_gen=n_gen, n_depth=workload.n_depth,
-                      prompt_ns=prompt_ns, token_ns=token_ns, end_ns=end_ns, llama=llama)
+        llama = {
+            "n_p_eval": float(perf.n_p_eval),
+            "t_p_eval_ms": float(perf.t_p_eval_ms),
+            "n_eval": float(perf.n_eval),
+            "t_eval_ms": float(perf.t_eval_ms),
+        }
+        return Sample(
+            n_prompt=workload.n_prompt,
+            n_gen=n_gen,
+            n_depth=workload.n_depth,
+            prompt_ns=prompt_ns,
+            token_ns=token_ns,
+            end_ns=end_ns,
+            llama=llama,
+        )
 
-    def run(self, workload: Workload, repetitions: int = 3, warmup: int = 1,
-            sampler: Sampler = "greedy") -> list[Sample]:
+    def run(
+        self, workload: Workload, repetitions: int = 3, warmup: int = 1, sampler: Sampler = "greedy"
+    ) -> list[Sample]:
         """``warmup`` untimed runs, then ``repetitions`` timed ones (GC paused)."""
         if repetitions < 1:
             raise UsageError(f"repetitions={repetitions}: must be >= 1")
@@ -374,9 +405,10 @@ def _flash_attn_from_log(log: list[str], requested: str) -> str:
 
 
 def _backend_name(params: LoadParams) -> str:
-    """"CPU", or the GPU backends that hold offloaded layers (llama-bench's backend column)."""
+    """ "CPU", or the GPU backends that hold offloaded layers (llama-bench's backend column)."""
     if params.n_gpu_layers == 0:
         return "CPU"
-    gpus = sorted({d["name"].rstrip("0123456789") for d in llama_lib.devices()
-                   if d["type"] in (1, 3)})
+    gpus = sorted(
+        {d["name"].rstrip("0123456789") for d in llama_lib.devices() if d["type"] in (1, 3)}
+    )
     return ",".join(gpus) if gpus else "CPU"

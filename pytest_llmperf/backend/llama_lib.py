@@ -84,13 +84,15 @@ def devices() -> list[dict[str, Any]]:
     out = []
     for i in range(int(count())):
         dev = get(i)
-        out.append({
-            "index": i,
-            "name": (name(dev) or b"").decode(),
-            "description": (desc(dev) or b"").decode(),
-            "type": int(dtype(dev)),
-            "handle": dev,
-        })
+        out.append(
+            {
+                "index": i,
+                "name": (name(dev) or b"").decode(),
+                "description": (desc(dev) or b"").decode(),
+                "type": int(dtype(dev)),
+                "handle": dev,
+            }
+        )
     return out
 
 

@@ -41,14 +41,11 @@ class Runner(Protocol):
     resolved: dict[str, Any]
     warnings: list[str]
 
-    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
-        ...
+    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement: ...
 
-    def measure_load(self, repetitions: int = 3) -> Measurement:
-        ...
+    def measure_load(self, repetitions: int = 3) -> Measurement: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def _now() -> str:
@@ -58,8 +55,9 @@ def _now() -> str:
 class InProcessRunner:
     """llama.cpp in this process. Cheapest, but a native crash takes the process down."""
 
-    def __init__(self, path: str, params: LoadParams, model_id: str = "",
-                 check_memory: bool = True) -> None:
+    def __init__(
+        self, path: str, params: LoadParams, model_id: str = "", check_memory: bool = True
+    ) -> None:
         from pytest_llmperf.backend.engine import LoadedModel
 
         self.path = path
@@ -69,8 +67,7 @@ class InProcessRunner:
         self._vram = devices.VRAMMonitor()
         self._rss.start()
         self._vram.start()
-        self._model = LoadedModel(path, params, model_id=self.model_id,
-                                  check_memory=check_memory)
+        self._model = LoadedModel(path, params, model_id=self.model_id, check_memory=check_memory)
         self._rss.sample()
         self._vram.sample()
         self.load_ms = self._model.load.load_ms
@@ -79,9 +76,11 @@ class InProcessRunner:
         self._fingerprint = fingerprint.fingerprint(self._model.info)
 
     def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
-        values: dict[str, list[float]] = {"load_ms": load_ms,
-                                          "rss_peak_mb": [round(self._rss.peak_mb, 1)],
-                                          "model_size_mb": [self._model.info.file_size / devices.MB]}
+        values: dict[str, list[float]] = {
+            "load_ms": load_ms,
+            "rss_peak_mb": [round(self._rss.peak_mb, 1)],
+            "model_size_mb": [self._model.info.file_size / devices.MB],
+        }
         absent: dict[str, str] = {}
         vram, reason = self._vram.value_mb()
         if vram is None:
@@ -98,13 +97,21 @@ class InProcessRunner:
         self._rss.sample()
         self._vram.sample()
         values, absent = self._run_values([self.load_ms])
-        resolved = dict(self.resolved, vram_mode=self._vram.mode or None,
-                        rss_exact=self._rss.exact)
+        resolved = dict(self.resolved, vram_mode=self._vram.mode or None, rss_exact=self._rss.exact)
         return Measurement.from_samples(
-            model=self.model_id, model_path=self.path, params=self.params, workload=workload,
-            samples=samples, run_values=values, absent=absent, resolved=resolved,
-            fingerprint=self._fingerprint, started_at=started, repetitions=repetitions,
-            warmup=warmup)
+            model=self.model_id,
+            model_path=self.path,
+            params=self.params,
+            workload=workload,
+            samples=samples,
+            run_values=values,
+            absent=absent,
+            resolved=resolved,
+            fingerprint=self._fingerprint,
+            started_at=started,
+            repetitions=repetitions,
+            warmup=warmup,
+        )
 
     def measure_load(self, repetitions: int = 3) -> Measurement:
         """Cold load time: close this configuration's model, then load it R times."""
@@ -119,14 +126,24 @@ class InProcessRunner:
             self._rss.sample()
             self._vram.sample()
             m.close()
-        self._model = LoadedModel(self.path, self.params, model_id=self.model_id,
-                                  check_memory=False)
+        self._model = LoadedModel(
+            self.path, self.params, model_id=self.model_id, check_memory=False
+        )
         values, absent = self._run_values(times)
         return Measurement.from_samples(
-            model=self.model_id, model_path=self.path, params=self.params,
-            workload=Workload(), samples=[], run_values=values, absent=absent,
-            resolved=dict(self.resolved), fingerprint=self._fingerprint, started_at=started,
-            repetitions=repetitions, warmup=0)
+            model=self.model_id,
+            model_path=self.path,
+            params=self.params,
+            workload=Workload(),
+            samples=[],
+            run_values=values,
+            absent=absent,
+            resolved=dict(self.resolved),
+            fingerprint=self._fingerprint,
+            started_at=started,
+            repetitions=repetitions,
+            warmup=0,
+        )
 
     def close(self) -> None:
         self._model.close()
@@ -136,21 +153,23 @@ class InProcessRunner:
 
 _HINTS = {
     "SIGILL": "llama.cpp was built for CPU features this machine lacks (AMX, AVX-512, ...): "
-              "rebuild llama-cpp-python for this machine with scripts/build-llama-cpp.sh "
-              "(LLMPERF_LLAMA_BUILD=native switches AMX off where the kernel forbids it; "
-              "LLMPERF_LLAMA_BUILD=portable runs anywhere)",
+    "rebuild llama-cpp-python for this machine with scripts/build-llama-cpp.sh "
+    "(LLMPERF_LLAMA_BUILD=native switches AMX off where the kernel forbids it; "
+    "LLMPERF_LLAMA_BUILD=portable runs anywhere)",
     "SIGKILL": "the process was killed, probably by the out-of-memory killer: lower n_ctx, "
-               "n_batch or n_gpu_layers, or use a smaller model",
+    "n_batch or n_gpu_layers, or use a smaller model",
     "SIGSEGV": "llama.cpp crashed (segmentation fault): a damaged model file or a llama.cpp "
-               "bug; LLMPERF_VERBOSE_LLAMA=1 shows its log",
+    "bug; LLMPERF_VERBOSE_LLAMA=1 shows its log",
     "SIGABRT": "llama.cpp aborted (a failed GGML_ASSERT or an uncaught C++ exception); its "
-               "message is above",
+    "message is above",
     "SIGBUS": "the model file changed or vanished while mapped (SIGBUS): do not rewrite model "
-              "files during a run",
+    "files during a run",
 }
 
 _ERROR_TYPES: dict[str, type[LLMPerfError]] = {
-    "UsageError": UsageError, "ModelFileError": ModelFileError, "BackendError": BackendError,
+    "UsageError": UsageError,
+    "ModelFileError": ModelFileError,
+    "BackendError": BackendError,
 }
 
 
@@ -166,9 +185,15 @@ def signal_name(returncode: int) -> str:
 class IsolatedRunner:
     """The same interface as InProcessRunner, with llama.cpp in a child process."""
 
-    def __init__(self, path: str, params: LoadParams, model_id: str = "",
-                 check_memory: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        params: LoadParams,
+        model_id: str = "",
+        check_memory: bool = True,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.params = params
         self.model_id = model_id or os.path.basename(path)
@@ -178,14 +203,26 @@ class IsolatedRunner:
         resp_r, resp_w = os.pipe()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_llmperf.backend.worker", str(req_r), str(resp_w)],
-            pass_fds=(req_r, resp_w), stdin=subprocess.DEVNULL, stdout=self._stderr,
-            stderr=self._stderr, env={**os.environ, **(env or {})}, close_fds=True)
+            pass_fds=(req_r, resp_w),
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+            env={**os.environ, **(env or {})},
+            close_fds=True,
+        )
         os.close(req_r)
         os.close(resp_w)
         self._w = os.fdopen(req_w, "w", buffering=1)
         self._r = os.fdopen(resp_r, "r")
-        reply = self._call({"op": "load", "path": path, "params": params.to_dict(),
-                            "model_id": self.model_id, "check_memory": check_memory})
+        reply = self._call(
+            {
+                "op": "load",
+                "path": path,
+                "params": params.to_dict(),
+                "model_id": self.model_id,
+                "check_memory": check_memory,
+            }
+        )
         self.load_ms = float(reply["load_ms"])
         self.resolved = dict(reply["resolved"])
         self.warnings = list(reply.get("warnings", []))
@@ -209,9 +246,11 @@ class IsolatedRunner:
         name = signal_name(rc)
         hint = _HINTS.get(name, "see the backend's output above")
         tail = self._stderr_tail()
-        msg = (f"the llama.cpp backend process for {self.model_id} ({self.path}, "
-               f"{self.params.to_args() or 'default params'}) died during {what}: {name}\n"
-               f"hint: {hint}" + (f"\nbackend output (last lines):\n{tail}" if tail else ""))
+        msg = (
+            f"the llama.cpp backend process for {self.model_id} ({self.path}, "
+            f"{self.params.to_args() or 'default params'}) died during {what}: {name}\n"
+            f"hint: {hint}" + (f"\nbackend output (last lines):\n{tail}" if tail else "")
+        )
         return BackendCrash(msg, signal_name=name)
 
     def _call(self, request: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
@@ -233,7 +272,9 @@ class IsolatedRunner:
                 raise BackendCrash(
                     f"the llama.cpp backend for {self.model_id} did not finish {what} within "
                     f"{limit:.0f} s and was killed; raise --perf-timeout (or llmperf_timeout) "
-                    "if the workload is legitimately this slow", signal_name="timeout")
+                    "if the workload is legitimately this slow",
+                    signal_name="timeout",
+                )
             ready, _, _ = select.select([self._r], [], [], min(left, 1.0))
             if ready:
                 line = self._r.readline()
@@ -246,9 +287,14 @@ class IsolatedRunner:
                 return reply
 
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
-        reply = self._call({"op": "measure",
-                            "workload": {**workload.to_dict(), "name": workload.name},
-                            "repetitions": repetitions, "warmup": warmup})
+        reply = self._call(
+            {
+                "op": "measure",
+                "workload": {**workload.to_dict(), "name": workload.name},
+                "repetitions": repetitions,
+                "warmup": warmup,
+            }
+        )
         return Measurement.from_dict(reply["measurement"])
 
     def measure_load(self, repetitions: int = 3) -> Measurement:
@@ -277,9 +323,17 @@ class IsolatedRunner:
             pass
 
 
-def make_runner(path: str, params: LoadParams, model_id: str = "", *, isolate: bool = True,
-                timeout_s: float = DEFAULT_TIMEOUT_S, check_memory: bool = True) -> Runner:
+def make_runner(
+    path: str,
+    params: LoadParams,
+    model_id: str = "",
+    *,
+    isolate: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    check_memory: bool = True,
+) -> Runner:
     if isolate:
-        return IsolatedRunner(path, params, model_id, check_memory=check_memory,
-                              timeout_s=timeout_s)
+        return IsolatedRunner(
+            path, params, model_id, check_memory=check_memory, timeout_s=timeout_s
+        )
     return InProcessRunner(path, params, model_id, check_memory=check_memory)

@@ -33,18 +33,31 @@ def serve(req_fd: int, resp_fd: int) -> int:
             if op == "close":
                 break
             if op == "load":
-                runner = InProcessRunner(req["path"], LoadParams.from_dict(req["params"]),
-                                         req.get("model_id", ""),
-                                         check_memory=bool(req.get("check_memory", True)))
-                reply({"ok": True, "load_ms": runner.load_ms, "resolved": runner.resolved,
-                       "warnings": runner.warnings, "pid": os.getpid()})
+                runner = InProcessRunner(
+                    req["path"],
+                    LoadParams.from_dict(req["params"]),
+                    req.get("model_id", ""),
+                    check_memory=bool(req.get("check_memory", True)),
+                )
+                reply(
+                    {
+                        "ok": True,
+                        "load_ms": runner.load_ms,
+                        "resolved": runner.resolved,
+                        "warnings": runner.warnings,
+                        "pid": os.getpid(),
+                    }
+                )
             elif op == "measure":
                 if runner is None:
                     raise RuntimeError("measure before load")
                 wl = dict(req["workload"])
                 wl.pop("name", None)
-                m = runner.measure(Workload.from_dict(wl), int(req.get("repetitions", 3)),
-                                   int(req.get("warmup", 1)))
+                m = runner.measure(
+                    Workload.from_dict(wl),
+                    int(req.get("repetitions", 3)),
+                    int(req.get("warmup", 1)),
+                )
                 m.resolved["worker_pid"] = os.getpid()
                 reply({"ok": True, "measurement": m.to_dict()})
             elif op == "crash":  # for the tests of crash containment
@@ -56,8 +69,13 @@ def serve(req_fd: int, resp_fd: int) -> int:
         except LLMPerfError as exc:
             reply({"ok": False, "error": type(exc).__name__, "message": str(exc)})
         except Exception as exc:
-            reply({"ok": False, "error": "BackendError",
-                   "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
+            reply(
+                {
+                    "ok": False,
+                    "error": "BackendError",
+                    "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                }
+            )
     if runner is not None:
         runner.close()
     return 0

@@ -28,6 +28,7 @@ def sweep_bench_table(measurements: list[Measurement]) -> list[str]:
     table = depth_table(TestReport(nodeid="depth", measurements=list(measurements)))
     return table_markdown(table) if table is not None else []
 
+
 __all__ = [
     "PLOTS_MISSING_NOTE",
     "SCHEMA_VERSION",
@@ -37,8 +38,8 @@ __all__ = [
     "load_results",
     "matplotlib_missing",
     "results_dict",
-    "sweep_bench_table",
     "summary_markdown",
+    "sweep_bench_table",
     "terminal_lines",
     "write_benchmark_json",
     "write_bmf",
