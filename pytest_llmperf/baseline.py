@@ -16,13 +16,14 @@ of a committed baseline stay small and readable.
 
 **Which fingerprint fields matter.** :data:`STRICT_FIELDS` must be equal for two
 measurements to be compared at all: they make up the entry's key
-(:func:`fingerprint_key`), so a change of model file, load params, workloads, CPU model,
-core count, architecture or GPU finds no entry under the new key; the caller reports a
-``mismatch`` when entries exist for the test under another key. :data:`WARN_FIELDS`
-change the numbers less predictably or not at all (driver, llama.cpp build, Python,
-OS, installed RAM/VRAM, this plugin's version): they are compared and reported as
-warnings, never block the comparison. Everything else (model name, quant, file size:
-implied by the sha256) is recorded for people only.
+(:func:`fingerprint_key`), so a change of model id or quantization, load params,
+workloads, CPU model, core count, architecture or GPU finds no entry under the new key;
+the caller reports a ``mismatch`` when entries exist for the test under another key.
+:data:`WARN_FIELDS` are compared and reported as warnings but never block the
+comparison: the driver, llama.cpp build, Python, OS, installed RAM/VRAM, this plugin's
+version, and the model *file* (sha256, size, GGUF name). A new file for the same model id
+and quantization (re-converted, re-quantized, a new release) is exactly what the gate
+should judge: it is compared against the baseline, with a warning that the file changed.
 
 **Writes.** Accepted entries are queued during the session and written once by
 :meth:`BaselineStore.flush`: under a file lock (``<file>.lock`` next to the JSON), the
@@ -56,7 +57,8 @@ SCHEMA_VERSION = 1
 
 #: fields that must match for a baseline to be compared (they form the entry key)
 STRICT_FIELDS: tuple[str, ...] = (
-    "model.sha256",
+    "model.id",
+    "model.quant",
     "params",
     "workloads",
     "machine.cpu",
@@ -67,6 +69,9 @@ STRICT_FIELDS: tuple[str, ...] = (
 
 #: fields whose difference is reported as a warning only
 WARN_FIELDS: tuple[str, ...] = (
+    "model.sha256",
+    "model.file_size",
+    "model.name",
     "machine.gpu_driver",
     "machine.ram_gb",
     "machine.vram_total_mb",

@@ -39,8 +39,9 @@ def software() -> dict[str, Any]:
     }
 
 
-def model(info: ModelInfo) -> dict[str, Any]:
+def model(info: ModelInfo, model_id: str = "") -> dict[str, Any]:
     return {
+        "id": model_id or info.name,
         "sha256": file_sha256(info.path),
         "file_size": info.file_size,
         "quant": info.quant,
@@ -49,8 +50,8 @@ def model(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-def fingerprint(info: ModelInfo) -> dict[str, Any]:
-    return {"machine": machine(), "software": software(), "model": model(info)}
+def fingerprint(info: ModelInfo, model_id: str = "") -> dict[str, Any]:
+    return {"machine": machine(), "software": software(), "model": model(info, model_id)}
 
 
 def machine_id(mach: dict[str, Any] | None = None) -> str:

@@ -36,7 +36,13 @@ FP: dict[str, Any] = {
         "llama_system_info": "AVX2 = 1",
         "pytest_llmperf": "0.1.0",
     },
-    "model": {"sha256": "ab" * 32, "file_size": 1234567, "quant": "MXFP4_MOE", "name": "tiny-moe"},
+    "model": {
+        "id": "tiny-moe-mxfp4",
+        "sha256": "ab" * 32,
+        "file_size": 1234567,
+        "quant": "MXFP4_MOE",
+        "name": "tiny-moe",
+    },
 }
 PARAMS = LoadParams(n_threads=2, n_batch=256, n_ubatch=128)
 
@@ -459,7 +465,8 @@ def test_prune(tmp_path: Path) -> None:
 
 def test_strict_and_warn_fields_are_documented() -> None:
     assert set(bl.STRICT_FIELDS) >= {
-        "model.sha256",
+        "model.id",
+        "model.quant",
         "params",
         "workloads",
         "machine.cpu",
@@ -467,6 +474,9 @@ def test_strict_and_warn_fields_are_documented() -> None:
         "machine.gpu",
     }
     assert set(bl.WARN_FIELDS) == {
+        "model.sha256",
+        "model.file_size",
+        "model.name",
         "machine.gpu_driver",
         "machine.ram_gb",
         "machine.vram_total_mb",
@@ -484,7 +494,7 @@ def test_fingerprint_key_is_stable() -> None:
     assert len(key) == 16 and int(key, 16) >= 0
     # pinned: changing the canonical form would orphan every stored baseline
     assert fingerprint_key(FP, {"n_threads": 2, "n_batch": 256}, ["tg32", "pp64"]) == (
-        "f4be46bf5678c946"
+        "b60f7f82197b777c"
     )
     assert fingerprint_key(FP, PARAMS.to_dict(), ["pp64", "tg32"]) == key  # dict, str, order
     assert fingerprint_key(json.loads(json.dumps(FP)), PARAMS, ["tg32", "pp64"]) == key
@@ -496,7 +506,9 @@ def test_fingerprint_key_is_stable() -> None:
         ("machine.cpu", "AMD EPYC 9654", True),
         ("machine.cores", 4, True),
         ("machine.gpu", "NVIDIA H200", True),
-        ("model.sha256", "cd" * 32, True),
+        ("model.id", "another-model", True),
+        ("model.quant", "Q8_0", True),
+        ("model.sha256", "cd" * 32, False),
         ("machine.gpu_driver", "570.86", False),
         ("machine.ram_gb", 16.0, False),
         ("machine.os", "Linux-6.9", False),
@@ -517,9 +529,7 @@ def test_key_and_diff_per_field(path: str, value: Any, strict: bool) -> None:
         doc(["tg32"]), dict(changed, params=PARAMS.to_dict(), workloads=["tg32"])
     )
     line = f"{path}: {old!r} (baseline) vs {value!r} (now)"
-    if path == "model.name":
-        assert s == [] and w == []  # implied by the sha256: recorded, not compared
-    elif strict:
+    if strict:
         assert s == [line] and w == []
     else:
         assert s == [] and w == [line]

@@ -73,7 +73,7 @@ class InProcessRunner:
         self.load_ms = self._model.load.load_ms
         self.resolved = dict(self._model.load.resolved)
         self.warnings = list(self._model.warnings)
-        self._fingerprint = fingerprint.fingerprint(self._model.info)
+        self._fingerprint = fingerprint.fingerprint(self._model.info, self.model_id)
 
     def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
         values: dict[str, list[float]] = {
