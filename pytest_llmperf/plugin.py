@@ -441,20 +441,29 @@ def llm_perf(request: pytest.FixtureRequest, llm_model: LLMModel) -> Recorder:
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """Gate the test's measurements right after its body: a regression fails the test in
     its own call phase (so -rf, JUnit XML and --lf see it), with the table as message."""
+    failure: str | None = None
+    skip: str | None = None
     try:
         result = yield
     except BackendError as exc:  # a crashed or hung backend: fail this test, not the session
-        pytest.fail(str(exc), pytrace=False)
-    rec = item.stash.get(recorder_key, None)
-    if rec is not None:
-        try:
-            rec.finish()
-        except PerfOutcome as outcome:
-            if outcome.kind == "skip":
-                pytest.skip(str(outcome))
-            pytest.fail(str(outcome), pytrace=False)
-        except BackendError as exc:
-            pytest.fail(str(exc), pytrace=False)
+        failure = str(exc)
+    else:
+        rec = item.stash.get(recorder_key, None)
+        if rec is not None:
+            try:
+                rec.finish()
+            except PerfOutcome as outcome:
+                if outcome.kind == "skip":
+                    skip = str(outcome)
+                else:
+                    failure = str(outcome)
+            except BackendError as exc:
+                failure = str(exc)
+    # raised outside the except blocks, so the message is not chained to another
+    if skip is not None:
+        pytest.skip(skip)
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
     return result
 
 
@@ -520,6 +529,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if flushed is not None:
         for line in _flush_lines(flushed, str(perf.store.path)):
             tr.write_line(line)
+    if perf.left_alone:
+        tr.write_line(f"left alone (not accepted): {len(perf.left_alone)}")
+        for nodeid, why in perf.left_alone[:20]:
+            tr.write_line(f"  {nodeid}: {why}")
     unused = perf.unused_entries() if perf.settings.accept is None else []
     if (
         unused

@@ -88,6 +88,8 @@ class PerfSession:
         self.notices: list[str] = []
         self.used_entries: set[tuple[str, str]] = set()
         self.accepted: list[str] = []
+        #: tests that ran under --perf-accept but were not accepted, with the reason
+        self.left_alone: list[tuple[str, str]] = []
         #: called with (report, config) after each test is gated (sweeps stream results)
         self.listeners: list[Callable[[TestReport, Config], None]] = []
         self._store: baseline_mod.BaselineStore | None = None
@@ -353,9 +355,13 @@ class Recorder:
         accept = False
         if accept_mode is not None:
             if verdict == "mismatch" and not st.force_accept:
-                report.notes.append("not accepted: fingerprint mismatch (add --perf-force-accept)")
+                why = "fingerprint mismatch (add --perf-force-accept)"
             else:
                 accept = baseline_mod.should_accept(accept_mode, verdict, entry is not None)
+                why = f"--perf-accept={accept_mode} leaves a test whose verdict is {verdict}"
+            if not accept:
+                report.notes.append(f"not accepted: {why}")
+                session.left_alone.append((self.nodeid, why))
         elif verdict == "new" and st.missing == "record":
             accept = True
             report.notes.append("no baseline yet: recorded (accept explicitly with --perf-accept)")

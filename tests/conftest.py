@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import tiny
+# Import once, before any pytester run: an in-process pytester session forgets modules
+# first imported inside it, and C extensions (numpy.fft via scipy.stats) cannot load twice.
+import scipy.stats  # noqa: F401
+
+from pytest_llmperf import gate, report, tiny  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

@@ -31,6 +31,8 @@ from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.results import Measurement
 
 DEFAULT_TIMEOUT_S = 600.0
+#: the least time a model load is given (the per-measurement timeout may be shorter)
+LOAD_TIMEOUT_S = 300.0
 
 
 class Runner(Protocol):
@@ -56,10 +58,18 @@ class InProcessRunner:
     """llama.cpp in this process. Cheapest, but a native crash takes the process down."""
 
     def __init__(
-        self, path: str, params: LoadParams, model_id: str = "", check_memory: bool = True
+        self,
+        path: str,
+        params: LoadParams,
+        model_id: str = "",
+        check_memory: bool = True,
+        dedicated: bool = False,
     ) -> None:
+        """``dedicated``: this process runs nothing but this model (the isolated worker),
+        so its peak RSS is the model's; otherwise rss_peak_mb is absent with the reason."""
         from pytest_llmperf.backend.engine import LoadedModel
 
+        self.dedicated = dedicated
         self.path = path
         self.params = params
         self.model_id = model_id or os.path.basename(path)
@@ -78,10 +88,16 @@ class InProcessRunner:
     def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
         values: dict[str, list[float]] = {
             "load_ms": load_ms,
-            "rss_peak_mb": [round(self._rss.peak_mb, 1)],
             "model_size_mb": [self._model.info.file_size / devices.MB],
         }
         absent: dict[str, str] = {}
+        if self.dedicated:
+            values["rss_peak_mb"] = [round(self._rss.peak_mb, 1)]
+        else:
+            absent["rss_peak_mb"] = (
+                "in-process run: the test process's memory is not the model's alone "
+                "(run isolated, the default, to measure it)"
+            )
         vram, reason = self._vram.value_mb()
         if vram is None:
             absent["vram_mb"] = reason
@@ -214,15 +230,23 @@ class IsolatedRunner:
         os.close(resp_w)
         self._w = os.fdopen(req_w, "w", buffering=1)
         self._r = os.fdopen(resp_r, "r")
-        reply = self._call(
-            {
-                "op": "load",
-                "path": path,
-                "params": params.to_dict(),
-                "model_id": self.model_id,
-                "check_memory": check_memory,
-            }
-        )
+        #: a request was sent and its reply not read (an interrupted call): the protocol
+        #: is out of step, so the worker can only be killed
+        self._pending = False
+        try:
+            reply = self._call(
+                {
+                    "op": "load",
+                    "path": path,
+                    "params": params.to_dict(),
+                    "model_id": self.model_id,
+                    "check_memory": check_memory,
+                },
+                timeout_s=max(timeout_s, LOAD_TIMEOUT_S),
+            )
+        except BaseException:
+            self.close()  # a failed load must not leave the worker process behind
+            raise
         self.load_ms = float(reply["load_ms"])
         self.resolved = dict(reply["resolved"])
         self.warnings = list(reply.get("warnings", []))
@@ -257,6 +281,15 @@ class IsolatedRunner:
         what = request["op"] + (f" {request['workload']['name']}" if "workload" in request else "")
         if self._proc.poll() is not None:
             raise self._crash(what)
+        if self._pending:
+            self._proc.kill()
+            self._proc.wait()
+            raise BackendCrash(
+                f"the llama.cpp backend for {self.model_id} was stopped: an earlier request "
+                f"was interrupted before its reply, so {what} cannot run on it",
+                signal_name="interrupted",
+            )
+        self._pending = True
         try:
             self._w.write(json.dumps(request) + "\n")
             self._w.flush()
@@ -280,6 +313,7 @@ class IsolatedRunner:
                 line = self._r.readline()
                 if not line:
                     raise self._crash(what)
+                self._pending = False
                 reply: dict[str, Any] = json.loads(line)
                 if not reply.get("ok"):
                     etype = _ERROR_TYPES.get(str(reply.get("error")), BackendError)
@@ -301,6 +335,11 @@ class IsolatedRunner:
         return self.measure(Workload(), repetitions=repetitions, warmup=0)
 
     def close(self) -> None:
+        if self._proc.poll() is None and self._pending:
+            # interrupted mid-request (Ctrl-C): the worker is busy and would only read the
+            # close request after finishing; stop it now
+            self._proc.kill()
+            self._proc.wait()
         if self._proc.poll() is None:
             try:
                 self._w.write(json.dumps({"op": "close"}) + "\n")

@@ -38,6 +38,7 @@ def serve(req_fd: int, resp_fd: int) -> int:
                     LoadParams.from_dict(req["params"]),
                     req.get("model_id", ""),
                     check_memory=bool(req.get("check_memory", True)),
+                    dedicated=True,
                 )
                 reply(
                     {
