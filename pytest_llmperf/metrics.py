@@ -46,8 +46,8 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("itl_p50_ms", "ms", "lower", "median inter-token gap"),
         MetricDef("itl_p95_ms", "ms", "lower", "95th percentile inter-token gap"),
         MetricDef("itl_p99_ms", "ms", "lower", "99th percentile inter-token gap"),
-        MetricDef("itl_mean_ms", "ms", "lower", "mean inter-token gap"),
-        MetricDef("itl_max_ms", "ms", "lower", "largest inter-token gap"),
+        MetricDef("itl_mean_ms", "ms", "lower", "mean inter-token gap", informational=True),
+        MetricDef("itl_max_ms", "ms", "lower", "largest inter-token gap", informational=True),
         MetricDef("e2e_ms", "ms", "lower", "start of generation to the last token"),
         MetricDef(
             "rss_peak_mb",

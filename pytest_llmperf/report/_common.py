@@ -216,7 +216,8 @@ def headline_change(comps: Sequence[MetricComparison]) -> MetricComparison | Non
     if not gated:
         return None
     regressed = [c for c in gated if c.verdict == "regressed"]
-    pool = regressed or gated
+    notable = [c for c in gated if c.verdict in ("improved", "inconclusive")]
+    pool = regressed or notable or gated
     return max(pool, key=lambda c: abs(c.change_pct or 0.0))
 
 
