@@ -310,6 +310,11 @@ class BaselineStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return _empty_doc()
+        except NotADirectoryError:
+            raise BaselineError(
+                f"{self.path}: the baseline directory {self.directory} is a file (or lies "
+                "under one); point --perf-baseline-dir (or llmperf_baseline_dir) at a directory"
+            ) from None
         except OSError as exc:
             raise BaselineError(
                 f"{self.path}: cannot read ({exc}); check its permissions"

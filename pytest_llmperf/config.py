@@ -143,8 +143,8 @@ def _parse_model(source: str, base: Path, model_id: str, value: Any) -> ModelSou
     if len(kinds) != 1:
         raise _err(source, key, "give exactly one of path, env or tiny")
     if "path" in value:
-        if not isinstance(value["path"], str):
-            raise _err(source, key + ".path", "must be a string")
+        if not isinstance(value["path"], str) or not value["path"].strip():
+            raise _err(source, key + ".path", "must be a non-empty string (the .gguf file)")
         p = Path(value["path"]).expanduser()
         if not p.is_absolute():
             p = base / p
@@ -241,9 +241,13 @@ def load_yaml(path: Path) -> Any:
     import yaml
 
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"{path}: cannot read ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -236,6 +236,13 @@ class RSSMonitor:
         self.peak_mb = max(self.peak_mb, value)
 
 
+def _size(n_bytes: int) -> str:
+    """``1.5 GiB`` or, below a GiB, ``12.3 MiB`` (never a bare ``0.0 GiB``)."""
+    if n_bytes >= 1024 * MB:
+        return f"{n_bytes / MB / 1024:.1f} GiB"
+    return f"{n_bytes / MB:.1f} MiB"
+
+
 def check_fits_in_memory(path: str, file_size: int, params: Any) -> None:
     """Refuse up front a model whose file is larger than the memory available for it."""
     import psutil
@@ -248,8 +255,8 @@ def check_fits_in_memory(path: str, file_size: int, params: Any) -> None:
         return  # weights may live in VRAM; llama.cpp reports allocation failures itself
     if file_size > available:
         raise ModelFileError(
-            f"model file {path} ({file_size / MB / 1024:.1f} GiB) is larger than the memory "
-            f"available ({available / MB / 1024:.1f} GiB): it cannot run on this machine's "
+            f"model file {path} ({_size(file_size)}) is larger than the memory "
+            f"available ({_size(available)}): it cannot run on this machine's "
             "CPU. Use a smaller quantization, offload layers to a GPU (n_gpu_layers), or set "
             "LLMPERF_SKIP_MEMORY_CHECK=1 to try anyway"
         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,10 @@ from typing import Any
 from pytest_llmperf.errors import ModelFileError
 
 GGUF_MAGIC = b"GGUF"
+#: GGUF format versions llama.cpp and the gguf package read
+GGUF_VERSIONS = (2, 3)
+#: magic, version, tensor count and key-value count
+GGUF_HEADER_SIZE = 24
 EXPERT_TENSOR_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 
 
@@ -39,27 +45,144 @@ class ModelInfo:
         return tuple(n for n in self.tensor_names if EXPERT_TENSOR_RE.search(n))
 
 
-def _field(reader: Any, key: str) -> Any:
-    f = reader.fields.get(key)
-    if f is None:
-        return None
+# -- a fast header reader ---------------------------------------------------------------
+# gguf.GGUFReader builds numpy views of every array element: about 10 s for the token
+# list of a 256k-vocabulary model. Validation needs only scalars, array lengths and the
+# tensor table, read here straight from the file with struct.
+
+_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
+                            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    n_elements: int
+    ggml_type: int
+    offset: int
+
+
+class _Truncated(Exception):
+    pass
+
+
+class _Cursor:
+    def __init__(self, buf: Any, size: int) -> None:
+        self.buf, self.size, self.pos = buf, size, 0
+
+    def unpack(self, fmt: str) -> Any:
+        n = struct.calcsize(fmt)
+        if self.pos + n > self.size:
+            raise _Truncated
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += n
+        return value
+
+    def string(self) -> str:
+        n = self.unpack("<Q")
+        if self.pos + n > self.size:
+            raise _Truncated
+        raw = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return raw.decode("utf-8", errors="replace")
+
+    def skip_strings(self, count: int) -> None:
+        unpack_from, buf, pos, size = struct.unpack_from, self.buf, self.pos, self.size
+        for _ in range(count):
+            if pos + 8 > size:
+                raise _Truncated
+            pos += 8 + unpack_from("<Q", buf, pos)[0]
+        if pos > size:
+            raise _Truncated
+        self.pos = pos
+
+    def value(self, vtype: int) -> Any:
+        if vtype in _SCALARS:
+            return self.unpack(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            etype, count = self.unpack("<I"), self.unpack("<Q")
+            if etype == _STRING:
+                self.skip_strings(count)
+            elif etype in _SCALARS:
+                self.pos += struct.calcsize(_SCALARS[etype]) * count
+                if self.pos > self.size:
+                    raise _Truncated
+            else:
+                raise ValueError(f"unsupported array element type {etype}")
+            return _ArrayLen(count)
+        raise ValueError(f"unknown value type {vtype}")
+
+
+@dataclass(frozen=True)
+class _ArrayLen:
+    count: int
+
+
+def _read_header(p: Path, size: int) -> tuple[dict[str, Any], list[_Tensor], int]:
+    """(key-values, tensors, data start) of a GGUF file; raises _Truncated or ValueError."""
+    with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        cur = _Cursor(mm, size)
+        cur.pos = 4
+        version = cur.unpack("<I")
+        if version not in (2, 3):
+            raise ValueError(f"GGUF version {version} (this reader knows 2 and 3)")
+        n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+        if n_tensors > 1 << 24 or n_kv > 1 << 24:
+            raise ValueError(f"implausible counts ({n_tensors} tensors, {n_kv} keys)")
+        kv: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = cur.string()
+            kv[key] = cur.value(cur.unpack("<I"))
+        tensors: list[_Tensor] = []
+        for _ in range(n_tensors):
+            name = cur.string()
+            n_dims = cur.unpack("<I")
+            if n_dims > 8:
+                raise ValueError(f"tensor {name}: {n_dims} dimensions")
+            n = 1
+            for _d in range(n_dims):
+                n *= cur.unpack("<Q")
+            tensors.append(_Tensor(name, n, cur.unpack("<I"), cur.unpack("<Q")))
+        align = kv.get("general.alignment", 32)
+        align = align if isinstance(align, int) and align > 0 else 32
+        start = (cur.pos + align - 1) // align * align
+        return kv, tensors, start
+
+
+def _tensor_bytes(t: _Tensor) -> int:
+    import gguf
+
     try:
-        return f.contents()
-    except Exception:  # pragma: no cover - older gguf
-        return None
+        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(t.ggml_type)]
+    except (KeyError, ValueError):
+        raise ValueError(f"tensor {t.name}: unknown ggml type {t.ggml_type}") from None
+    return t.n_elements // block * type_size
+
+
+_inspect_cache: dict[tuple[str, int, int], ModelInfo] = {}
 
 
 def inspect(path: str | os.PathLike[str]) -> ModelInfo:
-    """Validate ``path`` as a GGUF model and read what the engine needs from its header."""
+    """Validate ``path`` as a GGUF model and read what the engine needs from its header.
+
+    Cached per (path, size, mtime) within the process.
+    """
     p = Path(path)
     fix = "check the path in your model registry (llmperf.yaml / [tool.llmperf.models])"
     if not p.exists():
         raise ModelFileError(f"model file {p} does not exist; {fix}")
     if p.is_dir():
         raise ModelFileError(f"model path {p} is a directory, not a .gguf file; {fix}")
-    size = p.stat().st_size
+    st = p.stat()
+    size = st.st_size
     if size == 0:
         raise ModelFileError(f"model file {p} is empty (0 bytes): re-download or rebuild it")
+    cache_key = (str(p.resolve()), size, st.st_mtime_ns)
+    if cache_key in _inspect_cache:
+        return _inspect_cache[cache_key]
     with open(p, "rb") as fh:
         magic = fh.read(4)
     if magic != GGUF_MAGIC:
@@ -67,64 +190,58 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
             f"model file {p} is not a GGUF file (starts with {magic!r}, expected b'GGUF'); "
             "convert it with llama.cpp's convert_hf_to_gguf.py or point to a .gguf file"
         )
-    import gguf
-
+    redo = "re-download or rebuild it"
     try:
-        reader = gguf.GGUFReader(p, "r")
-    except Exception as exc:
-        raise ModelFileError(
-            f"model file {p} is not a readable GGUF ({type(exc).__name__}: {exc}); "
-            "it may be truncated: re-download or rebuild it"
-        ) from exc
-    names = []
-    end = 0
-    for t in reader.tensors:
-        names.append(str(t.name))
-        end = max(end, int(t.data_offset) + int(t.n_bytes))
+        kv, tensors, data_start = _read_header(p, size)
+        end = max((data_start + t.offset + _tensor_bytes(t) for t in tensors), default=0)
+    except _Truncated:
+        raise ModelFileError(f"model file {p} is truncated inside its header; {redo}") from None
+    except ValueError as exc:
+        raise ModelFileError(f"model file {p} is not a readable GGUF ({exc}); {redo}") from None
     if end > size:
         raise ModelFileError(
             f"model file {p} is truncated: its tensors need {end} bytes, the file has {size}; "
-            "re-download or rebuild it"
+            f"{redo}"
         )
-    arch = str(_field(reader, "general.architecture") or "")
-    if not arch:
+    arch = kv.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
         raise ModelFileError(f"model file {p} has no general.architecture key: not a model GGUF")
 
     def num(key: str) -> int:
-        v = _field(reader, f"{arch}.{key}")
-        return int(v) if isinstance(v, (int, float)) else 0
+        v = kv.get(f"{arch}.{key}")
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
 
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = len(tokens.data) if tokens is not None else num("vocab_size")
-    ftype = _field(reader, "general.file_type")
-    quant = _quant_name(ftype, reader)
-    return ModelInfo(
-        path=str(p),
-        file_size=size,
-        arch=arch,
-        name=str(_field(reader, "general.name") or p.stem),
-        n_layer=num("block_count"),
-        n_expert=num("expert_count"),
-        n_vocab=int(n_vocab),
-        n_ctx_train=num("context_length"),
-        quant=quant,
-        tensor_names=tuple(names),
+    tokens = kv.get("tokenizer.ggml.tokens")
+    n_vocab = tokens.count if isinstance(tokens, _ArrayLen) else num("vocab_size")
+    info = ModelInfo(
+        path=str(p), file_size=size, arch=arch,
+        name=str(kv.get("general.name") or p.stem), n_layer=num("block_count"),
+        n_expert=num("expert_count"), n_vocab=int(n_vocab), n_ctx_train=num("context_length"),
+        quant=_quant_name(kv.get("general.file_type"), tensors),
+        tensor_names=tuple(t.name for t in tensors),
     )
+    _inspect_cache[cache_key] = info
+    return info
 
 
-def _quant_name(ftype: Any, reader: Any) -> str:
+def _quant_name(ftype: Any, tensors: list[_Tensor]) -> str:
     import gguf
 
-    if isinstance(ftype, int):
+    if isinstance(ftype, int) and not isinstance(ftype, bool):
         try:
             return str(gguf.LlamaFileType(ftype).name).removeprefix("MOSTLY_")
         except ValueError:
             pass
-    # fall back to the most common tensor type
-    counts: dict[str, int] = {}
-    for t in reader.tensors:
-        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + int(t.n_elements)
-    return max(counts, key=lambda k: counts[k]) if counts else "unknown"
+    counts: dict[int, int] = {}
+    for t in tensors:  # else the type holding the most weights
+        counts[t.ggml_type] = counts.get(t.ggml_type, 0) + t.n_elements
+    if not counts:
+        return "unknown"
+    top = max(counts, key=lambda k: counts[k])
+    try:
+        return str(gguf.GGMLQuantizationType(top).name)
+    except ValueError:
+        return f"type{top}"
 
 
 def tensor_types(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -132,7 +132,7 @@ class PerfSession:
         r = make_runner(
             path,
             cfg.params,
-            cfg.id if cfg.name else cfg.model,
+            cfg.model,
             isolate=iso,
             timeout_s=timeout_s or self.settings.timeout_s,
             check_memory=self.settings.check_memory,

@@ -7,10 +7,17 @@ from pathlib import Path
 import pytest
 
 # Import once, before any pytester run: an in-process pytester session forgets modules
-# first imported inside it, and C extensions (numpy.fft via scipy.stats) cannot load twice.
+# first imported inside it. C extensions (numpy.fft via scipy.stats) cannot load twice, and
+# llama.cpp's log callback lives in llama_lib: calling it after its module is gone crashes
+# the process. So everything the inner sessions use is imported (and llama.cpp loaded) here.
 import scipy.stats  # noqa: F401
+import scipy.stats.qmc  # noqa: F401
 
-from pytest_llmperf import gate, report, tiny  # noqa: F401
+from pytest_llmperf import fingerprint, gate, report, tiny  # noqa: F401
+from pytest_llmperf.backend import engine, llama_lib, runner  # noqa: F401
+
+llama_lib.load()
+fingerprint.software()
 
 pytest_plugins = ["pytester"]
 

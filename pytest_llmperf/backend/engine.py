@@ -202,9 +202,22 @@ class LoadedModel:
             hint = "\nhint: a quantized V cache needs flash attention: set flash_attn='on' (-fa on)"
         elif "failed to allocate" in text or "out of memory" in text:
             hint = "\nhint: not enough memory: lower n_ctx, n_gpu_layers or n_batch"
+        elif "error loading model" in text:
+            hint = (
+                "\nhint: llama.cpp cannot use this file: it is damaged or incomplete (a tensor "
+                "missing or of the wrong shape) or needs a newer llama.cpp; re-download or "
+                "re-convert it, or upgrade llama-cpp-python"
+            )
+        # the line that says why, on the first line of the message (the one pytest shows)
+        cause = next((ln for ln in reversed(tail) if "error" in ln.lower()), "") or next(
+            (ln for ln in reversed(tail) if "failed" in ln.lower()), ""
+        )
         return (
-            f"{call} failed for {self.path} with {self.params.to_args() or 'defaults'}; "
-            "llama.cpp said:\n  " + "\n  ".join(tail) + hint
+            f"{call} failed for {self.path} with {self.params.to_args() or 'defaults'}"
+            + (f": {cause.strip()}" if cause else "")
+            + "; llama.cpp said:\n  "
+            + "\n  ".join(tail)
+            + hint
         )
 
     def _check_overrides(self, patterns: list[str], overridden: dict[str, str]) -> None:

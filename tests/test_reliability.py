@@ -1,0 +1,900 @@
+"""Reliability (issue 8), end to end through real pytest sessions on the built-in tiny models.
+
+A backend crash or hang fails exactly one test; bad input (model files, baselines, the
+registry, thresholds, marker params) gives a clear error naming the input and the fix; a
+baseline file that cannot be read is never modified; Ctrl-C and concurrent sessions never
+leave a half-written baseline nor lose finished entries.
+
+Tests marked ``xfail(strict=True)`` document bugs in files this suite does not own
+(plugin.py, session.py, api.py); each reason says what is wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import pytest_llmperf
+from pytest_llmperf import baseline as bl
+from pytest_llmperf import tiny
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+MACHINE = "rel"
+FAST = [
+    "-p",
+    "no:cacheprovider",
+    "--perf-repetitions=1",
+    "--perf-warmup=0",
+    f"--perf-machine={MACHINE}",
+]
+MARK = '@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256)'
+ONE_TEST = f"""
+import pytest
+
+{MARK}
+def test_decode(llm_perf):
+    llm_perf.measure("tg8")
+"""
+PACKAGE = Path(pytest_llmperf.__file__).parent
+#: a frame of the plugin's own code in pytest's output: an error shown as an internal
+#: traceback rather than as a message
+INTERNAL_FRAME = re.compile(r"pytest_llmperf/[\w/]+\.py:\d+")
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    """The tiny model, built before any pytester run (pytester moves HOME, and the model
+    cache with it). llama.cpp is loaded here once, outside the in-process sessions, so
+    their module snapshots never drop the bindings (and the log callback) llama.cpp uses."""
+    from pytest_llmperf.backend import llama_lib
+
+    llama_lib.load()
+    return tiny.ensure_variant("moe-q8_0")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CI", "LLMPERF_MACHINE", "LLMPERF_IN_PROCESS", "LLMPERF_SKIP_MEMORY_CHECK"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def registry(models: dict[str, Path | str], extra: str = "") -> str:
+    lines = ["models:"] + [f"  {mid}: {{path: {json.dumps(str(p))}}}" for mid, p in models.items()]
+    return "\n".join(lines) + "\n" + extra
+
+
+def project(
+    pytester: pytest.Pytester, model: Path | str, tests: str = ONE_TEST, extra: str = ""
+) -> Path:
+    """A project using ``model`` as "m"; returns its baseline file."""
+    pytester.makefile(".yaml", llmperf=registry({"m": model}, extra))
+    pytester.makepyfile(test_perf=tests)
+    return pytester.path / "baselines" / f"{MACHINE}.json"
+
+
+def entries(path: Path) -> dict[str, dict[str, object]]:
+    doc = bl.parse_document(path.read_bytes(), path)  # validates every entry as well
+    return dict(doc["entries"])
+
+
+def usage_error(result: pytest.RunResult) -> str:
+    """The message of a pytest usage error (exit code 4)."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    return result.stderr.str()
+
+
+# -- model inputs ----------------------------------------------------------------------------
+
+
+def test_missing_model_file_is_a_skip_naming_the_path_and_the_fix(
+    pytester: pytest.Pytester,
+) -> None:
+    absent = pytester.path / "models" / "absent.gguf"
+    project(pytester, absent)
+    res = pytester.runpytest(*FAST, "-rs")
+    res.assert_outcomes(skipped=1)
+    assert res.ret == pytest.ExitCode.OK
+    res.stdout.fnmatch_lines(
+        [f"SKIPPED*model 'm'*file {absent} is absent; download it there, or change its path*"]
+    )
+
+
+def _write_directory(path: Path, good: Path) -> None:
+    path.mkdir()
+
+
+def _write_empty(path: Path, good: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _write_random(path: Path, good: Path) -> None:
+    path.write_bytes(os.urandom(4096))
+
+
+def _write_truncated(path: Path, good: Path) -> None:
+    with open(good, "rb") as fh:
+        path.write_bytes(fh.read(1 << 20))
+
+
+def _write_truncated_header(path: Path, good: Path) -> None:
+    with open(good, "rb") as fh:
+        path.write_bytes(fh.read(10))
+
+
+def _write_future_version(path: Path, good: Path) -> None:
+    with open(good, "rb") as fh:
+        head = fh.read(1 << 16)
+    path.write_bytes(head[:4] + (99).to_bytes(4, "little") + head[8:])
+
+
+def _write_missing_tensor(path: Path, good: Path) -> None:
+    spec = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512)
+    tiny.write_f16(spec, path, omit=frozenset({"blk.1.attn_q.weight"}))
+
+
+BAD_MODELS: dict[str, tuple[Callable[[Path, Path], None], list[str]]] = {
+    "directory": (
+        _write_directory,
+        ["is a directory, not a .gguf file", "check the path in your model registry"],
+    ),
+    "empty": (_write_empty, ["is empty (0 bytes): re-download or rebuild it"]),
+    "random-bytes": (
+        _write_random,
+        ["is not a GGUF file (starts with", "convert it with llama.cpp's convert_hf_to_gguf.py"],
+    ),
+    "truncated": (
+        _write_truncated,
+        ["is not a readable GGUF", "it may be truncated: re-download or rebuild it"],
+    ),
+    "truncated-header": (
+        _write_truncated_header,
+        ["is truncated: 10 bytes, less than a GGUF header", "re-download or rebuild it"],
+    ),
+    "future-gguf-version": (
+        _write_future_version,
+        ["says GGUF version 99", "upgrade llama-cpp-python"],
+    ),
+    "missing-tensor": (
+        _write_missing_tensor,
+        [
+            "llama_model_load_from_file failed for",
+            "tensor 'blk.1.attn_q.weight' not found",
+            "hint: llama.cpp cannot use this file",
+        ],
+    ),
+}
+
+TWO_MODELS = f"""
+import pytest
+
+@pytest.mark.llmperf(model="bad", n_threads=2, n_ctx=256)
+def test_bad(llm_perf):
+    llm_perf.measure("tg8")
+
+{MARK}
+def test_good(llm_perf):
+    llm_perf.measure("tg8")
+"""
+
+
+@pytest.mark.parametrize("case", list(BAD_MODELS))
+def test_bad_model_file_fails_only_its_test_naming_file_and_fix(
+    pytester: pytest.Pytester, model: Path, case: str
+) -> None:
+    write, expected = BAD_MODELS[case]
+    bad = pytester.path / "bad.gguf"
+    write(bad, model)
+    pytester.makefile(".yaml", llmperf=registry({"bad": bad, "m": model}))
+    pytester.makepyfile(test_perf=TWO_MODELS)
+    res = pytester.runpytest(*FAST, "--perf-accept")  # isolated: the default
+    res.assert_outcomes(failed=1, passed=1)
+    text = res.stdout.str()
+    assert str(bad) in text
+    for fragment in expected:
+        assert fragment in text, (fragment, text)
+    res.stdout.fnmatch_lines(["FAILED test_perf.py::test_bad*"])
+    # the bad model cost nothing else: the good test ran and was accepted
+    assert set(entries(pytester.path / "baselines" / f"{MACHINE}.json")) == {
+        "test_perf.py::test_good"
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugin.py: pytest_runtest_call turns only BackendError into a clean failure; "
+    "a ModelFileError (any UsageError) raised while measuring shows as a traceback through "
+    "the plugin's internals (session.py, runner.py) instead of the message alone",
+)
+def test_bad_model_file_message_is_not_an_internal_traceback(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    bad = pytester.path / "bad.gguf"
+    bad.mkdir()
+    project(pytester, bad)
+    res = pytester.runpytest(*FAST)
+    res.assert_outcomes(failed=1)
+    text = res.stdout.str()
+    assert "is a directory, not a .gguf file" in text
+    assert not INTERNAL_FRAME.findall(text), text
+
+
+def test_failed_load_leaves_no_worker_process(pytester: pytest.Pytester) -> None:
+    (pytester.path / "empty.gguf").write_bytes(b"")
+    project(
+        pytester,
+        pytester.path / "empty.gguf",
+        tests=f"""
+import psutil
+import pytest
+from pytest_llmperf.errors import ModelFileError
+
+def workers():
+    out = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "pytest_llmperf.backend.worker" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+{MARK}
+def test_decode(llm_perf):
+    with pytest.raises(ModelFileError, match="is empty") as info:
+        llm_perf.measure("tg8")
+    # the exception (and its traceback) is still alive here: nothing may rely on garbage
+    # collection to stop the worker that failed to load the model
+    assert info.value is not None
+    assert workers() == []
+""",
+    )
+    pytester.runpytest(*FAST).assert_outcomes(passed=1)
+
+
+def test_model_larger_than_memory_is_refused_up_front(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model)
+    pytester.makeconftest(
+        """
+import psutil
+import pytest
+
+@pytest.fixture(autouse=True)
+def _little_memory(monkeypatch):
+    real = psutil.virtual_memory()
+
+    class Little:
+        available = 1 << 20
+        total = real.total
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Little())
+"""
+    )
+    # in process, so the patched psutil is the one the memory check reads
+    res = pytester.runpytest_inprocess(*FAST, "--perf-in-process")
+    res.assert_outcomes(failed=1)
+    text = res.stdout.str()
+    assert f"model file {model} (66.2 MiB) is larger than the memory available (1.0 MiB)" in text
+    assert "Use a smaller quantization" in text
+    assert "LLMPERF_SKIP_MEMORY_CHECK=1" in text
+    assert "llama_model_load_from_file" not in text  # refused before llama.cpp saw it
+
+
+# -- baseline files that cannot be read ------------------------------------------------------
+
+BAD_BASELINES: dict[str, tuple[bytes, list[str]]] = {
+    "empty": (
+        b"",
+        ["is empty (an interrupted write or a bad merge?)", "git checkout -- FILE"],
+    ),
+    "truncated": (
+        b'{"schema_version": 1, "machine": {}, "entr',
+        ["is not valid JSON", "restore it from version control, or move it away"],
+    ),
+    "not-an-object": (
+        b"[1, 2, 3]\n",
+        ["the top level is a list, expected an object", "restore it from version control"],
+    ),
+    "future-schema": (
+        b'{"schema_version": 7, "machine": {}, "entries": {}}\n',
+        ["was written by a newer pytest-llmperf (schema 7 > 1)", "upgrade, or move the file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("accept", [False, True], ids=["gate", "accept"])
+@pytest.mark.parametrize("case", list(BAD_BASELINES))
+def test_unreadable_baseline_is_named_and_left_byte_identical(
+    pytester: pytest.Pytester, model: Path, case: str, accept: bool
+) -> None:
+    content, expected = BAD_BASELINES[case]
+    project(pytester, model)
+    directory = pytester.path / "bl"
+    directory.mkdir()
+    path = directory / f"{MACHINE}.json"
+    path.write_bytes(content)
+    args = [*FAST, "--perf-in-process", f"--perf-baseline-dir={directory}"]
+    res = pytester.runpytest(*args, *(["--perf-accept"] if accept else []))
+    res.assert_outcomes(failed=1)
+    text = res.stdout.str()
+    assert f"baseline file {path}" in text
+    for fragment in [*expected, "(the file was not modified)"]:
+        assert fragment in text, (fragment, text)
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(directory)) == [path.name]  # no temp file, no lock left behind
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugin.py: a BaselineError raised by Recorder.finish (the store loads lazily) "
+    "is not caught by pytest_runtest_call, so it shows as a traceback through "
+    "session.py/baseline.py",
+)
+def test_unreadable_baseline_message_is_not_an_internal_traceback(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model)
+    path = pytester.path / "baselines" / f"{MACHINE}.json"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    res = pytester.runpytest(*FAST, "--perf-in-process")
+    res.assert_outcomes(failed=1)
+    assert "is empty" in res.stdout.str()
+    assert not INTERNAL_FRAME.findall(res.stdout.str()), res.stdout.str()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="session.py: Recorder.finish appends the TestReport before gating and leaves "
+    "its verdict at the default 'pass' when gating raises (an unreadable baseline), so "
+    "the llmperf summary reports a failed test as 'pass'",
+)
+def test_unreadable_baseline_is_not_summarised_as_pass(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model)
+    path = pytester.path / "baselines" / f"{MACHINE}.json"
+    path.parent.mkdir()
+    path.write_bytes(b"[]")
+    res = pytester.runpytest(*FAST, "--perf-in-process")
+    res.assert_outcomes(failed=1)
+    summary = res.stdout.str().split("llmperf ===", 1)[-1]
+    assert not re.search(r"^test_decode .* pass$", summary, re.MULTILINE), summary
+    assert "1 test: 1 pass" not in summary
+
+
+def test_baseline_directory_that_is_a_file_is_named_and_untouched(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model)
+    blocker = pytester.path / "not-a-dir"
+    blocker.write_text("a file where the baseline directory should be\n")
+    before = blocker.read_bytes()
+    res = pytester.runpytest(*FAST, "--perf-in-process", f"--perf-baseline-dir={blocker}", "--perf-accept")
+    res.assert_outcomes(failed=1)
+    assert f"the baseline directory {blocker} is a file" in res.stdout.str()
+    assert "point --perf-baseline-dir (or llmperf_baseline_dir) at a directory" in res.stdout.str()
+    assert blocker.read_bytes() == before
+
+
+def test_stale_lock_file_does_not_block_accepting(pytester: pytest.Pytester, model: Path) -> None:
+    path = project(pytester, model)
+    path.parent.mkdir()
+    lock = path.parent / f"{path.name}.lock"
+    lock.write_text("")  # left behind by a killed process: the OS lock died with it
+    start = time.monotonic()
+    pytester.runpytest(*FAST, "--perf-in-process", "--perf-accept").assert_outcomes(passed=1)
+    assert time.monotonic() - start < 60
+    assert set(entries(path)) == {"test_perf.py::test_decode"}
+
+
+# -- the registry (llmperf.yaml / pyproject.toml) --------------------------------------------
+
+BAD_REGISTRIES: dict[str, tuple[bytes, list[str]]] = {
+    "syntax-error": (b"models: {m: [}\n", ["YAML syntax error at line 1, column 14"]),
+    "unknown-top-level-key": (
+        b"modles: {}\n",
+        ["unknown key(s) modles", "accepted: models, profiles, thresholds"],
+    ),
+    "unknown-model-key": (
+        b"models:\n  m: {path: m.gguf, sha: abc}\n",
+        ["models.m: unknown key(s) sha", "accepted: path, env, tiny, description"],
+    ),
+    "models-not-a-mapping": (
+        b"models: [m.gguf]\n",
+        ["models: must be a mapping of model id -> source"],
+    ),
+    "path-not-a-string": (b"models:\n  m: {path: 5}\n", ["models.m.path: must be a non-empty"]),
+    "empty-path": (b"models:\n  m: {path: ''}\n", ["models.m.path: must be a non-empty"]),
+    "path-and-env": (
+        b"models:\n  m: {path: m.gguf, env: M}\n",
+        ["models.m: give exactly one of path, env or tiny"],
+    ),
+    "tiny-bad-field": (
+        b"models:\n  m: {tiny: {n_layers: 2}}\n",
+        ["models.m.tiny: unknown field(s) n_layers"],
+    ),
+    "profile-bad-param": (
+        b"profiles:\n  p: {n_threads: 0}\n",
+        ["profiles.p: n_threads=0: must be an integer >= 1"],
+    ),
+    "top-level-list": (b"- models\n", ["the top level must be a mapping"]),
+    "not-utf8": (b"models:\n  m: {path: \xff\xfe.gguf}\n", ["not UTF-8 text", "save it as UTF-8"]),
+    "python-tag": (
+        b'models: !!python/object/apply:os.system ["touch pwned"]\n',
+        ["could not determine a constructor", "python/object/apply:os.system"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REGISTRIES))
+def test_bad_registry_is_a_usage_error_naming_file_and_key(
+    pytester: pytest.Pytester, case: str
+) -> None:
+    content, expected = BAD_REGISTRIES[case]
+    path = pytester.path / "llmperf.yaml"
+    path.write_bytes(content)
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert f"ERROR: {path}" in message
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+    assert not (pytester.path / "pwned").exists()  # safe_load: no object was constructed
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[tool.llmperf]\nmodels = 5\n", "[tool.llmperf]: models: must be a mapping"),
+        ("[tool.llmperf\nmodels = 5\n", "(at line 1, column 14)"),
+    ],
+    ids=["wrong-type", "syntax-error"],
+)
+def test_bad_pyproject_section_is_a_usage_error(
+    pytester: pytest.Pytester, toml: str, expected: str
+) -> None:
+    pytester.makefile(".toml", pyproject=toml)
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert str(pytester.path / "pyproject.toml") in message and expected in message
+
+
+# -- thresholds that do not parse ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml", "expected"),
+    [
+        ("thresholds: {tg_tps: fast}\n", "[thresholds] tg_tps: 'fast' not understood; write"),
+        ("thresholds: {tg_tps: '+10%'}\n", "tg_tps: '+10%' points the wrong way"),
+        ("thresholds: {tg_tsp: '-10%'}\n", "unknown metric 'tg_tsp'"),
+        ("limits: ['load_ms <<< 5']\n", "[limits]: 'load_ms <<< 5' not understood"),
+        ("sla: ['itl_p95_ms[tg512] <= 1.3']\n", "[sla]: 'itl_p95_ms[tg512] <= 1.3' not under"),
+    ],
+    ids=["word", "wrong-direction", "unknown-metric", "limit", "sla"],
+)
+def test_bad_threshold_in_the_registry_is_a_usage_error(
+    pytester: pytest.Pytester, yaml: str, expected: str
+) -> None:
+    pytester.makefile(".yaml", llmperf=yaml)
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert f"ERROR: {pytester.path / 'llmperf.yaml'}" in message
+    assert expected in message, message
+
+
+def test_bad_threshold_in_the_ini_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nllmperf_thresholds =\n    tg_tps -10%\n")
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "ini llmperf_thresholds: 'tg_tps -10%': write 'metric: threshold'" in message
+
+
+MARKER_GATES = [
+    ('thresholds={"tg_tps": "fast"}', "[thresholds] tg_tps: 'fast' not understood; write"),
+    ('limits=["tg_tps >>> 3"]', "[limits]: 'tg_tps >>> 3' not understood"),
+    ('sla=["x"]', "[sla]: 'x' not understood; write e.g."),
+]
+
+
+@pytest.mark.parametrize(("kwarg", "expected"), MARKER_GATES, ids=["threshold", "limit", "sla"])
+def test_bad_threshold_in_a_marker_errors_naming_the_test(
+    pytester: pytest.Pytester, model: Path, kwarg: str, expected: str
+) -> None:
+    project(pytester, model, tests=ONE_TEST.replace("n_ctx=256)", f"n_ctx=256, {kwarg})"))
+    res = pytester.runpytest(*FAST, "--perf-in-process")
+    assert res.ret != pytest.ExitCode.OK
+    text = res.stdout.str() + res.stderr.str()
+    assert f"marker on test_perf.py::test_decode {expected}" in text, text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugin.py: marker thresholds/limits/sla are parsed only when the llm_perf "
+    "fixture builds its Recorder, so an error shows as an ERROR at setup with a traceback "
+    "through plugin.py/session.py/thresholds.py, not as a usage error at collection like "
+    "bad marker load params",
+)
+def test_bad_threshold_in_a_marker_is_reported_like_bad_params(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    kwarg, expected = MARKER_GATES[0]
+    project(pytester, model, tests=ONE_TEST.replace("n_ctx=256)", f"n_ctx=256, {kwarg})"))
+    message = usage_error(pytester.runpytest(*FAST, "--perf-in-process"))
+    assert f"marker on test_perf.py::test_decode {expected}" in message
+
+
+# -- absurd params in a marker ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ("n_threads=0, n_ctx=256", "n_threads=0: must be an integer >= 1"),
+        ("n_ctx=10**9", "n_ctx=1000000000: larger than any model supports"),
+        ("n_ctx=256, n_batch=64, n_ubatch=128", "n_ubatch=128 is larger than n_batch=64"),
+        ('args="-t 0 -c 256"', "argument -t: 0 must be >= 1"),
+        ('n_ctx=256, flash_attn="maybe"', "flash_attn: bad value 'maybe'"),
+        ('n_ctx=256, type_k="q9_0"', "type_k='q9_0': unknown KV cache type"),
+        ("n_ctx=256, n_thread=2", "unknown load parameter(s) n_thread"),
+    ],
+    ids=["threads-0", "ctx-1e9", "ubatch-gt-batch", "args", "flash-attn", "kv-type", "typo"],
+)
+def test_absurd_marker_params_are_a_usage_error_naming_the_test(
+    pytester: pytest.Pytester, model: Path, kwargs: str, expected: str
+) -> None:
+    project(
+        pytester,
+        model,
+        tests=f"""
+import pytest
+
+@pytest.mark.llmperf(model="m", {kwargs})
+def test_decode(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "ERROR: llmperf marker on test_perf.py::test_decode: " in message
+    assert expected in message, message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="api.py/plugin.py: the marker's run extras (repetitions, warmup, timeout, "
+    "remeasure) are not validated: repetitions=0 fails later without naming the marker, "
+    "repetitions='x' raises a bare ValueError, warmup=-1 and timeout=0 are silently "
+    "replaced",
+)
+@pytest.mark.parametrize(
+    "kwarg", ["repetitions=0", 'repetitions="x"', "warmup=-1", "timeout=0", "remeasure=-1"]
+)
+def test_absurd_marker_run_extras_are_a_usage_error(
+    pytester: pytest.Pytester, model: Path, kwarg: str
+) -> None:
+    project(pytester, model, tests=ONE_TEST.replace("n_ctx=256)", f"n_ctx=256, {kwarg})"))
+    message = usage_error(pytester.runpytest(*FAST, "--perf-in-process"))
+    assert "llmperf marker on test_perf.py::test_decode" in message
+    assert kwarg.split("=")[0] in message
+
+
+# -- crashes and hangs fail one test ---------------------------------------------------------
+
+
+def test_killed_backend_fails_exactly_one_test_and_the_session_completes(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    path = project(
+        pytester,
+        model,
+        tests="""
+import os
+import signal
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256)
+def test_a(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="m", n_threads=1, n_ctx=256)
+def test_killed(llm_perf, llm_model):
+    os.kill(llm_model.runner.pid, signal.SIGKILL)  # what the OOM killer does
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="m", n_threads=1, n_ctx=256)
+def test_same_config_after(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256)
+def test_b(llm_perf):
+    llm_perf.measure("pp32")
+""",
+    )
+    res = pytester.runpytest(*FAST, "--perf-no-reorder", "--perf-accept")
+    res.assert_outcomes(passed=3, failed=1)
+    res.stdout.fnmatch_lines(
+        [
+            "*backend process for m (*, -t 1 -c 256*) died during measure tg8: SIGKILL",
+            "hint: the process was killed, probably by the out-of-memory killer*",
+        ]
+    )
+    text = res.stdout.str()
+    assert text.count("hint: the process was killed") == 1  # once, not chained twice
+    assert re.findall(r"^FAILED (\S+)", text, re.MULTILINE) == ["test_perf.py::test_killed"]
+    assert not INTERNAL_FRAME.findall(text), text
+    assert set(entries(path)) == {
+        "test_perf.py::test_a",
+        "test_perf.py::test_same_config_after",
+        "test_perf.py::test_b",
+    }
+
+
+def test_measurement_timeout_fails_just_that_test(pytester: pytest.Pytester, model: Path) -> None:
+    project(
+        pytester,
+        model,
+        tests="""
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=4096)
+def test_hangs(llm_perf):
+    llm_perf.measure("tg4000", repetitions=50)
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=4096)
+def test_quick(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    start = time.monotonic()
+    res = pytester.runpytest(*FAST, "--perf-no-reorder", "--perf-timeout=1")
+    assert time.monotonic() - start < 60
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(
+        [
+            "*the llama.cpp backend for m did not finish measure tg4000 within 1 s and was "
+            "killed; raise --perf-timeout*",
+            "FAILED test_perf.py::test_hangs*",
+        ]
+    )
+
+
+# -- interruptions and concurrent sessions ---------------------------------------------------
+
+SLOW_SUITE = """
+import pathlib
+import pytest
+
+MARK = pytest.mark.llmperf(model="m", n_threads=1, n_ctx=4096)
+
+def done(name):
+    pathlib.Path("done-" + name).touch()
+
+@MARK
+def test_0_first(llm_perf):
+    llm_perf.measure("tg8")
+    done("test_0_first")
+
+@MARK
+def test_1_long(llm_perf):
+    pathlib.Path("started-test_1_long").touch()
+    llm_perf.measure("tg4000", repetitions=50)  # minutes: Ctrl-C lands in here
+    done("test_1_long")
+
+@MARK
+def test_2_never(llm_perf):
+    llm_perf.measure("tg8")
+    done("test_2_never")
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "LLMPERF_"))}
+    env.pop("CI", None)
+    return env
+
+
+def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"pytest ended before {path.name} appeared:\n{out}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"{path.name} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def _group_gone(pgid: int, timeout: float = 15) -> bool:
+    """No process of the group is left (the llama.cpp worker included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
+def _passed(output: str) -> set[str]:
+    return set(re.findall(r"^(test_\S+::\S+) PASSED", output, re.MULTILINE))
+
+
+@pytest.mark.parametrize("target", ["group", "main"], ids=["ctrl-c", "sigint-to-pytest-only"])
+def test_ctrl_c_during_accept_keeps_the_baseline_whole(
+    pytester: pytest.Pytester, model: Path, target: str
+) -> None:
+    path = project(pytester, model, tests=SLOW_SUITE)
+    args = ["--perf-repetitions=1", "--perf-warmup=0", f"--perf-machine={MACHINE}"]
+    # an existing baseline with an entry of another file: it must survive untouched
+    pytester.makepyfile(test_other=ONE_TEST)
+    pre = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_other.py", *args],
+        cwd=pytester.path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert pre.returncode == 0, pre.stdout + pre.stderr
+    before = entries(path)
+    assert set(before) == {"test_other.py::test_decode"}
+
+    proc = _spawn(pytester.path, "test_perf.py", "--perf-accept", "--perf-no-reorder", *args)
+    _wait_for(pytester.path / "started-test_1_long", proc)
+    time.sleep(1.0)  # well inside the long measurement
+    interrupted = time.monotonic()
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        os.kill(proc.pid, signal.SIGINT)  # the worker is not signalled: pytest must stop it
+    out, _ = proc.communicate(timeout=120)
+    took = time.monotonic() - interrupted
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert "KeyboardInterrupt" in out
+    assert _group_gone(proc.pid), "a llama.cpp worker outlived the interrupted session"
+    assert took < 8, f"pytest took {took:.1f} s to stop after SIGINT:\n{out}"
+
+    assert _passed(out) == {"test_perf.py::test_0_first"}
+    after = entries(path)  # parses: complete, never half-written
+    assert set(after) == {"test_other.py::test_decode", "test_perf.py::test_0_first"}
+    assert after["test_other.py::test_decode"] == before["test_other.py::test_decode"]
+    [entry] = after["test_perf.py::test_0_first"].values()
+    assert isinstance(entry, dict) and set(entry["measurements"]) == {"tg8"}
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_two_sessions_accepting_at_once_lose_nothing(pytester: pytest.Pytester, model: Path) -> None:
+    path = project(pytester, model)
+    for name in ("a", "b"):
+        pytester.makepyfile(
+            **{
+                f"test_{name}": "import pytest\n"
+                + "".join(
+                    f"""
+{MARK}
+def test_{name}{i}(llm_perf):
+    llm_perf.measure("tg8")
+"""
+                    for i in range(2)
+                )
+            }
+        )
+    args = ["--perf-accept", "--perf-repetitions=1", "--perf-warmup=0", f"--perf-machine={MACHINE}"]
+    procs = [_spawn(pytester.path, f"test_{name}.py", *args) for name in ("a", "b")]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out
+    assert set(entries(path)) == {
+        "test_a.py::test_a0",
+        "test_a.py::test_a1",
+        "test_b.py::test_b0",
+        "test_b.py::test_b1",
+    }
+
+
+# -- safety ----------------------------------------------------------------------------------
+
+
+def _calls_and_imports(source: Path) -> tuple[set[str], set[str]]:
+    tree = ast.parse(source.read_text(encoding="utf-8"), str(source))
+    imported: set[str] = set()
+    called: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                called.add(f"{func.value.id}.{func.attr}")
+            elif isinstance(func, ast.Name):
+                called.add(func.id)
+    return imported, called
+
+
+def test_no_pickle_and_yaml_only_through_safe_load() -> None:
+    sources = sorted(PACKAGE.rglob("*.py"))
+    assert len(sources) > 10
+    yaml_calls: set[str] = set()
+    for source in sources:
+        imported, called = _calls_and_imports(source)
+        unsafe = imported & {"pickle", "cPickle", "dill", "cloudpickle", "shelve", "marshal"}
+        assert not unsafe, f"{source} imports {unsafe}"
+        assert not called & {"eval", "exec"}, f"{source} calls eval/exec"
+        yaml_calls |= {c for c in called if c.startswith("yaml.")}
+        text = source.read_text(encoding="utf-8")
+        assert "shell=True" not in text, source
+    assert yaml_calls <= {"yaml.safe_load", "yaml.safe_dump", "yaml.YAMLError"}, yaml_calls
+    assert "yaml.safe_load" in yaml_calls
+
+
+def test_relative_model_paths_resolve_against_the_config_file(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    sub = pytester.path / "conf"
+    (sub / "models").mkdir(parents=True)
+    (sub / "models" / "m.gguf").symlink_to(model)
+    (sub / "llmperf.yaml").write_text(
+        "models:\n  m: {path: models/m.gguf}\n  gone: {path: models/gone.gguf}\n"
+    )
+    pytester.makepyfile(
+        test_perf=f"""
+import pytest
+
+{MARK}
+def test_present(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="gone", n_threads=2, n_ctx=256)
+def test_gone(llm_perf):
+    llm_perf.measure("tg8")
+"""
+    )
+    res = pytester.runpytest(*FAST, "--perf-config=conf/llmperf.yaml", "-rs")
+    res.assert_outcomes(passed=1, skipped=1)
+    res.stdout.fnmatch_lines([f"SKIPPED*file {sub / 'models' / 'gone.gguf'} is absent*"])
+
+
+def test_relative_model_paths_do_not_depend_on_the_working_directory(
+    pytester: pytest.Pytester, model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\n")  # the rootdir, where llmperf.yaml lives
+    (pytester.path / "models").mkdir()
+    (pytester.path / "models" / "m.gguf").symlink_to(model)
+    pytester.makefile(".yaml", llmperf="models:\n  m: {path: models/m.gguf}\n")
+    suite = pytester.mkpydir("suite")
+    (suite / "test_perf.py").write_text(ONE_TEST)
+    monkeypatch.chdir(suite)  # run from a subdirectory
+    res = pytester.runpytest(*FAST, "test_perf.py")
+    res.assert_outcomes(passed=1)
