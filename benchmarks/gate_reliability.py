@@ -33,13 +33,28 @@ def test_decode(llm_perf):
 
 def run(project: Path, layers: int, *extra: str) -> tuple[int, float | None]:
     (project / "llmperf.yaml").write_text(
-        f"models:\n  m: {{tiny: {{moe: true, n_layer: {layers}, quant: q8_0}}}}\n")
+        f"models:\n  m: {{tiny: {{moe: true, n_layer: {layers}, quant: q8_0}}}}\n"
+    )
     report = project / "rep"
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--perf-machine=m",
-         f"--perf-report={report}", *extra],
-        cwd=project, capture_output=True, text=True, env=env, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--perf-machine=m",
+            f"--perf-report={report}",
+            *extra,
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     change = None
     try:
         data = json.loads((report / "results.json").read_text())
@@ -63,8 +78,11 @@ def main() -> None:
         (project / "pytest.ini").write_text("[pytest]\n")
         rc, _ = run(project, base, "--perf-accept")
         assert rc == 0, "accepting the baseline failed"
-        for label, layers in (("unchanged", base), ("~20% slower", base + base // 4),
-                              ("~10% slower", base + base // 8)):
+        for label, layers in (
+            ("unchanged", base),
+            ("~20% slower", base + base // 4),
+            ("~10% slower", base + base // 8),
+        ):
             fails = 0
             changes: list[float] = []
             for _ in range(args.runs):
@@ -73,8 +91,11 @@ def main() -> None:
                 if change is not None:
                     changes.append(change)
             med = f"{statistics.median(changes):+.1f}%" if changes else "-"
-            print(f"{label:<12} n_layer={layers:<3} failed {fails:>2}/{args.runs}  "
-                  f"median tg_tps change {med}", flush=True)
+            print(
+                f"{label:<12} n_layer={layers:<3} failed {fails:>2}/{args.runs}  "
+                f"median tg_tps change {med}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

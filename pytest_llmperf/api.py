@@ -95,6 +95,7 @@ def config_from_marker(
     }
     data = dict(kwargs)
     extras = {k: data.pop(k) for k in list(data) if k in extras_keys}
+    _check_extras(extras, where)
     model = data.pop("model", None)
     profile = data.pop("profile", None)
     args = data.pop("args", None)
@@ -115,6 +116,23 @@ def config_from_marker(
             raise UsageError(f"{where}: sets load params but no model; add model=...")
         return None, extras
     return Config(str(model), params), extras
+
+
+def _check_extras(extras: Mapping[str, Any], where: str) -> None:
+    """The marker's run extras: counts are integers, the timeout a positive number."""
+    for name, low in (("repetitions", 1), ("warmup", 0), ("remeasure", 0)):
+        value = extras.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < low
+        ):
+            raise UsageError(f"{where}: {name}={value!r}: must be an integer >= {low}")
+    timeout = extras.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+    ):
+        raise UsageError(f"{where}: timeout={timeout!r}: must be a number of seconds > 0")
+    if "isolate" in extras and not isinstance(extras["isolate"], bool):
+        raise UsageError(f"{where}: isolate={extras['isolate']!r}: must be True or False")
 
 
 def iter_values(value: Any) -> Iterable[Any]:

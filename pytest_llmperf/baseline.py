@@ -310,6 +310,10 @@ class BaselineStore:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return _empty_doc()
+        except IsADirectoryError:
+            raise BaselineError(
+                f"{self.path}: is a directory, not a baseline file; move it away"
+            ) from None
         except NotADirectoryError:
             raise BaselineError(
                 f"{self.path}: the baseline directory {self.directory} is a file (or lies "
@@ -600,7 +604,7 @@ def parse_document(raw: bytes | str, path: Path | str = "<baselines>") -> dict[s
     except json.JSONDecodeError as exc:
         hint = " (it contains merge conflict markers)" if "<<<<<<<" in text else ""
         raise _fail(
-            path, f"is not valid JSON{hint}: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            path, f"is not valid JSON{hint}: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     if not isinstance(data, dict):
         raise _fail(

@@ -50,8 +50,19 @@ class ModelInfo:
 # list of a 256k-vocabulary model. Validation needs only scalars, array lengths and the
 # tensor table, read here straight from the file with struct.
 
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
-                            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS: dict[int, str] = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 
 
@@ -83,7 +94,7 @@ class _Cursor:
         n = self.unpack("<Q")
         if self.pos + n > self.size:
             raise _Truncated
-        raw = bytes(self.buf[self.pos:self.pos + n])
+        raw = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         return raw.decode("utf-8", errors="replace")
 
@@ -214,9 +225,14 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     tokens = kv.get("tokenizer.ggml.tokens")
     n_vocab = tokens.count if isinstance(tokens, _ArrayLen) else num("vocab_size")
     info = ModelInfo(
-        path=str(p), file_size=size, arch=arch,
-        name=str(kv.get("general.name") or p.stem), n_layer=num("block_count"),
-        n_expert=num("expert_count"), n_vocab=int(n_vocab), n_ctx_train=num("context_length"),
+        path=str(p),
+        file_size=size,
+        arch=arch,
+        name=str(kv.get("general.name") or p.stem),
+        n_layer=num("block_count"),
+        n_expert=num("expert_count"),
+        n_vocab=int(n_vocab),
+        n_ctx_train=num("context_length"),
         quant=_quant_name(kv.get("general.file_type"), tensors),
         tensor_names=tuple(t.name for t in tensors),
     )

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
+from pytest_llmperf import thresholds
 from pytest_llmperf.api import Config, config_from_marker
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner
 from pytest_llmperf.config import load_project_config
-from pytest_llmperf.errors import BackendError, LLMPerfError, UsageError
+from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.session import (
     ACCEPT_MODES,
     MISSING_MODES,
@@ -314,6 +315,11 @@ def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[
                 raise UsageError(f"{where}: takes keyword arguments only (model=..., ...)")
             kwargs.update(mark.kwargs)
         cfg, extras = config_from_marker(kwargs, session.project.profiles, where)
+        gates = {k: v for k, v in extras.items() if k in ("thresholds", "limits", "sla")}
+        if gates:  # parsed now, so a bad one is a usage error like bad load params
+            thresholds.merge_threshold_sources(
+                [("marker on " + item.nodeid, gates)], base=session.thresholds
+            )
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "llmperf_config" in callspec.params:
             param = callspec.params["llmperf_config"]
@@ -445,8 +451,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     skip: str | None = None
     try:
         result = yield
-    except BackendError as exc:  # a crashed or hung backend: fail this test, not the session
-        failure = str(exc)
+    except LLMPerfError as exc:  # a crashed or hung backend, a bad model file or baseline:
+        failure = str(exc)  # fail this test with the message (input + fix), no traceback
     else:
         rec = item.stash.get(recorder_key, None)
         if rec is not None:
@@ -457,7 +463,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                     skip = str(outcome)
                 else:
                     failure = str(outcome)
-            except BackendError as exc:
+            except LLMPerfError as exc:
                 failure = str(exc)
     # raised outside the except blocks, so the message is not chained to another
     if skip is not None:

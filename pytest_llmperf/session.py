@@ -304,6 +304,12 @@ class Recorder:
         self.session.reports.append(report)
         try:
             return self._gate(report)
+        except PerfOutcome:
+            raise
+        except Exception as exc:  # not gated (an unreadable baseline...): never "pass"
+            report.verdict = "error"
+            report.notes.append(f"not gated: {exc}")
+            raise
         finally:
             for listener in self.session.listeners:
                 listener(report, self.config)

@@ -13,8 +13,14 @@ from pytest_llmperf import baseline as bl
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
-FAST = ["--perf-in-process", "--perf-repetitions=3", "--perf-warmup=1", "--perf-machine=m",
-        "-p", "no:cacheprovider"]
+FAST = [
+    "--perf-in-process",
+    "--perf-repetitions=3",
+    "--perf-warmup=1",
+    "--perf-machine=m",
+    "-p",
+    "no:cacheprovider",
+]
 
 # Generous thresholds: these tests check the plugin's behaviour, not this machine's noise
 # (the regressions they provoke are 2x). Latency metrics are left to the rates.
@@ -87,8 +93,9 @@ def test_new_baseline_is_recorded_then_gates(pytester: pytest.Pytester) -> None:
     assert re.search(r"test_decode.*(pass|inconclusive|improved)", text), text
 
 
-def test_missing_baseline_policies(pytester: pytest.Pytester,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_baseline_policies(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = project(pytester)
     skipped = pytester.runpytest(*FAST, "--perf-missing=skip", "-rs")
     skipped.assert_outcomes(skipped=2)
@@ -103,7 +110,8 @@ def test_missing_baseline_policies(pytester: pytest.Pytester,
 
 
 def test_regression_fails_the_test_in_its_call_phase_with_the_table(
-        pytester: pytest.Pytester) -> None:
+    pytester: pytest.Pytester,
+) -> None:
     path = project(pytester, layers=4)
     pytester.runpytest(*FAST, "--perf-accept").assert_outcomes(passed=2)
     accepted = path.read_bytes()
@@ -113,12 +121,14 @@ def test_regression_fails_the_test_in_its_call_phase_with_the_table(
     result.assert_outcomes(failed=2)
     out = result.stdout.str()
     assert "performance regressed" in out or "regressed" in out
-    result.stdout.fnmatch_lines([
-        "*metric*baseline*current*change*threshold*verdict*",
-        "*tg_tps*regressed*",
-        "*re-run with --perf-accept to accept these numbers*",
-        "*FAILED test_perf.py::test_decode*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*metric*baseline*current*change*threshold*verdict*",
+            "*tg_tps*regressed*",
+            "*re-run with --perf-accept to accept these numbers*",
+            "*FAILED test_perf.py::test_decode*",
+        ]
+    )
     assert "model.sha256" in out  # the file changed: said as a warning
     xml = junit.read_text()
     assert xml.count("<failure") == 2
@@ -161,8 +171,12 @@ def test_mismatch_needs_force_accept(pytester: pytest.Pytester) -> None:
     res.stdout.fnmatch_lines(["*the stored baseline has another fingerprint*"])
     res = pytester.runpytest(*FAST, "--perf-accept")
     res.assert_outcomes(passed=2)
-    res.stdout.fnmatch_lines(["*left alone (not accepted): 2*",
-                              "*test_decode: fingerprint mismatch (add --perf-force-accept)*"])
+    res.stdout.fnmatch_lines(
+        [
+            "*left alone (not accepted): 2*",
+            "*test_decode: fingerprint mismatch (add --perf-force-accept)*",
+        ]
+    )
     res = pytester.runpytest(*FAST, "--perf-accept", "--perf-force-accept")
     res.assert_outcomes(passed=2)
     assert all(len(v) == 2 for v in entries(path).values())  # both fingerprints kept
@@ -171,16 +185,22 @@ def test_mismatch_needs_force_accept(pytester: pytest.Pytester) -> None:
 def test_unused_entries_are_listed(pytester: pytest.Pytester) -> None:
     project(pytester)
     pytester.runpytest(*FAST, "--perf-accept").assert_outcomes(passed=2)
-    pytester.makepyfile(test_perf=TEST_DECODE.split("@pytest.mark.llmperf", 2)[0]
-                        + "@pytest.mark.llmperf" + TEST_DECODE.split("@pytest.mark.llmperf")[1])
+    pytester.makepyfile(
+        test_perf=TEST_DECODE.split("@pytest.mark.llmperf", 2)[0]
+        + "@pytest.mark.llmperf"
+        + TEST_DECODE.split("@pytest.mark.llmperf")[1]
+    )
     res = pytester.runpytest(*FAST)
     res.assert_outcomes(passed=1)
-    res.stdout.fnmatch_lines(["*1 stored baseline entries were not used*",
-                              "*test_perf.py::test_prompt*"])
+    res.stdout.fnmatch_lines(
+        ["*1 stored baseline entries were not used*", "*test_perf.py::test_prompt*"]
+    )
 
 
 def test_limits_and_ratio_sla_from_marker(pytester: pytest.Pytester) -> None:
-    project(pytester, tests="""
+    project(
+        pytester,
+        tests="""
 import pytest
 
 @pytest.mark.llmperf(model="m", n_threads=2, n_ctx=512, limits=["tg_tps >= 1e9"])
@@ -192,14 +212,17 @@ def test_limit(llm_perf):
 def test_sla(llm_perf):
     llm_perf.measure("tg16")
     llm_perf.measure("tg16@d256")
-""")
+""",
+    )
     res = pytester.runpytest(*FAST, "-rf")
     res.assert_outcomes(failed=1, passed=1)
     res.stdout.fnmatch_lines(["*tg_tps*>= 1e+09*regressed*", "*FAILED*test_limit*"])
 
 
 def test_parametrized_ids_and_k_selection(pytester: pytest.Pytester) -> None:
-    project(pytester, tests="""
+    project(
+        pytester,
+        tests="""
 import pytest
 from pytest_llmperf import configs
 
@@ -207,36 +230,44 @@ from pytest_llmperf import configs
                          n_threads=2, n_ctx=256, cpu_moe=[False, True]))
 def test_decode(llm_perf):
     llm_perf.measure("tg8")
-""")
+""",
+    )
     res = pytester.runpytest(*FAST, "--collect-only", "-q")
-    res.stdout.fnmatch_lines([
-        "test_perf.py::test_decode[[]tiny-moe-q8_0-c256-t2[]]",
-        "test_perf.py::test_decode[[]tiny-moe-q8_0-c256-t2-cpumoe[]]",
-        "test_perf.py::test_decode[[]tiny-moe-mxfp4-c256-t2[]]",
-        "test_perf.py::test_decode[[]tiny-moe-mxfp4-c256-t2-cpumoe[]]",
-    ])
+    res.stdout.fnmatch_lines(
+        [
+            "test_perf.py::test_decode[[]tiny-moe-q8_0-c256-t2[]]",
+            "test_perf.py::test_decode[[]tiny-moe-q8_0-c256-t2-cpumoe[]]",
+            "test_perf.py::test_decode[[]tiny-moe-mxfp4-c256-t2[]]",
+            "test_perf.py::test_decode[[]tiny-moe-mxfp4-c256-t2-cpumoe[]]",
+        ]
+    )
     res = pytester.runpytest(*FAST, "-k", "mxfp4", "-v")
     res.assert_outcomes(passed=2)
 
 
-def test_model_absent_is_a_skip_with_the_variable_to_set(pytester: pytest.Pytester,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_absent_is_a_skip_with_the_variable_to_set(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BIG_MODEL_GGUF", raising=False)
     pytester.makefile(".yaml", llmperf="models:\n  big: {env: BIG_MODEL_GGUF}\n")
-    pytester.makepyfile(test_perf="""
+    pytester.makepyfile(
+        test_perf="""
 import pytest
 
 @pytest.mark.llmperf(model="big")
 def test_big(llm_perf):
     llm_perf.measure("tg8")
-""")
+"""
+    )
     res = pytester.runpytest(*FAST, "-rs")
     res.assert_outcomes(skipped=1)
     res.stdout.fnmatch_lines(["*set the environment variable BIG_MODEL_GGUF*"])
 
 
 def test_isolated_by_default_and_crash_fails_one_test(pytester: pytest.Pytester) -> None:
-    project(pytester, tests="""
+    project(
+        pytester,
+        tests="""
 import os, signal
 import pytest
 
@@ -252,20 +283,30 @@ def test_crash(llm_perf, llm_model):
 @pytest.mark.llmperf(model="m", n_threads=1, n_ctx=256)
 def test_after(llm_perf):
     llm_perf.measure("tg8")
-""")
-    res = pytester.runpytest("--perf-repetitions=1", "--perf-warmup=0", "--perf-machine=m",
-                             "-p", "no:cacheprovider", "--perf-no-reorder")
+""",
+    )
+    res = pytester.runpytest(
+        "--perf-repetitions=1",
+        "--perf-warmup=0",
+        "--perf-machine=m",
+        "-p",
+        "no:cacheprovider",
+        "--perf-no-reorder",
+    )
     res.assert_outcomes(passed=2, failed=1)
     res.stdout.fnmatch_lines(["*died during measure tg8: SIGSEGV*", "*FAILED*test_crash*"])
 
 
 def test_xdist_workers_accept_without_losing_entries(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
-    tests = "import pytest\n" + "".join(f"""
+    tests = "import pytest\n" + "".join(
+        f"""
 @pytest.mark.llmperf(model="m", n_threads=1, n_ctx=256)
 def test_{i}(llm_perf):
     llm_perf.measure("tg8")
-""" for i in range(6))
+"""
+        for i in range(6)
+    )
     path = project(pytester, tests=tests)
     res = pytester.runpytest(*FAST, "--perf-repetitions=1", "-n", "2", "--perf-accept")
     res.assert_outcomes(passed=6)
@@ -276,15 +317,20 @@ def test_{i}(llm_perf):
 def test_report_outputs(pytester: pytest.Pytester) -> None:
     project(pytester)
     out = pytester.path / "rep"
-    res = pytester.runpytest(*FAST, f"--perf-report={out}",
-                             f"--perf-benchmark-json={out / 'bench.json'}",
-                             f"--perf-bmf={out / 'bmf.json'}")
+    res = pytester.runpytest(
+        *FAST,
+        f"--perf-report={out}",
+        f"--perf-benchmark-json={out / 'bench.json'}",
+        f"--perf-bmf={out / 'bmf.json'}",
+    )
     res.assert_outcomes(passed=2)
     for name in ("results.json", "summary.md", "report.html", "bench.json", "bmf.json"):
         assert (out / name).is_file(), name
     data = json.loads((out / "results.json").read_text())
-    assert {t["nodeid"] for t in data["tests"]} == {"test_perf.py::test_decode",
-                                                     "test_perf.py::test_prompt"}
+    assert {t["nodeid"] for t in data["tests"]} == {
+        "test_perf.py::test_decode",
+        "test_perf.py::test_prompt",
+    }
 
 
 def test_verbose_shows_every_metric(pytester: pytest.Pytester) -> None:

@@ -218,7 +218,14 @@ class IsolatedRunner:
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_llmperf.backend.worker", str(req_r), str(resp_w)],
+            [
+                sys.executable,
+                "-m",
+                "pytest_llmperf.backend.worker",
+                str(req_r),
+                str(resp_w),
+                str(os.getpid()),  # the worker dies with this process
+            ],
             pass_fds=(req_r, resp_w),
             stdin=subprocess.DEVNULL,
             stdout=self._stderr,

@@ -82,8 +82,28 @@ def serve(req_fd: int, resp_fd: int) -> int:
     return 0
 
 
+def die_with_parent(parent_pid: int | None) -> None:
+    """Linux: have the kernel SIGKILL this worker when its parent dies (a pytest killed by
+    SIGTERM, SIGKILL or the OOM killer runs no cleanup), so no orphan keeps burning CPU on a
+    measurement nobody waits for. Exits now if the parent is already gone. (The kernel
+    watches the thread that started the worker: start runners from a long-lived thread.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no prctl here
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before prctl took effect
+
+
 def main() -> int:
     req_fd, resp_fd = int(sys.argv[1]), int(sys.argv[2])
+    die_with_parent(int(sys.argv[3]) if len(sys.argv) > 3 else None)
     os.dup2(2, 1)  # anything printed to stdout goes to stderr, never into the protocol
     return serve(req_fd, resp_fd)
 
