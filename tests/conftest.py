@@ -10,7 +10,7 @@ import pytest
 # first imported inside it. C extensions (numpy.fft via scipy.stats) cannot load twice, and
 # llama.cpp's log callback lives in llama_lib: calling it after its module is gone crashes
 # the process. So everything the inner sessions use is imported (and llama.cpp loaded) here.
-import scipy.stats  # noqa: F401
+import scipy.stats
 import scipy.stats.qmc  # noqa: F401
 
 from pytest_llmperf import fingerprint, gate, report, tiny  # noqa: F401
