@@ -31,7 +31,7 @@ def test_decode(llm_perf):
 """
 
 
-def run(project: Path, layers: int, *extra: str) -> tuple[int, float | None]:
+def run(project: Path, layers: int, *extra: str) -> tuple[int, float | None, list[str]]:
     (project / "llmperf.yaml").write_text(
         f"models:\n  m: {{tiny: {{moe: true, n_layer: {layers}, quant: q8_0}}}}\n"
     )
@@ -56,44 +56,55 @@ def run(project: Path, layers: int, *extra: str) -> tuple[int, float | None]:
         check=False,
     )
     change = None
+    regressed: list[str] = []
     try:
         data = json.loads((report / "results.json").read_text())
-        for comp in data["tests"][0]["comparisons"].get("tg64", []):
-            if comp["metric"] == "tg_tps":
-                change = comp["change_pct"]
-    except (OSError, KeyError, IndexError, ValueError):
+        for workload, comps in data["tests"][0]["comparisons"].items():
+            for comp in comps:
+                if workload == "tg64" and comp["metric"] == "tg_tps":
+                    change = comp["change_pct"]
+                if comp["verdict"] == "regressed":
+                    regressed.append(f"{workload}:{comp['metric']} {comp['change_pct']:+.1f}%")
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
         pass
-    return proc.returncode, change
+    return proc.returncode, change, regressed
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--cases", type=int, default=3, help="1: only the unchanged case")
     args = ap.parse_args()
     base = args.layers
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
         (project / "test_perf.py").write_text(TEST)
         (project / "pytest.ini").write_text("[pytest]\n")
-        rc, _ = run(project, base, "--perf-accept")
+        rc, _, _ = run(project, base, "--perf-accept")
         assert rc == 0, "accepting the baseline failed"
-        for label, layers in (
+        cases = (
             ("unchanged", base),
             ("~20% slower", base + base // 4),
             ("~10% slower", base + base // 8),
-        ):
+        )
+        for label, layers in cases[: args.cases]:
             fails = 0
             changes: list[float] = []
+            why: dict[str, int] = {}
             for _ in range(args.runs):
-                rc, change = run(project, layers)
+                rc, change, regressed = run(project, layers)
                 fails += rc != 0
                 if change is not None:
                     changes.append(change)
+                for r in regressed:
+                    name = r.split(" ")[0]
+                    why[name] = why.get(name, 0) + 1
             med = f"{statistics.median(changes):+.1f}%" if changes else "-"
             print(
                 f"{label:<12} n_layer={layers:<3} failed {fails:>2}/{args.runs}  "
-                f"median tg_tps change {med}",
+                f"median tg_tps change {med}  regressed metrics: "
+                + (", ".join(f"{k} x{v}" for k, v in sorted(why.items())) or "none"),
                 flush=True,
             )
 

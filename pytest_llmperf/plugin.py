@@ -187,6 +187,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("llmperf_timeout", "per-measurement timeout in seconds", default=None)
     parser.addini("llmperf_max_loaded", "models kept loaded at once", default=None)
+    parser.addini("llmperf_remeasure", "re-measurements of a suspected regression", default=None)
     parser.addini(
         "llmperf_thresholds",
         "per-metric thresholds, one 'metric: threshold' a line",
@@ -265,7 +266,7 @@ def build_settings(config: pytest.Config) -> Settings:
         warmup=pick(opt.perf_warmup, "llmperf_warmup", 1, int),
         isolate=isolate,
         timeout_s=pick(opt.perf_timeout, "llmperf_timeout", DEFAULT_TIMEOUT_S, float),
-        remeasure=opt.perf_remeasure if opt.perf_remeasure is not None else 1,
+        remeasure=pick(opt.perf_remeasure, "llmperf_remeasure", 1, int),
         fail_on_improvement=bool(opt.perf_fail_on_improvement),
         alpha=opt.perf_alpha if opt.perf_alpha is not None else 0.05,
         cache_dir=opt.perf_cache_dir,
