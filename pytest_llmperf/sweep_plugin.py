@@ -687,6 +687,8 @@ class SweepState:
         for plan in self.plans.values():
             if not plan.collected:
                 continue
+            if not plan.selected and not (plan.shard_skipped or plan.resume_skipped):
+                continue  # deselected by -k / -m (e.g. the smoke run): no plan to show
             summary = plan_summary(plan.points)
             head = f"sweep {plan.name}: "
             first = summary[0][len(head) :] if summary[0].startswith(head) else summary[0]

@@ -211,6 +211,7 @@ def headline_change(comps: Sequence[MetricComparison]) -> MetricComparison | Non
         for c in comps
         if c.change_pct is not None
         and not is_informational(c.metric)
+        and not (c.reason or "").startswith("not gated")
         and not math.isnan(c.change_pct)
     ]
     if not gated:
