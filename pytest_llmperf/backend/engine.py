@@ -258,7 +258,7 @@ class LoadedModel:
         return self._ctx
 
     def _argmax(self) -> int:
-        addr = self._get_logits(self.ctx, -1)
+        addr = self._get_logits(self._ctx, -1)
         if not addr:
             raise BackendError("llama_get_logits_ith returned NULL")
         if addr != self._logits_addr or self._logits_view is None:
@@ -336,13 +336,14 @@ class LoadedModel:
             if decode(ctx, batch) != 0:
                 raise BackendError("llama_decode failed on the start token")
         if n_gen:
-            nxt = self._next_token(sampler)
+            pick = self._argmax if sampler == "greedy" else lambda: self._next_token(sampler)
+            nxt = pick()
             append(now() - t0)
             for _ in range(n_gen - 1):
                 tok[0] = nxt
                 if decode(ctx, batch) != 0:
                     raise BackendError(f"llama_decode failed at token {len(token_ns)}")
-                nxt = self._next_token(sampler)
+                nxt = pick()
                 append(now() - t0)
         end_ns = now() - t0
         perf = lc.llama_perf_context(ctx)
