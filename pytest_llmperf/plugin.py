@@ -289,7 +289,12 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = build_settings(config)
         project = load_project_config(Path(str(config.rootpath)), config.option.perf_config)
-        config.stash[session_key] = PerfSession(settings, project)
+        perf = PerfSession(settings, project)
+        config.stash[session_key] = perf
+        if _is_xdist_controller(config):
+            config.pluginmanager.register(_XdistCollector(perf), "llmperf-xdist-collector")
+            if settings.accept is not None:
+                perf.notices.append("baselines are written by the xdist workers")
     except LLMPerfError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -472,6 +477,44 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if failure is not None:
         pytest.fail(failure, pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, Any]:
+    """Carry the test's llmperf report on the call-phase report, so that under
+    pytest-xdist the controller (which runs no test) can show and write it."""
+    rep = yield
+    rec = item.stash.get(recorder_key, None)
+    if (
+        call.when == "call"
+        and rec is not None
+        and rec.report is not None
+        and _is_xdist_worker(item.config)
+    ):
+        rep.llmperf = rec.report.to_dict()
+    return rep
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not _is_xdist_worker(config) and getattr(config.option, "dist", "no") != "no"
+
+
+class _XdistCollector:
+    """Registered on the xdist controller: gathers the workers' llmperf reports."""
+
+    def __init__(self, perf: PerfSession) -> None:
+        self.perf = perf
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "llmperf", None)
+        if isinstance(data, dict):
+            from pytest_llmperf.results import TestReport
+
+            self.perf.reports.append(TestReport.from_dict(data))
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:

@@ -212,6 +212,7 @@ class Recorder:
         self.extras = dict(extras)
         self.where = where
         self.measurements: list[Measurement] = []
+        self.report: TestReport | None = None
         self._requests: list[tuple[Workload, int, int]] = []
         self.thresholds = thresholds.merge_threshold_sources(
             [
@@ -301,6 +302,7 @@ class Recorder:
     def finish(self) -> TestReport:
         """Gate this test. Returns its report; raises PerfOutcome when it must not pass."""
         report = TestReport(nodeid=self.nodeid, measurements=self.measurements)
+        self.report = report
         self.session.reports.append(report)
         try:
             return self._gate(report)

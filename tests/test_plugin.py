@@ -310,6 +310,15 @@ def test_{i}(llm_perf):
     path = project(pytester, tests=tests)
     res = pytester.runpytest(*FAST, "--perf-repetitions=1", "-n", "2", "--perf-accept")
     res.assert_outcomes(passed=6)
+    # the controller runs no test: it shows the workers' reports
+    res.stdout.fnmatch_lines(
+        [
+            "*llmperf*",
+            "*test_5*",
+            "*6 tests: 6 new*",
+            "*baselines are written by the xdist workers*",
+        ]
+    )
     assert len(entries(path)) == 6
     bl.parse_document(path.read_bytes(), path)
 
