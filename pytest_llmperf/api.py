@@ -14,7 +14,7 @@ gives test ids ``test_decode[tiny-moe-mxfp4-t2]``, ``test_decode[tiny-moe-mxfp4-
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,7 +133,3 @@ def _check_extras(extras: Mapping[str, Any], where: str) -> None:
         raise UsageError(f"{where}: timeout={timeout!r}: must be a number of seconds > 0")
     if "isolate" in extras and not isinstance(extras["isolate"], bool):
         raise UsageError(f"{where}: isolate={extras['isolate']!r}: must be True or False")
-
-
-def iter_values(value: Any) -> Iterable[Any]:
-    return value if isinstance(value, (list, tuple)) else [value]

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +226,3 @@ def add_subcommands(sub: Any) -> None:
     except ImportError:  # pragma: no cover - sweep CLI not installed
         return
     add_merge_subcommand(sub)
-
-
-def _print_json(obj: Mapping[str, Any]) -> None:  # pragma: no cover - debugging aid
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True)

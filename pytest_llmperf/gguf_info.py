@@ -22,8 +22,6 @@ from pytest_llmperf.errors import ModelFileError
 GGUF_MAGIC = b"GGUF"
 #: GGUF format versions llama.cpp and the gguf package read
 GGUF_VERSIONS = (2, 3)
-#: magic, version, tensor count and key-value count
-GGUF_HEADER_SIZE = 24
 EXPERT_TENSOR_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
 
 
@@ -138,7 +136,7 @@ def _read_header(p: Path, size: int) -> tuple[dict[str, Any], list[_Tensor], int
         cur = _Cursor(mm, size)
         cur.pos = 4
         version = cur.unpack("<I")
-        if version not in (2, 3):
+        if version not in GGUF_VERSIONS:
             raise ValueError(f"GGUF version {version} (this reader knows 2 and 3)")
         n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
         if n_tensors > 1 << 24 or n_kv > 1 << 24:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import subprocess
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,7 +81,6 @@ class PerfSession:
         self.settings = settings
         self.project = project
         self._runners: OrderedDict[tuple[str, LoadParams], Runner] = OrderedDict()
-        self._crashed: dict[tuple[str, LoadParams], str] = {}
         self.remaining: dict[tuple[str, LoadParams], int] = {}
         self.reports: list[TestReport] = []
         self.notices: list[str] = []
@@ -420,7 +418,3 @@ class Recorder:
             "model": self.config.model,
             "measurements": {m.workload.name: m.to_dict(samples=False) for m in self.measurements},
         }
-
-
-def elapsed(start: float) -> float:
-    return time.perf_counter() - start
