@@ -26,6 +26,13 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
         for name in tiny.variant_names():
             print(name)
         return 0
+    if args.prune:
+        stale = tiny.stale_files(args.cache_dir)
+        for path in stale:
+            path.unlink()
+            print(f"removed {path}")
+        print(f"{len(stale)} stale built-in tiny model file(s) removed", file=sys.stderr)
+        return 0
     family, spec, quant = tiny.parse_variant(args.variant)
     overrides = {
         k: getattr(args, k)
@@ -58,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="<dense|moe>-<f16|q8_0|q4_k_m|mxfp4> (default moe-mxfp4)",
     )
     t.add_argument("--list", action="store_true", help="list the built-in variants")
+    t.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove cached built-in variants of older specs or generator versions",
+    )
     t.add_argument("--cache-dir", default=None, help="cache directory (env LLMPERF_CACHE_DIR)")
     for name in ("n_layer", "n_embd", "n_ff", "n_expert", "n_vocab", "seed"):
         t.add_argument(

@@ -129,6 +129,22 @@ def model_path(
     return cache_dir(directory) / f"{family}-{quant}-{spec.key()}.gguf"
 
 
+def stale_files(directory: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Cached built-in variants whose spec or generator version is no longer current."""
+    root = cache_dir(directory)
+    if not root.is_dir():
+        return []
+    current = {
+        model_path(spec, q, root, family).name for family, spec in FAMILIES.items() for q in QUANTS
+    }
+    out = []
+    for path in sorted(root.glob("tiny-*.gguf")):
+        family = next((f for f in FAMILIES if path.name.startswith(f + "-")), None)
+        if family is not None and path.name not in current:
+            out.append(path)
+    return out
+
+
 @dataclass(frozen=True)
 class BuildInfo:
     path: Path

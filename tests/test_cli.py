@@ -100,3 +100,18 @@ def test_baseline_list_show_prune(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_tiny_model_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tiny-model", "--list"]) == 0
     assert "tiny-moe-mxfp4" in capsys.readouterr().out.split()
+
+
+def test_tiny_model_prune_removes_only_stale_builtin_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_llmperf import tiny
+
+    current = tiny.model_path(tiny.MOE, "q8_0", tmp_path, "tiny-moe")
+    stale = tmp_path / "tiny-moe-q8_0-0123456789abcdef.gguf"
+    custom = tmp_path / "my-model-q8_0-0123456789abcdef.gguf"
+    for p in (current, stale, custom):
+        p.write_bytes(b"GGUF")
+    assert main(["tiny-model", "--prune", "--cache-dir", str(tmp_path)]) == 0
+    assert current.exists() and custom.exists() and not stale.exists()
+    assert str(stale) in capsys.readouterr().out
