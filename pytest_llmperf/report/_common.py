@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmperf.metrics import METRICS
+from pytest_llmperf.metrics import KEY_METRICS, METRICS
 from pytest_llmperf.results import Measurement, MetricComparison, TestReport, worst
 
 #: the note written instead of plots when matplotlib is missing
@@ -219,6 +219,10 @@ def headline_change(comps: Sequence[MetricComparison]) -> MetricComparison | Non
     regressed = [c for c in gated if c.verdict == "regressed"]
     notable = [c for c in gated if c.verdict in ("improved", "inconclusive")]
     pool = regressed or notable or gated
+    if regressed:  # name the headline metric people read first (tg_tps before itl_p99_ms)
+        key = [c for c in regressed if c.metric in KEY_METRICS]
+        if key:
+            return min(key, key=lambda c: KEY_METRICS.index(c.metric))
     return max(pool, key=lambda c: abs(c.change_pct or 0.0))
 
 
