@@ -410,22 +410,18 @@ def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricCo
         num = Operand(sla.numerator.metric, wa)
         den = Operand(sla.denominator.metric, wb)
         name = f"{num.text()}/{den.text()}"
+
+        def result(value: float | None, verdict: str, reason: str, name: str = name) -> None:
+            out.append(
+                _limit_comparison(name, "x", upper, value, sla.bound_text(), verdict, reason)
+            )
+
         ma, mb = by_wl.get(wa or ""), by_wl.get(wb or "")
         if ma is None and mb is None:
             continue  # neither workload in this test
         if ma is None or mb is None:
             missing = wa if ma is None else wb
-            out.append(
-                _limit_comparison(
-                    name,
-                    "x",
-                    upper,
-                    None,
-                    sla.bound_text(),
-                    "pass",
-                    f"not checked: workload {missing} not measured in this test",
-                )
-            )
+            result(None, "pass", f"not checked: workload {missing} not measured in this test")
             continue
         va, vb = ma.median(num.metric), mb.median(den.metric)
         if va is None or vb is None:
@@ -437,45 +433,19 @@ def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricCo
             ):
                 continue  # an unqualified rule on a workload without these metrics
             which, m = (num, ma) if va is None else (den, mb)
-            out.append(
-                _limit_comparison(
-                    name,
-                    "x",
-                    upper,
-                    None,
-                    sla.bound_text(),
-                    "pass",
-                    _absent_reason(m, which.metric, "now") + ": SLA not checked",
-                )
-            )
+            result(None, "pass", _absent_reason(m, which.metric, "now") + ": SLA not checked")
             continue
         if vb == 0:
-            out.append(
-                _limit_comparison(
-                    name,
-                    "x",
-                    upper,
-                    None,
-                    sla.bound_text(),
-                    "inconclusive",
-                    f"{den.text()} median is 0: the ratio is undefined",
-                )
-            )
+            result(None, "inconclusive", f"{den.text()} median is 0: the ratio is undefined")
             continue
         ratio = va / vb
         ok = sla.holds(ratio)
-        out.append(
-            _limit_comparison(
-                name,
-                "x",
-                upper,
-                ratio,
-                sla.bound_text(),
-                "pass" if ok else "regressed",
-                f"ratio {ratio:.3g} ({fmt_value(va)} / {fmt_value(vb)}) "
-                f"{'is' if ok else 'is not'} {sla.bound_text()}"
-                + (f" (SLA from {sla.source})" if sla.source and not ok else ""),
-            )
+        result(
+            ratio,
+            "pass" if ok else "regressed",
+            f"ratio {ratio:.3g} ({fmt_value(va)} / {fmt_value(vb)}) "
+            f"{'is' if ok else 'is not'} {sla.bound_text()}"
+            + (f" (SLA from {sla.source})" if sla.source and not ok else ""),
         )
     return out
 

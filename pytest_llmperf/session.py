@@ -233,10 +233,7 @@ class Recorder:
     def _run(self, workload: Workload, repetitions: int, warmup: int) -> Measurement:
         runner = self._runner_factory()
         try:
-            if workload.kind == "load":
-                m = runner.measure_load(repetitions)
-            else:
-                m = runner.measure(workload, repetitions, warmup)
+            m = runner.measure(workload, repetitions, warmup)  # "load" included
         except BackendCrash:
             self.session.drop_runner(self.config)
             raise

@@ -129,8 +129,6 @@ def is_informational(name: str) -> bool:
 
 def ordered_metrics(names: Iterable[str]) -> list[str]:
     """Key metrics first (in KEY_METRICS order), then the registry's order, then the rest."""
-    from pytest_llmperf.metrics import KEY_METRICS
-
     names = set(names)
     order = list(KEY_METRICS) + [m for m in METRICS if m not in KEY_METRICS]
     return [m for m in order if m in names] + sorted(names - set(order))
