@@ -11,7 +11,7 @@ import pytest
 
 def _gpu_skip_reason() -> str | None:
     from pytest_llmperf import devices
-    from pytest_llmperf.backend import llama_lib
+    from pytest_llmperf.native import llama_lib
 
     try:
         lc = llama_lib.load()

@@ -13,13 +13,16 @@ gives test ids ``test_decode[tiny-moe-mxfp4-t2]``, ``test_decode[tiny-moe-mxfp4-
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.thresholds import RULE_KEYS
 
 
 @dataclass(frozen=True)
@@ -79,23 +82,37 @@ def configs(models: str | Sequence[str], args: str | None = None, **axes: Any) -
     return out
 
 
-def config_from_marker(
+@dataclass(frozen=True)
+class RunOptions:
+    """How a test runs, from its marker; None: the session's setting."""
+
+    repetitions: int | None = None
+    warmup: int | None = None
+    timeout: float | None = None
+    isolate: bool | None = None
+    remeasure: int | None = None
+
+
+RUN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunOptions))
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    """``@pytest.mark.llmperf(...)`` parsed once: the test's Config (None when the marker
+    names no model), its run options and its raw gate rules (thresholds, limits, sla)."""
+
+    config: Config | None
+    run: RunOptions = field(default_factory=RunOptions)
+    rules: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_marker(
     kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]], where: str
-) -> tuple[Config | None, dict[str, Any]]:
-    """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config and the gate/run extras."""
-    extras_keys = {
-        "thresholds",
-        "limits",
-        "sla",
-        "repetitions",
-        "warmup",
-        "timeout",
-        "isolate",
-        "remeasure",
-    }
+) -> MarkerSpec:
+    """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config, run options and rules."""
     data = dict(kwargs)
-    extras = {k: data.pop(k) for k in list(data) if k in extras_keys}
-    _check_extras(extras, where)
+    rules = {k: data.pop(k) for k in list(data) if k in RULE_KEYS}
+    run = _run_options({k: data.pop(k) for k in list(data) if k in RUN_KEYS}, where)
     model = data.pop("model", None)
     profile = data.pop("profile", None)
     args = data.pop("args", None)
@@ -114,12 +131,12 @@ def config_from_marker(
     if model is None:
         if params != LoadParams():
             raise UsageError(f"{where}: sets load params but no model; add model=...")
-        return None, extras
-    return Config(str(model), params), extras
+        return MarkerSpec(None, run, rules)
+    return MarkerSpec(Config(str(model), params), run, rules)
 
 
-def _check_extras(extras: Mapping[str, Any], where: str) -> None:
-    """The marker's run extras: counts are integers, the timeout a positive number."""
+def _run_options(extras: Mapping[str, Any], where: str) -> RunOptions:
+    """The marker's run options: counts are integers, the timeout a positive number."""
     for name, low in (("repetitions", 1), ("warmup", 0), ("remeasure", 0)):
         value = extras.get(name)
         if value is not None and (
@@ -128,8 +145,12 @@ def _check_extras(extras: Mapping[str, Any], where: str) -> None:
             raise UsageError(f"{where}: {name}={value!r}: must be an integer >= {low}")
     timeout = extras.get("timeout")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or not timeout > 0
     ):
         raise UsageError(f"{where}: timeout={timeout!r}: must be a number of seconds > 0")
     if "isolate" in extras and not isinstance(extras["isolate"], bool):
         raise UsageError(f"{where}: isolate={extras['isolate']!r}: must be True or False")
+    return RunOptions(**extras)

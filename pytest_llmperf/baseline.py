@@ -16,7 +16,7 @@ of a committed baseline stay small and readable.
 
 **Which fingerprint fields matter.** :data:`STRICT_FIELDS` must be equal for two
 measurements to be compared at all: they make up the entry's key
-(:func:`fingerprint_key`), so a change of model id or quantization, load params,
+(:func:`baseline_key`), so a change of model id or quantization, load params,
 workloads, CPU model, core count, architecture or GPU finds no entry under the new key;
 the caller reports a ``mismatch`` when entries exist for the test under another key.
 :data:`WARN_FIELDS` are compared and reported as warnings but never block the
@@ -43,7 +43,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import BaselineError, UsageError
+from pytest_llmperf.options import check_machine_id
 from pytest_llmperf.params import LoadParams, Workload
 
 SCHEMA_VERSION = 1
@@ -82,14 +82,9 @@ WARN_FIELDS: tuple[str, ...] = (
     "software.pytest_llmperf",
 )
 
-ACCEPT_MODES: tuple[str, ...] = ("all", "new", "failed")
-#: the verdicts ``--perf-accept=failed`` re-records: those that make a test fail or not pass
-FAILED_VERDICTS: frozenset[str] = frozenset({"regressed", "mismatch", "new"})
-
 #: seconds to wait for another process's lock before giving up
 LOCK_TIMEOUT_S = 120.0
 
-_MACHINE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 _ABSENT = object()
 
 
@@ -112,12 +107,14 @@ def _get(doc: Mapping[str, Any], path: str) -> Any:
     return cur
 
 
-def _params_dict(params: LoadParams | Mapping[str, Any] | None) -> dict[str, Any]:
+def _params_identity(params: LoadParams | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The params part of a key: non-default effective values (LoadParams.identity), so a
+    parameter added later at its default, or a stored dict of every field, keys alike."""
     if params is None:
         return {}
-    if isinstance(params, LoadParams):
-        return params.to_dict()
-    return dict(params)
+    if not isinstance(params, LoadParams):
+        params = LoadParams.from_dict(params)
+    return params.identity()
 
 
 def _workload_names(workloads: Iterable[Workload | str] | Workload | str | None) -> list[str]:
@@ -139,7 +136,7 @@ def strict_view(
     view: dict[str, Any] = {}
     for path in STRICT_FIELDS:
         if path == "params":
-            view[path] = _params_dict(params)
+            view[path] = _params_identity(params)
         elif path == "workloads":
             view[path] = _workload_names(workloads)
         else:
@@ -152,16 +149,16 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-def fingerprint_key(
+def baseline_key(
     fingerprint: Mapping[str, Any],
     params: LoadParams | Mapping[str, Any] | None,
     workloads: Iterable[Workload | str] | Workload | str | None,
 ) -> str:
-    """A short, stable key (16 hex digits of sha256) of the strict fields.
+    """The one baseline key: 16 hex digits of the sha256 of the strict fields.
 
     ``fingerprint`` is ``{"machine": ..., "software": ..., "model": ...}``; ``params`` the
     load params; ``workloads`` the workloads of the test (their order does not matter).
-    Warn-only fields do not change the key.
+    Warn-only fields do not change the key; nor does a load parameter at its default.
     """
     digest = hashlib.sha256(
         canonical_json(strict_view(fingerprint, params, workloads)).encode()
@@ -204,30 +201,6 @@ def fingerprint_diff(
     for path in WARN_FIELDS:
         warnings.extend(_diff_field(path, _get(baseline, path), _get(current, path)))
     return strict, warnings
-
-
-# -- accept modes -----------------------------------------------------------------------
-
-
-def should_accept(mode: str, verdict: str, has_entry: bool) -> bool:
-    """Whether ``--perf-accept=<mode>`` records a test with this verdict.
-
-    - ``all``: every test that measured something (not ``error``)
-    - ``new``: tests without an entry under their fingerprint key
-    - ``failed``: tests whose verdict is in :data:`FAILED_VERDICTS` (regressed, mismatch,
-      new)
-
-    A ``mismatch`` needs ``--perf-force-accept`` on top; that check is the caller's.
-    """
-    if mode not in ACCEPT_MODES:
-        raise UsageError(f"accept mode {mode!r}: accepted: {', '.join(ACCEPT_MODES)}")
-    if verdict == "error":
-        return False
-    if mode == "all":
-        return True
-    if mode == "new":
-        return not has_entry
-    return verdict in FAILED_VERDICTS
 
 
 # -- the store --------------------------------------------------------------------------
@@ -279,11 +252,10 @@ class BaselineStore:
         *,
         lock_timeout: float = LOCK_TIMEOUT_S,
     ) -> None:
-        if not _MACHINE_ID_RE.match(machine_id or "") or ".." in machine_id:
-            raise UsageError(
-                f"machine id {machine_id!r}: use letters, digits, '.', '_', '+' and '-' only "
-                "(it becomes a file name), e.g. 'xeon-8480-2c'"
-            )
+        try:
+            check_machine_id(machine_id)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.directory = Path(directory)
         self.machine_id = machine_id
         self.machine = dict(machine) if machine else None
@@ -641,7 +613,25 @@ def parse_document(raw: bytes | str, path: Path | str = "<baselines>") -> dict[s
             )
         for key, entry in by_key.items():
             _check_entry(entry, f"entries[{nodeid!r}][{key!r}]", path)
+        entries[nodeid] = _rekeyed(by_key)
     return {"schema_version": version, "machine": machine, "entries": entries}
+
+
+def _rekeyed(by_key: dict[str, Any]) -> dict[str, Any]:
+    """Entries under the keys this version computes from their stored fingerprints, so
+    an upgrade that changes how keys are made (a new load parameter, effective values)
+    finds every stored entry. Two entries that land on one key keep the newer."""
+    out: dict[str, Any] = {}
+    for key, entry in by_key.items():
+        fp = entry["fingerprint"]
+        try:
+            new = baseline_key(fp, fp.get("params", {}), _get(fp, "workloads") or [])
+        except (UsageError, TypeError, ValueError):
+            new = key  # a fingerprint this version cannot read: leave it where it is
+        old = out.get(new)
+        if old is None or str(entry.get("accepted_at", "")) >= str(old.get("accepted_at", "")):
+            out[new] = entry
+    return out
 
 
 def _check_entry(entry: Any, where: str, path: Path | str) -> None:
@@ -676,18 +666,15 @@ def _check_entry(entry: Any, where: str, path: Path | str) -> None:
 
 
 __all__ = [
-    "ACCEPT_MODES",
-    "FAILED_VERDICTS",
     "SCHEMA_VERSION",
     "STRICT_FIELDS",
     "WARN_FIELDS",
     "BaselineStore",
     "EntryInfo",
     "FlushReport",
+    "baseline_key",
     "dump_document",
     "fingerprint_diff",
-    "fingerprint_key",
     "parse_document",
-    "should_accept",
     "strict_view",
 ]

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
-from pytest_llmperf import gate, thresholds
-from pytest_llmperf.config import load_project_config
+from pytest_llmperf import gate, judge, thresholds
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import fmt_value
-from pytest_llmperf.results import Measurement, worst
+from pytest_llmperf.registry import load_registry
+from pytest_llmperf.results import Measurement, Verdict, worst
 
 
 def load_measurements(path: str) -> dict[str, dict[str, Measurement]]:
@@ -51,28 +51,23 @@ def load_measurements(path: str) -> dict[str, dict[str, Measurement]]:
 def _cmd_compare(args: argparse.Namespace) -> int:
     base = load_measurements(args.baseline)
     cur = load_measurements(args.current)
-    project = load_project_config(Path.cwd(), args.config)
-    config = thresholds.merge_threshold_sources(project.threshold_sources)
-    verdicts: list[str] = []
+    project = load_registry(Path.cwd(), args.config)
+    config = thresholds.rules_from(project.rule_sources)
+    verdicts: list[Verdict] = []
     missing = sorted(set(base) - set(cur))
     for nodeid in sorted(cur):
         if nodeid not in base:
             print(f"{nodeid}: new (not in {args.baseline})")
             verdicts.append("new")
             continue
-        by_workload: dict[str, list[Any]] = {}
-        for name, m in cur[nodeid].items():
-            by_workload[name] = gate.compare_measurement(
-                m,
-                base[nodeid].get(name),
-                config,
-                alpha=args.alpha,
-                fail_on_improvement=args.fail_on_improvement,
-            )
-        limits = gate.check_limits(cur[nodeid], config)
-        if limits:
-            by_workload[gate.SLA_KEY] = limits
-        verdict = gate.decide([c for cs in by_workload.values() for c in cs])
+        by_workload = judge.compare(
+            list(cur[nodeid].values()),
+            base[nodeid],
+            config,
+            alpha=args.alpha,
+            fail_on_improvement=args.fail_on_improvement,
+        )
+        verdict = worst(c.verdict for c in judge.flat(by_workload))
         verdicts.append(verdict)
         print(f"{nodeid}: {verdict}")
         if verdict != "pass" or args.verbose:

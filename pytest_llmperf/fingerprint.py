@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def software() -> dict[str, Any]:
-    from pytest_llmperf.backend import llama_lib
+    from pytest_llmperf.native import llama_lib
 
     try:
         system_info = llama_lib.system_info()
@@ -50,8 +50,14 @@ def model(info: ModelInfo, model_id: str = "") -> dict[str, Any]:
     }
 
 
+def compose(mach: dict[str, Any], soft: dict[str, Any], mod: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint document: ``{"machine": ..., "software": ..., "model": ...}``."""
+    return {"machine": mach, "software": soft, "model": mod}
+
+
 def fingerprint(info: ModelInfo, model_id: str = "") -> dict[str, Any]:
-    return {"machine": machine(), "software": software(), "model": model(info, model_id)}
+    """This process's fingerprint of a model (software: the llama.cpp loaded here)."""
+    return compose(machine(), software(), model(info, model_id))
 
 
 def machine_id(mach: dict[str, Any] | None = None) -> str:

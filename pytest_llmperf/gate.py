@@ -51,8 +51,8 @@ from typing import Any, Literal
 import numpy as np
 
 from pytest_llmperf.metrics import KEY_METRICS, METRICS, fmt_value
-from pytest_llmperf.results import Measurement, MetricComparison, worst
-from pytest_llmperf.thresholds import Limit, Operand, RatioSLA, Threshold, ThresholdConfig
+from pytest_llmperf.results import Measurement, MetricComparison, Verdict, worst
+from pytest_llmperf.thresholds import GateRules, Limit, Operand, RatioSLA, Threshold
 
 #: the comparisons key under which limits and ratio SLAs are reported
 SLA_KEY = "sla"
@@ -264,7 +264,7 @@ def _absent_reason(m: Measurement | None, metric: str, side: str) -> str:
 def compare_measurement(
     current: Measurement,
     baseline: Measurement | None,
-    config: ThresholdConfig,
+    config: GateRules,
     *,
     alpha: float = 0.05,
     min_samples: int = 3,
@@ -337,7 +337,13 @@ def compare_measurement(
 
 
 def _limit_comparison(
-    name: str, unit: str, upper: bool, value: float | None, bound: str, verdict: str, reason: str
+    name: str,
+    unit: str,
+    upper: bool,
+    value: float | None,
+    bound: str,
+    verdict: Verdict,
+    reason: str,
 ) -> MetricComparison:
     return MetricComparison(
         metric=name,
@@ -411,7 +417,7 @@ def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricCo
         den = Operand(sla.denominator.metric, wb)
         name = f"{num.text()}/{den.text()}"
 
-        def result(value: float | None, verdict: str, reason: str, name: str = name) -> None:
+        def result(value: float | None, verdict: Verdict, reason: str, name: str = name) -> None:
             out.append(
                 _limit_comparison(name, "x", upper, value, sla.bound_text(), verdict, reason)
             )
@@ -451,7 +457,7 @@ def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricCo
 
 
 def check_limits(
-    measurements_by_workload: Mapping[str, Measurement], config: ThresholdConfig
+    measurements_by_workload: Mapping[str, Measurement], config: GateRules
 ) -> list[MetricComparison]:
     """Absolute limits and ratio SLAs on current medians (no baseline needed).
 
@@ -472,7 +478,7 @@ def check_limits(
 # -- decisions --------------------------------------------------------------------------
 
 
-def decide(comparisons: Iterable[MetricComparison]) -> str:
+def decide(comparisons: Iterable[MetricComparison]) -> Verdict:
     """The test's verdict: the worst of its comparisons (``pass`` when there are none).
 
     ``regressed`` > ``mismatch`` > ``improved`` > ``inconclusive`` > ``new`` > ``pass``

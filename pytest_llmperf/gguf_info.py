@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf import paths
 from pytest_llmperf.errors import ModelFileError
+from pytest_llmperf.fileio import write_atomic
 
 GGUF_MAGIC = b"GGUF"
 #: GGUF format versions llama.cpp and the gguf package read
@@ -269,18 +271,12 @@ def tensor_types(path: str | os.PathLike[str]) -> dict[str, str]:
 # -- sha256, cached by (path, size, mtime) ----------------------------------------------
 
 
-def _sha_cache_file() -> Path:
-    from pytest_llmperf.tiny import cache_dir
-
-    return cache_dir().parent / "sha256-cache.json"
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a (possibly large) file, cached by absolute path, size and mtime."""
     p = Path(path).resolve()
     st = p.stat()
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    cache_path = _sha_cache_file()
+    cache_path = paths.sha256_cache_file()
     cache: dict[str, str] = {}
     try:
         loaded = json.loads(cache_path.read_text())
@@ -299,9 +295,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     cache[key] = digest
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, sort_keys=True))
-        os.replace(tmp, cache_path)
+        write_atomic(cache_path, json.dumps(cache, sort_keys=True), durable=False)
     except OSError:
         pass
     return digest

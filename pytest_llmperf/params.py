@@ -2,6 +2,14 @@
 
 Pure: no llama.cpp import. ``LoadParams`` is what changes how a model is loaded or run
 (one loaded model per distinct value); ``Workload`` is what is timed.
+
+**One spec per parameter.** Every LoadParams field is declared with :func:`knob`, which
+carries everything the rest of the package needs to know about it: its value kind
+(parser, validation, sweep values), its llama.cpp / llama-bench flags, its test-id
+prefix and its llama-bench column. Argument parsing (:func:`parse_llama_args`),
+``to_args``, ``short_id``, sweep axes (:mod:`pytest_llmperf.sweep.spec`) and the
+llama-bench table of the reports all read :data:`KNOBS`. Adding a knob is one field here
+plus the engine line that applies it.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pytest_llmperf.errors import UsageError
 
@@ -28,92 +36,450 @@ KV_CACHE_TYPES: tuple[str, ...] = (
 )
 FLASH_ATTN_VALUES: tuple[str, ...] = ("auto", "on", "off")
 FlashAttn = Literal["auto", "on", "off"]
+#: llama.cpp's micro-batch when none is given: min(512, n_batch)
+DEFAULT_UBATCH = 512
+
+# -- value kinds ---------------------------------------------------------------------------
+
+_RANGE_PART = re.compile(r"^(-?\d+)(?:-(\d+)(?:([*+])(\d+))?)?$")
+RANGE_HELP = (
+    "write an integer, a llama-bench range ('1-16*2' multiplies, '0-99+10' adds, "
+    "'8-16' steps by 1) or a comma list ('1,2,4')"
+)
+_MAX_RANGE_VALUES = 100_000
+
+
+def int_range(text: str) -> list[int]:
+    """Values of a llama-bench integer range; ValueError carries the problem.
+
+    ``"1-16*2"`` -> 1, 2, 4, 8, 16; ``"0-99+10"`` -> 0, 10, ..., 90; ``"8-16"`` -> 8..16;
+    ``"1,2,4"`` and mixtures (``"1-4,8,16-64*2"``).
+    """
+    out: list[int] = []
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise ValueError(f"{text!r} is not an integer or a range; {RANGE_HELP}")
+    for part in parts:
+        m = _RANGE_PART.match(part.replace(" ", ""))
+        if not m:
+            raise ValueError(f"{part!r} is not an integer or a range; {RANGE_HELP}")
+        first = int(m.group(1))
+        if m.group(2) is None:
+            out.append(first)
+            continue
+        last = int(m.group(2))
+        op, step = m.group(3) or "+", int(m.group(4) or 1)
+        if last < first:
+            raise ValueError(f"range {part!r}: the end {last} is below the start {first}")
+        if op == "+" and step < 1:
+            raise ValueError(f"range {part!r}: the step must be >= 1")
+        if op == "*" and (step < 2 or first < 1):
+            raise ValueError(f"range {part!r}: multiply needs a start >= 1 and a factor >= 2")
+        value = first
+        while value <= last:
+            out.append(value)
+            if len(out) > _MAX_RANGE_VALUES:
+                raise ValueError(f"range {part!r} has more than {_MAX_RANGE_VALUES} values")
+            value = value * step if op == "*" else value + step
+    return out
+
+
+class Kind:
+    """How one parameter's values are written, checked and shown."""
+
+    #: ordered values sort an axis of a sweep (integers); others keep the given order
+    ordered: ClassVar[bool] = False
+    accepted: str = "a value"
+
+    def coerce(self, value: Any) -> Any:
+        """A Python value (marker keyword, YAML) -> the canonical value; ValueError says
+        why not (the caller names the parameter and the value)."""
+        raise NotImplementedError
+
+    def parse(self, text: str) -> Any:
+        """A command-line string -> the canonical value; ValueError says why not, quoting
+        the text."""
+        raise NotImplementedError
+
+    def sweep_values(self, raw: Any) -> list[Any]:
+        """One item of a sweep axis -> its values (an integer range gives several)."""
+        return [self.parse(raw) if isinstance(raw, str) else self.coerce(raw)]
+
+    def text(self, value: Any) -> str:
+        """The value as a command-line argument."""
+        return str(value)
+
+    def id_part(self, prefix: str, value: Any) -> str:
+        return f"{prefix}{value}"
+
+    def sort_key(self, value: Any) -> float:
+        return 0.0
+
+
+class Int(Kind):
+    ordered = True
+
+    def __init__(self, minimum: int, maximum: int | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.accepted = f"an integer >= {minimum}"
+
+    def coerce(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+            raise ValueError(f"must be {self.accepted}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(
+                f"larger than any model supports (max {self.maximum}); use the context size "
+                "the test needs"
+            )
+        return value
+
+    def _check(self, value: int) -> int:
+        if value < self.minimum:
+            raise ValueError(f"{value} must be >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{value} is larger than any model supports (max {self.maximum})")
+        return value
+
+    def parse(self, text: str) -> int:
+        try:
+            number = int(str(text).strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not an integer; write {self.accepted}") from None
+        return self._check(number)
+
+    def sweep_values(self, raw: Any) -> list[Any]:
+        if isinstance(raw, str):
+            return [self._check(v) for v in int_range(raw)]
+        return [self.coerce(raw)]
+
+    def sort_key(self, value: Any) -> float:
+        return float(value)
+
+
+class Layers(Int):
+    """n_gpu_layers: an integer >= 0, or -1 / "all" for every layer."""
+
+    accepted = "an integer >= 0, -1 or 'all'"
+
+    def __init__(self) -> None:
+        super().__init__(-1)
+        self.accepted = "an integer >= 0, -1 or 'all'"
+
+    def parse(self, text: str) -> int:
+        if str(text).strip().lower() in ("all", "auto", "-1"):
+            return -1
+        return super().parse(text)
+
+    def sweep_values(self, raw: Any) -> list[Any]:
+        if isinstance(raw, str) and raw.strip().lower() in ("all", "auto"):
+            return [-1]
+        return super().sweep_values(raw)
+
+    def id_part(self, prefix: str, value: Any) -> str:
+        return f"{prefix}all" if value == -1 else f"{prefix}{value}"
+
+    def sort_key(self, value: Any) -> float:
+        return float("inf") if value == -1 else float(value)
+
+
+_TRUE = frozenset({"1", "true", "on", "yes"})
+_FALSE = frozenset({"0", "false", "off", "no"})
+
+
+class Switch(Kind):
+    accepted = "true or false (1 or 0)"
+
+    def coerce(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"must be {self.accepted}")
+
+    def parse(self, text: str) -> bool:
+        low = str(text).strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError(f"{text!r}; accepted: 0 or 1 (true or false)")
+
+    def text(self, value: Any) -> str:
+        return "1" if value else "0"
+
+    def id_part(self, prefix: str, value: Any) -> str:
+        return prefix if value else f"no{prefix}"
+
+
+class Choice(Kind):
+    def __init__(
+        self,
+        what: str,
+        values: tuple[str, ...],
+        aliases: Mapping[str, str] | None = None,
+        accepted: str = "",
+    ) -> None:
+        self.what = what
+        self.values = values
+        self.aliases = {**{v: v for v in values}, **(aliases or {})}
+        self.accepted = accepted or ", ".join(values)
+
+    def coerce(self, value: Any) -> str:
+        if isinstance(value, bool) and "on" in self.values:
+            return "on" if value else "off"
+        text = str(value).strip().lower()
+        if text not in self.aliases:
+            raise ValueError(f"unknown {self.what}; accepted: {self.accepted}")
+        return self.aliases[text]
+
+    def parse(self, text: str) -> str:
+        try:
+            return self.coerce(text)
+        except ValueError:
+            raise ValueError(f"unknown {self.what} {text!r}; accepted: {self.accepted}") from None
+
+
+FLASH_ATTN = Choice(
+    "flash attention mode",
+    FLASH_ATTN_VALUES,
+    {
+        "-1": "auto",
+        "1": "on",
+        "true": "on",
+        "enabled": "on",
+        "0": "off",
+        "false": "off",
+        "disabled": "off",
+    },
+    accepted="on, off, auto (or 1, 0, -1)",
+)
+KV_TYPE = Choice("KV cache type", KV_CACHE_TYPES)
+
+
+# -- the spec of each parameter ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Knob:
+    """Everything about one load parameter but its name, type and default (the field's)."""
+
+    kind: Kind
+    #: flags that take a value, canonical first (``-t``, ``--threads``)
+    flags: tuple[str, ...] = ()
+    #: flags without a value that set True / False (``--cpu-moe``, ``--no-mmap``)
+    set_true: tuple[str, ...] = ()
+    set_false: tuple[str, ...] = ()
+    #: test-id prefix: ``t2``, ``b256``, ``cpumoe``
+    prefix: str = ""
+    #: llama-bench's JSON field; "" when llama-bench has none
+    bench: str = ""
+    #: llama-bench's markdown column, when it differs from the JSON field (``ngl``)
+    bench_md: str = ""
+    #: llama-bench shows the column only when a test sets it away from the default
+    bench_optional: bool = True
+    #: a bare value flag that means this (``-fa`` alone is ``-fa on`` in older llama.cpp)
+    bare: Any = None
+    #: values an older version used as the default: left out of test ids like the
+    #: default, so upgrading never renames a test (and orphans its baseline)
+    legacy_defaults: tuple[Any, ...] = ()
+    help: str = ""
+    name: str = ""
+
+    def shown(self, value: Any) -> bool:
+        """Whether ``value`` appears in test ids and optional report columns: it differs
+        from the default (and from any older default)."""
+        default = _FIELD_DEFAULTS[self.name]
+        return value != default and value not in self.legacy_defaults
+
+    @property
+    def all_flags(self) -> tuple[str, ...]:
+        return self.flags + self.set_true + self.set_false
+
+    def canonical_args(self, value: Any) -> list[str]:
+        """The shortest command line that sets this value."""
+        if value is True and self.set_true:
+            return [self.set_true[0]]
+        if value is False and self.set_false:
+            return [self.set_false[0]]
+        return [self.flags[0], self.kind.text(value)]
+
+
+def knob(default: Any, kind: Kind, *flags: str, **spec: Any) -> Any:
+    """A LoadParams field with its :class:`Knob` spec in the field's metadata."""
+    return field(default=default, metadata={"knob": Knob(kind, tuple(flags), **spec)})
 
 
 @dataclass(frozen=True)
 class LoadParams:
     """Everything that changes how a model is loaded or run. Hashable.
 
-    ``n_threads``/``n_threads_batch`` of ``None`` mean "llama.cpp's default" (resolved and
-    recorded at load time). ``n_gpu_layers=-1`` means all layers.
+    ``None`` means "llama.cpp's default", resolved and recorded at load time:
+    ``n_threads`` the physical cores, ``n_threads_batch`` the n_threads, ``n_ubatch``
+    min(512, n_batch). ``n_gpu_layers=-1`` means all layers.
     """
 
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    n_threads_batch: int | None = None
-    n_batch: int = 2048
-    n_ubatch: int = 512
-    n_gpu_layers: int = 0
-    cpu_moe: bool = False
-    n_cpu_moe: int = 0
-    flash_attn: FlashAttn = "auto"
-    type_k: str = "f16"
-    type_v: str = "f16"
-    use_mmap: bool = True
-    use_mlock: bool = False
+    n_ctx: int = knob(
+        4096,
+        Int(8, 1 << 24),
+        "-c",
+        "--ctx-size",
+        prefix="c",
+        help="context size (KV cells)",
+    )
+    n_threads: int | None = knob(
+        None,
+        Int(1),
+        "-t",
+        "--threads",
+        prefix="t",
+        bench="n_threads",
+        bench_optional=False,
+        help="decode threads",
+    )
+    n_threads_batch: int | None = knob(
+        None, Int(1), "-tb", "--threads-batch", prefix="tb", help="prompt-processing threads"
+    )
+    n_batch: int = knob(
+        2048,
+        Int(1),
+        "-b",
+        "--batch-size",
+        prefix="b",
+        bench="n_batch",
+        bench_optional=False,
+        help="logical batch size",
+    )
+    n_ubatch: int | None = knob(
+        None,
+        Int(1),
+        "-ub",
+        "--ubatch-size",
+        prefix="ub",
+        bench="n_ubatch",
+        legacy_defaults=(DEFAULT_UBATCH,),
+        help="physical batch size (default min(512, n_batch))",
+    )
+    n_gpu_layers: int = knob(
+        0,
+        Layers(),
+        "-ngl",
+        "--n-gpu-layers",
+        "--gpu-layers",
+        prefix="ngl",
+        bench="n_gpu_layers",
+        bench_md="ngl",
+        help="layers offloaded to the GPU (-1: all)",
+    )
+    cpu_moe: bool = knob(
+        False,
+        Switch(),
+        set_true=("--cpu-moe", "-cmoe"),
+        prefix="cpumoe",
+        bench="cpu_moe",
+        help="keep every MoE expert tensor on the CPU",
+    )
+    n_cpu_moe: int = knob(
+        0,
+        Int(0),
+        "-ncmoe",
+        "--n-cpu-moe",
+        prefix="ncmoe",
+        bench="n_cpu_moe",
+        help="keep the experts of the first N layers on the CPU",
+    )
+    flash_attn: FlashAttn = knob(
+        "auto",
+        FLASH_ATTN,
+        "-fa",
+        "--flash-attn",
+        prefix="fa",
+        bench="flash_attn",
+        bench_optional=False,
+        bare="on",
+        help="flash attention: on, off, auto",
+    )
+    type_k: str = knob(
+        "f16", KV_TYPE, "-ctk", "--cache-type-k", prefix="ctk", bench="type_k", help="K cache type"
+    )
+    type_v: str = knob(
+        "f16", KV_TYPE, "-ctv", "--cache-type-v", prefix="ctv", bench="type_v", help="V cache type"
+    )
+    use_mmap: bool = knob(
+        True,
+        Switch(),
+        "-mmp",
+        "--mmap",
+        set_false=("--no-mmap",),
+        prefix="mmap",
+        bench="use_mmap",
+        bench_md="mmap",
+        help="map the model file",
+    )
+    use_mlock: bool = knob(
+        False, Switch(), set_true=("--mlock",), prefix="mlock", help="lock the model in memory"
+    )
 
     def __post_init__(self) -> None:
-        self.validate()
-
-    # -- validation ------------------------------------------------------------------
-    def validate(self) -> None:
-        def positive(name: str, value: int | None, minimum: int = 1) -> None:
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < minimum
-            ):
-                raise UsageError(f"{name}={value!r}: must be an integer >= {minimum}")
-
-        positive("n_ctx", self.n_ctx, 8)
-        if self.n_ctx > 1 << 24:
-            raise UsageError(
-                f"n_ctx={self.n_ctx}: larger than any model supports (max {1 << 24}); "
-                "use the context size the test needs"
-            )
-        positive("n_threads", self.n_threads)
-        positive("n_threads_batch", self.n_threads_batch)
-        positive("n_batch", self.n_batch)
-        positive("n_ubatch", self.n_ubatch)
-        positive("n_cpu_moe", self.n_cpu_moe, 0)
-        if self.n_ubatch > self.n_batch:
+        for name, spec in KNOBS.items():
+            value = getattr(self, name)
+            if value is None and _FIELD_DEFAULTS[name] is None:
+                continue
+            try:
+                canonical = spec.kind.coerce(value)
+            except ValueError as exc:
+                raise UsageError(f"{name}={value!r}: {exc}") from None
+            if canonical != value or type(canonical) is not type(value):
+                object.__setattr__(self, name, canonical)
+        if self.n_ubatch is not None and self.n_ubatch > self.n_batch:
             raise UsageError(
                 f"n_ubatch={self.n_ubatch} is larger than n_batch={self.n_batch}: "
-                "n_ubatch must be <= n_batch (-ub <= -b)"
+                "n_ubatch must be <= n_batch (-ub <= -b); leave n_ubatch out to get "
+                f"llama.cpp's default min({DEFAULT_UBATCH}, n_batch)"
             )
-        if not isinstance(self.n_gpu_layers, int) or self.n_gpu_layers < -1:
-            raise UsageError(f"n_gpu_layers={self.n_gpu_layers!r}: must be -1 (all layers) or >= 0")
-        if self.flash_attn not in FLASH_ATTN_VALUES:
-            raise UsageError(
-                f"flash_attn={self.flash_attn!r}: accepted: {', '.join(FLASH_ATTN_VALUES)}"
-            )
-        for name in ("type_k", "type_v"):
-            value = getattr(self, name)
-            if value not in KV_CACHE_TYPES:
-                raise UsageError(
-                    f"{name}={value!r}: unknown KV cache type; "
-                    f"accepted: {', '.join(KV_CACHE_TYPES)}"
-                )
         if self.cpu_moe and self.n_cpu_moe:
             raise UsageError(
                 "cpu_moe and n_cpu_moe are exclusive: cpu_moe already covers all layers"
             )
 
+    # -- resolved values -------------------------------------------------------------
+    @property
+    def ubatch(self) -> int:
+        """The micro-batch llama.cpp uses: n_ubatch, or min(512, n_batch)."""
+        return self.n_ubatch if self.n_ubatch is not None else min(DEFAULT_UBATCH, self.n_batch)
+
     # -- conversions -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def non_default(self) -> dict[str, Any]:
+        """The fields set away from their defaults, in field order."""
+        return {
+            name: getattr(self, name)
+            for name in KNOBS
+            if getattr(self, name) != _FIELD_DEFAULTS[name]
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What these params do, as the non-default *effective* values: the params part
+        of a baseline key. A field added in a later version, at its default, changes
+        nothing; ``-b 2048 -ub 512`` and ``-b 2048`` (llama.cpp's default micro-batch)
+        are the same."""
+        out = self.non_default()
+        out.pop("n_ubatch", None)
+        if self.ubatch != min(DEFAULT_UBATCH, self.n_batch):
+            out["n_ubatch"] = self.ubatch
+        return dict(sorted(out.items()))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "params") -> LoadParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - set(KNOBS))
         if unknown:
             raise UsageError(
                 f"{source}: unknown load parameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
+                f"known: {', '.join(sorted(KNOBS))}"
             )
-        values = dict(data)
-        if "flash_attn" in values:
-            values["flash_attn"] = _flash_attn_value(values["flash_attn"], f"{source}: flash_attn")
-        return cls(**values)
+        return cls(**dict(data))
 
     def replace(self, **changes: Any) -> LoadParams:
         return dataclasses.replace(self, **changes)
@@ -136,123 +502,41 @@ class LoadParams:
 
         ``LoadParams(n_threads=2, n_batch=256, cpu_moe=True).short_id() == "t2-b256-cpumoe"``
         """
-        default = LoadParams()
-        parts: list[str] = []
-        for name, prefix in ID_PREFIXES:
-            value = getattr(self, name)
-            if value == getattr(default, name):
-                continue
-            if isinstance(value, bool):
-                parts.append(prefix if value else f"no{prefix}")
-            elif name == "n_gpu_layers" and value == -1:
-                parts.append("nglall")
-            else:
-                parts.append(f"{prefix}{value}")
+        parts = [
+            value_id(name, value)
+            for name, value in self.non_default().items()
+            if KNOBS[name].shown(value)
+        ]
         return "-".join(parts) if parts else "default"
 
     def to_args(self) -> str:
         """The llama.cpp command line that gives these params (non-default fields only)."""
-        default = LoadParams()
         out: list[str] = []
-        for name, flag in _CANONICAL_FLAGS.items():
-            value = getattr(self, name)
-            if value == getattr(default, name):
-                continue
-            if name == "cpu_moe":
-                out.append("--cpu-moe")
-            elif name == "use_mmap":
-                out.append("--no-mmap")
-            elif name == "use_mlock":
-                out.append("--mlock")
-            else:
-                out.extend([flag, str(value)])
+        for name, value in self.non_default().items():
+            if KNOBS[name].shown(value):
+                out.extend(KNOBS[name].canonical_args(value))
         return " ".join(out)
 
 
-ID_PREFIXES: tuple[tuple[str, str], ...] = (
-    ("n_ctx", "c"),
-    ("n_threads", "t"),
-    ("n_threads_batch", "tb"),
-    ("n_batch", "b"),
-    ("n_ubatch", "ub"),
-    ("n_gpu_layers", "ngl"),
-    ("cpu_moe", "cpumoe"),
-    ("n_cpu_moe", "ncmoe"),
-    ("flash_attn", "fa"),
-    ("type_k", "ctk"),
-    ("type_v", "ctv"),
-    ("use_mmap", "mmap"),
-    ("use_mlock", "mlock"),
-)
-
-_CANONICAL_FLAGS: dict[str, str] = {
-    "n_ctx": "-c",
-    "n_threads": "-t",
-    "n_threads_batch": "-tb",
-    "n_batch": "-b",
-    "n_ubatch": "-ub",
-    "n_gpu_layers": "-ngl",
-    "cpu_moe": "--cpu-moe",
-    "n_cpu_moe": "-ncmoe",
-    "flash_attn": "-fa",
-    "type_k": "-ctk",
-    "type_v": "-ctv",
-    "use_mmap": "--no-mmap",
-    "use_mlock": "--mlock",
-}
+def _knobs() -> dict[str, Knob]:
+    out: dict[str, Knob] = {}
+    for f in dataclasses.fields(LoadParams):
+        spec = f.metadata["knob"]
+        out[f.name] = dataclasses.replace(spec, name=f.name)
+    return out
 
 
-@dataclass(frozen=True)
-class _Flag:
-    field: str
-    kind: Literal["int", "ngl", "fa", "kv", "true", "false", "bool01"]
+#: the spec of every load parameter, in field order
+KNOBS: dict[str, Knob] = _knobs()
+_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(LoadParams)}
+#: flag -> parameter name
+FLAGS: dict[str, str] = {flag: name for name, k in KNOBS.items() for flag in k.all_flags}
 
 
-_FLAGS: dict[str, _Flag] = {}
-
-
-def _register(
-    kind: Literal["int", "ngl", "fa", "kv", "true", "false", "bool01"], name: str, *flags: str
-) -> None:
-    for flag in flags:
-        _FLAGS[flag] = _Flag(name, kind)
-
-
-_register("int", "n_ctx", "-c", "--ctx-size")
-_register("int", "n_threads", "-t", "--threads")
-_register("int", "n_threads_batch", "-tb", "--threads-batch")
-_register("int", "n_batch", "-b", "--batch-size")
-_register("int", "n_ubatch", "-ub", "--ubatch-size")
-_register("ngl", "n_gpu_layers", "-ngl", "--n-gpu-layers", "--gpu-layers")
-_register("true", "cpu_moe", "-cmoe", "--cpu-moe")
-_register("int", "n_cpu_moe", "-ncmoe", "--n-cpu-moe")
-_register("fa", "flash_attn", "-fa", "--flash-attn")
-_register("kv", "type_k", "-ctk", "--cache-type-k")
-_register("kv", "type_v", "-ctv", "--cache-type-v")
-_register("false", "use_mmap", "--no-mmap")
-_register("bool01", "use_mmap", "-mmp", "--mmap")
-_register("true", "use_mlock", "--mlock")
-
-_INT_FLAGS_ALLOW_ZERO = {"n_cpu_moe"}
-
-
-def _flash_attn_value(value: object, where: str) -> FlashAttn:
-    text = str(value).strip().lower()
-    mapping: dict[str, FlashAttn] = {
-        "auto": "auto",
-        "-1": "auto",
-        "on": "on",
-        "1": "on",
-        "true": "on",
-        "enabled": "on",
-        "off": "off",
-        "0": "off",
-        "false": "off",
-        "disabled": "off",
-    }
-    if text not in mapping:
-        raise UsageError(f"{where}: bad value {value!r}; accepted: on, off, auto (or 1, 0, -1)")
-    return mapping[text]
+def value_id(name: str, value: Any) -> str:
+    """The test-id fragment of one parameter value: ``t2``, ``cpumoe``, ``nglall``."""
+    spec = KNOBS[name]
+    return spec.kind.id_part(spec.prefix, value)
 
 
 def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
@@ -267,75 +551,36 @@ def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
     while i < len(tokens):
         tok = tokens[i]
         flag, eq, inline = tok.partition("=")
-        spec = _FLAGS.get(flag)
-        if spec is None:
+        name = FLAGS.get(flag)
+        if name is None:
             raise UsageError(
-                f"unknown llama.cpp argument {tok!r}; accepted: {', '.join(sorted(_FLAGS))}"
+                f"unknown llama.cpp argument {tok!r}; accepted: {', '.join(sorted(FLAGS))}"
             )
-        if spec.kind in ("true", "false"):
+        spec = KNOBS[name]
+        if flag in spec.set_true or flag in spec.set_false:
             if eq:
                 raise UsageError(f"argument {flag} takes no value (got {tok!r})")
-            out[spec.field] = spec.kind == "true"
+            out[name] = flag in spec.set_true
             i += 1
             continue
         if eq:
             value = inline
             i += 1
         else:
-            # -fa may stand alone (older llama.cpp: a bare switch meaning "on").
-            if spec.kind == "fa" and (
-                i + 1 >= len(tokens)
-                or (tokens[i + 1].startswith("-") and tokens[i + 1] not in ("-1",))
-            ):
-                out[spec.field] = "on"
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if spec.bare is not None and (nxt is None or (nxt.startswith("-") and nxt != "-1")):
+                out[name] = spec.bare
                 i += 1
                 continue
-            if i + 1 >= len(tokens):
-                raise UsageError(f"argument {flag} needs a value")
-            value = tokens[i + 1]
+            if nxt is None:
+                raise UsageError(f"argument {flag} needs a value ({spec.kind.accepted})")
+            value = nxt
             i += 2
-        out[spec.field] = _convert(flag, spec, value)
+        try:
+            out[name] = spec.kind.parse(value)
+        except ValueError as exc:
+            raise UsageError(f"argument {flag}: {exc}") from None
     return out
-
-
-def _convert(flag: str, spec: _Flag, value: str) -> Any:
-    if spec.kind == "int":
-        minimum = 0 if spec.field in _INT_FLAGS_ALLOW_ZERO else 1
-        try:
-            number = int(value)
-        except ValueError:
-            raise UsageError(f"argument {flag}: {value!r} is not an integer") from None
-        if number < minimum:
-            raise UsageError(f"argument {flag}: {number} must be >= {minimum}")
-        return number
-    if spec.kind == "ngl":
-        if value.strip().lower() in ("all", "auto", "-1"):
-            return -1
-        try:
-            number = int(value)
-        except ValueError:
-            raise UsageError(
-                f"argument {flag}: {value!r} is not a layer count; accepted: an integer >= 0, "
-                "-1 or 'all'"
-            ) from None
-        if number < 0:
-            raise UsageError(f"argument {flag}: {number} must be >= 0 (or -1 / 'all')")
-        return number
-    if spec.kind == "fa":
-        return _flash_attn_value(value, f"argument {flag}")
-    if spec.kind == "kv":
-        text = value.strip().lower()
-        if text not in KV_CACHE_TYPES:
-            raise UsageError(
-                f"argument {flag}: unknown KV cache type {value!r}; accepted: "
-                f"{', '.join(KV_CACHE_TYPES)}"
-            )
-        return text
-    if spec.kind == "bool01":
-        if value not in ("0", "1"):
-            raise UsageError(f"argument {flag}: {value!r}; accepted: 0 or 1")
-        return value == "1"
-    raise AssertionError(spec.kind)  # pragma: no cover
 
 
 # -- workloads -------------------------------------------------------------------------
@@ -433,10 +678,18 @@ class Workload:
             )
         depth = int(m.group("depth") or 0)
         if m.group("pp") is not None:
-            return cls(int(m.group("pp")), int(m.group("pptg") or 0), depth)
-        if m.group("tg") is not None:
-            return cls(0, int(m.group("tg")), depth)
-        return cls(int(m.group("pg_p")), int(m.group("pg_g")), depth)
+            wl = cls(int(m.group("pp")), int(m.group("pptg") or 0), depth)
+        elif m.group("tg") is not None:
+            wl = cls(0, int(m.group("tg")), depth)
+        else:
+            wl = cls(int(m.group("pg_p")), int(m.group("pg_g")), depth)
+        if wl.kind == "load":
+            raise UsageError(
+                f"workload {text!r} measures nothing (no prompt and no generated tokens); "
+                "write pp<N> or tg<N> with N >= 1, or use 'load' (llm_perf.measure_load()) "
+                "to time model loads"
+            )
+        return wl
 
 
 def pp(n: int, depth: int = 0) -> Workload:

@@ -8,54 +8,37 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_llmperf import thresholds
-from pytest_llmperf.api import Config, config_from_marker
+from pytest_llmperf import options
+from pytest_llmperf.api import Config
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner
-from pytest_llmperf.config import load_project_config
 from pytest_llmperf.errors import LLMPerfError, UsageError
+from pytest_llmperf.judge import ACCEPT_MODES, MISSING_MODES, Policy
+from pytest_llmperf.params import LoadParams
+from pytest_llmperf.registry import load_registry
 from pytest_llmperf.session import (
-    ACCEPT_MODES,
-    MISSING_MODES,
     PerfOutcome,
     PerfSession,
     Recorder,
     Settings,
+    TestSpec,
     default_missing_mode,
+    group_by_config,
 )
 
 session_key = pytest.StashKey[PerfSession]()
 recorder_key = pytest.StashKey[Recorder]()
-config_key = pytest.StashKey[tuple[Config, dict[str, Any]] | None]()
+spec_key = pytest.StashKey[TestSpec | None]()
 
 FIXTURES = ("llm_model", "llm_perf")
 
 
 # -- options --------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
-
-
-def _choice(choices: tuple[str, ...]) -> Any:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise argparse.ArgumentTypeError(f"{text!r}: accepted: {', '.join(choices)}")
-        return text
-
-    return parse
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,7 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         nargs="?",
         const="all",
         default=None,
-        type=_choice(ACCEPT_MODES),
+        type=options.choice(ACCEPT_MODES),
         metavar="all|new|failed",
         help="record measurements as the new baseline: all tests that ran (default), "
         "only those without a baseline, or only those that failed the gate",
@@ -77,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-missing",
-        type=_choice(MISSING_MODES),
+        type=options.choice(MISSING_MODES),
         default=None,
         help="a test without a baseline: fail, skip, or record it and pass "
         "(default: record; fail when the CI environment variable is set)",
@@ -90,6 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-machine",
+        type=options.machine_id,
         default=None,
         metavar="ID",
         help="baseline file name for this machine (default: derived from CPU/GPU; "
@@ -97,14 +81,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-repetitions",
-        type=_positive_int,
+        type=options.int_at_least(0),
         default=None,
         metavar="N",
         help="timed repetitions per workload (default 3)",
     )
     g.addoption(
         "--perf-warmup",
-        type=_positive_int,
+        type=options.int_at_least(0),
         default=None,
         metavar="N",
         help="untimed warm-up runs per workload (default 1)",
@@ -118,14 +102,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-timeout",
-        type=float,
+        type=options.positive_seconds,
         default=None,
         metavar="SECONDS",
         help=f"kill a measurement that runs longer (default {DEFAULT_TIMEOUT_S:.0f})",
     )
     g.addoption(
         "--perf-remeasure",
-        type=_positive_int,
+        type=options.int_at_least(0),
         default=None,
         metavar="N",
         help="re-measure a suspected regression N times before failing (default 1)",
@@ -138,7 +122,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-alpha",
-        type=float,
+        type=options.probability,
         default=None,
         help="significance level of the regression test (default 0.05)",
     )
@@ -208,7 +192,7 @@ def _ini(config: pytest.Config, name: str) -> Any:
     return None if value in (None, "", []) else value
 
 
-def _ini_thresholds(config: pytest.Config) -> dict[str, Any]:
+def _ini_rules(config: pytest.Config) -> dict[str, Any]:
     out: dict[str, Any] = {}
     lines = config.getini("llmperf_thresholds") or []
     if lines:
@@ -230,19 +214,21 @@ def _ini_thresholds(config: pytest.Config) -> dict[str, Any]:
 
 
 def build_settings(config: pytest.Config) -> Settings:
+    """The session's settings: command line over ini keys over defaults, each value
+    checked here (before any test measures) with the option's own validator."""
     opt = config.option
     root = Path(str(config.rootpath))
 
-    def pick(cli: Any, ini: str, default: Any, conv: Any = None) -> Any:
+    def pick(cli: Any, ini: str, default: Any, conv: Callable[[str], Any] | None = None) -> Any:
         if cli is not None:
             return cli
         value = _ini(config, ini)
         if value is None:
             return default
         try:
-            return conv(value) if conv else value
-        except ValueError:
-            raise UsageError(f"ini {ini} = {value!r}: not a valid value") from None
+            return conv(str(value)) if conv else value
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise UsageError(f"ini {ini} = {value!r}: {exc}") from None
 
     base_dir = Path(pick(opt.perf_baseline_dir, "llmperf_baseline_dir", "baselines"))
     if not base_dir.is_absolute():
@@ -251,50 +237,71 @@ def build_settings(config: pytest.Config) -> Settings:
     def out_path(value: str | None) -> Path | None:
         return None if value is None else Path(value).absolute()
 
-    isolate = not opt.perf_in_process and bool(config.getini("llmperf_isolate"))
-    if os.environ.get("LLMPERF_IN_PROCESS"):
-        isolate = False
-    return Settings(
+    in_process = bool(opt.perf_in_process) or bool(os.environ.get("LLMPERF_IN_PROCESS"))
+    isolate = not in_process and bool(config.getini("llmperf_isolate"))
+    if not isolate and opt.perf_timeout is not None:
+        raise UsageError(
+            "--perf-timeout cannot apply with --perf-in-process (or LLMPERF_IN_PROCESS / "
+            "llmperf_isolate=false): a native call in the pytest process cannot be stopped; "
+            "drop one of them (isolated runs, the default, honour the timeout)"
+        )
+    machine = opt.perf_machine
+    if machine is None:
+        env = os.environ.get("LLMPERF_MACHINE")
+        source = "LLMPERF_MACHINE" if env is not None else "ini llmperf_machine"
+        value = env if env is not None else _ini(config, "llmperf_machine")
+        if value is not None:
+            try:
+                machine = options.check_machine_id(str(value))
+            except ValueError as exc:
+                raise UsageError(f"{source}: {exc}") from None
+    policy = Policy(
         accept=opt.perf_accept,
         force_accept=bool(opt.perf_force_accept),
         missing=opt.perf_missing or default_missing_mode(),
-        baseline_dir=base_dir,
-        machine_id=opt.perf_machine
-        or os.environ.get("LLMPERF_MACHINE")
-        or _ini(config, "llmperf_machine"),
-        repetitions=pick(opt.perf_repetitions, "llmperf_repetitions", 3, int),
-        warmup=pick(opt.perf_warmup, "llmperf_warmup", 1, int),
-        isolate=isolate,
-        timeout_s=pick(opt.perf_timeout, "llmperf_timeout", DEFAULT_TIMEOUT_S, float),
-        remeasure=pick(opt.perf_remeasure, "llmperf_remeasure", 1, int),
         fail_on_improvement=bool(opt.perf_fail_on_improvement),
         alpha=opt.perf_alpha if opt.perf_alpha is not None else 0.05,
+    )
+    return Settings(
+        policy=policy,
+        baseline_dir=base_dir,
+        machine_id=machine,
+        repetitions=pick(opt.perf_repetitions, "llmperf_repetitions", 3, options.int_at_least(1)),
+        warmup=pick(opt.perf_warmup, "llmperf_warmup", 1, options.int_at_least(0)),
+        isolate=isolate,
+        timeout_s=pick(
+            opt.perf_timeout, "llmperf_timeout", DEFAULT_TIMEOUT_S, options.positive_seconds
+        ),
+        remeasure=pick(opt.perf_remeasure, "llmperf_remeasure", 1, options.int_at_least(0)),
         cache_dir=opt.perf_cache_dir,
-        max_loaded=pick(None, "llmperf_max_loaded", 2, int),
+        max_loaded=pick(None, "llmperf_max_loaded", 2, options.int_at_least(1)),
         report_dir=out_path(opt.perf_report),
         benchmark_json=out_path(opt.perf_benchmark_json),
         bmf_json=out_path(opt.perf_bmf),
-        ini_thresholds=_ini_thresholds(config),
+        ini_rules=_ini_rules(config),
     )
+
+
+MARKER_HELP = (
+    "llmperf(model=None, args=None, profile=None, thresholds=None, limits=None, sla=None, "
+    "repetitions=None, warmup=None, timeout=None, isolate=None, remeasure=None, "
+    "**load_params): the model and load params of a performance test (pytest-llmperf; "
+    f"load params: {', '.join(LoadParams().to_dict())})"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "llmperf(model=None, args=None, profile=None, thresholds=None, limits=None, sla=None, "
-        "repetitions=None, warmup=None, **load_params): the model and load params of a "
-        "performance test (pytest-llmperf)",
-    )
+    config.addinivalue_line("markers", MARKER_HELP)
     config.addinivalue_line("markers", "smoke: fast subset of the performance suite")
     try:
         settings = build_settings(config)
-        project = load_project_config(Path(str(config.rootpath)), config.option.perf_config)
-        perf = PerfSession(settings, project)
+        registry = load_registry(Path(str(config.rootpath)), config.option.perf_config)
+        perf = PerfSession(settings, registry)
         config.stash[session_key] = perf
         if _is_xdist_controller(config):
             config.pluginmanager.register(_XdistCollector(perf), "llmperf-xdist-collector")
-            if settings.accept is not None:
-                perf.notices.append("baselines are written by the xdist workers")
+            if settings.policy.accept is not None:
+                perf.notice("baselines are written by the xdist workers")
     except LLMPerfError as exc:
         raise pytest.UsageError(str(exc)) from None
 
@@ -308,25 +315,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # -- per-item configuration ---------------------------------------------------------------
 
 
-def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[str, Any]] | None:
-    """The Config and marker extras of an item that uses the fixtures, else None."""
-    if config_key in item.stash:
-        return item.stash[config_key]
-    result: tuple[Config, dict[str, Any]] | None = None
+def _test_spec(item: pytest.Item, session: PerfSession) -> TestSpec | None:
+    """The TestSpec of an item that uses the fixtures (built once), else None."""
+    if spec_key in item.stash:
+        return item.stash[spec_key]
+    spec: TestSpec | None = None
     if any(f in getattr(item, "fixturenames", ()) for f in FIXTURES):
-        where = f"llmperf marker on {item.nodeid}"
         kwargs: dict[str, Any] = {}
         for mark in reversed(list(item.iter_markers("llmperf"))):  # closest mark wins
             if mark.args:
-                raise UsageError(f"{where}: takes keyword arguments only (model=..., ...)")
+                raise UsageError(
+                    f"llmperf marker on {item.nodeid}: takes keyword arguments only "
+                    "(model=..., ...)"
+                )
             kwargs.update(mark.kwargs)
-        cfg, extras = config_from_marker(kwargs, session.project.profiles, where)
-        gates = {k: v for k, v in extras.items() if k in ("thresholds", "limits", "sla")}
-        if gates:  # parsed now, so a bad one is a usage error like bad load params
-            thresholds.merge_threshold_sources(
-                [("marker on " + item.nodeid, gates)], base=session.thresholds
-            )
         callspec = getattr(item, "callspec", None)
+        param = None
         if callspec is not None and "llmperf_config" in callspec.params:
             param = callspec.params["llmperf_config"]
             if not isinstance(param, Config):
@@ -334,11 +338,9 @@ def _item_config(item: pytest.Item, session: PerfSession) -> tuple[Config, dict[
                     f"{item.nodeid}: llmperf_config must be a pytest_llmperf.Config "
                     "(use pytest_llmperf.configs(...))"
                 )
-            cfg = param
-        if cfg is not None:
-            result = (cfg, extras)
-    item.stash[config_key] = result
-    return result
+        spec = session.test_spec(item.nodeid, kwargs, param)
+    item.stash[spec_key] = spec
+    return spec
 
 
 def pytest_collection_modifyitems(
@@ -347,32 +349,16 @@ def pytest_collection_modifyitems(
     perf = config.stash.get(session_key, None)
     if perf is None:
         return
-    keys: dict[int, tuple[Any, ...]] = {}
-    for idx, item in enumerate(items):
+    keys: list[Any] = []
+    for item in items:
         try:
-            found = _item_config(item, perf)
+            spec = _test_spec(item, perf)
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
-        if found is not None:
-            keys[idx] = found[0].key()
-    for key in keys.values():
-        perf.remaining[key] = perf.remaining.get(key, 0) + 1
-    if config.option.perf_no_reorder or not keys:
-        return
-    # Within each module, run the tests that share a model configuration together, so a
-    # configuration is loaded once; other tests keep their places.
-    first: dict[tuple[str, tuple[Any, ...]], int] = {}
-    by_module: dict[str, list[int]] = {}
-    for idx in keys:
-        module = items[idx].nodeid.split("::", 1)[0]
-        first.setdefault((module, keys[idx]), idx)
-        by_module.setdefault(module, []).append(idx)
-    new = list(items)
-    for module, slots in by_module.items():
-        ordered = sorted(slots, key=lambda i: (first[(module, keys[i])], i))
-        for slot, src in zip(slots, ordered, strict=True):
-            new[slot] = items[src]
-    items[:] = new
+        keys.append(None if spec is None else spec.config.key())
+    if not config.option.perf_no_reorder:
+        modules = [item.nodeid.split("::", 1)[0] for item in items]
+        items[:] = [items[i] for i in group_by_config(modules, keys)]
 
 
 # -- fixtures -------------------------------------------------------------------------------
@@ -381,11 +367,11 @@ def pytest_collection_modifyitems(
 class LLMModel:
     """The test's model configuration; the model loads (once per session) on first use."""
 
-    def __init__(self, session: PerfSession, cfg: Config, extras: dict[str, Any]) -> None:
+    def __init__(self, session: PerfSession, spec: TestSpec) -> None:
         self._session = session
-        self.config = cfg
-        self.extras = extras
-        path, reason = session.resolve_path(cfg)
+        self.spec = spec
+        self.config = spec.config
+        path, reason = session.resolve_path(spec.config)
         if path is None:
             pytest.skip(reason)
         self.path: str = path
@@ -395,39 +381,36 @@ class LLMModel:
         return self.config.model
 
     @property
-    def params(self) -> Any:
+    def params(self) -> LoadParams:
         return self.config.params
 
     @property
     def runner(self) -> Runner:
-        return self._session.runner(
-            self.config,
-            self.path,
-            isolate=self.extras.get("isolate"),
-            timeout_s=self.extras.get("timeout"),
+        run = self.spec.run
+        return self._session.runner(self.config, self.path, run.isolate, run.timeout)
+
+
+def _spec(request: pytest.FixtureRequest) -> TestSpec:
+    perf = request.config.stash[session_key]
+    spec = _test_spec(request.node, perf) if isinstance(request.node, pytest.Item) else None
+    if spec is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid}: no model: add @pytest.mark.llmperf(model=...) or "
+            "parametrize llmperf_config with pytest_llmperf.configs(...)"
         )
+    return spec
 
 
 @pytest.fixture
 def llmperf_config(request: pytest.FixtureRequest) -> Config:
     """The test's Config (from ``@pytest.mark.llmperf`` or parametrization)."""
-    perf = request.config.stash[session_key]
-    found = _item_config(request.node, perf) if isinstance(request.node, pytest.Item) else None
-    if found is None:
-        raise pytest.UsageError(
-            f"{request.node.nodeid}: no model: add @pytest.mark.llmperf(model=...) or "
-            "parametrize llmperf_config with pytest_llmperf.configs(...)"
-        )
-    return found[0]
+    return _spec(request).config
 
 
 @pytest.fixture
 def llm_model(request: pytest.FixtureRequest, llmperf_config: Config) -> LLMModel:
     """The loaded model for this test's params (session-cached; loads on first use)."""
-    perf = request.config.stash[session_key]
-    found = _item_config(request.node, perf) if isinstance(request.node, pytest.Item) else None
-    extras = found[1] if found else {}
-    return LLMModel(perf, llmperf_config, extras)
+    return LLMModel(request.config.stash[session_key], _spec(request))
 
 
 @pytest.fixture
@@ -435,12 +418,7 @@ def llm_perf(request: pytest.FixtureRequest, llm_model: LLMModel) -> Recorder:
     """Runs workloads (``llm_perf.measure("tg128")``); gates them when the test ends."""
     perf = request.config.stash[session_key]
     rec = Recorder(
-        perf,
-        request.node.nodeid,
-        llm_model.config,
-        lambda: llm_model.runner,
-        llm_model.extras,
-        where=request.node.nodeid,
+        perf, request.node.nodeid, llm_model.spec, llm_model.path, lambda: llm_model.runner
     )
     request.node.stash[recorder_key] = rec
     return rec
@@ -519,9 +497,9 @@ class _XdistCollector:
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     perf = item.config.stash.get(session_key, None)
-    found = item.stash.get(config_key, None)
-    if perf is not None and found is not None:
-        perf.release(found[0].key())
+    spec = item.stash.get(spec_key, None)
+    if perf is not None and spec is not None:
+        perf.runners.release(spec.config.key())
 
 
 # -- end of session ---------------------------------------------------------------------
@@ -536,7 +514,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         perf.flush()
     except LLMPerfError as exc:
-        perf.notices.append(f"baselines NOT written: {exc}")
+        perf.notice(f"baselines NOT written: {exc}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _write_outputs(perf)
 
@@ -550,15 +528,15 @@ def _write_outputs(perf: PerfSession) -> None:
     try:
         if st.report_dir is not None:
             written = report.write_report(perf.reports, st.report_dir)
-            perf.notices.append(f"report: {st.report_dir} ({len(written)} files)")
+            perf.notice(f"report: {st.report_dir} ({len(written)} files)")
         if st.benchmark_json is not None:
             report.write_benchmark_json(perf.reports, st.benchmark_json)
-            perf.notices.append(f"pytest-benchmark JSON: {st.benchmark_json}")
+            perf.notice(f"pytest-benchmark JSON: {st.benchmark_json}")
         if st.bmf_json is not None:
             report.write_bmf(perf.reports, st.bmf_json)
-            perf.notices.append(f"Bencher Metric Format: {st.bmf_json}")
+            perf.notice(f"Bencher Metric Format: {st.bmf_json}")
     except (OSError, LLMPerfError) as exc:
-        perf.notices.append(f"report NOT written: {exc}")
+        perf.notice(f"report NOT written: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -583,7 +561,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"left alone (not accepted): {len(perf.left_alone)}")
         for nodeid, why in perf.left_alone[:20]:
             tr.write_line(f"  {nodeid}: {why}")
-    unused = perf.unused_entries() if perf.settings.accept is None else []
+    unused = perf.unused_entries() if perf.settings.policy.accept is None else []
     if (
         unused
         and config.option.verbose >= 0

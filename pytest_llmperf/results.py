@@ -3,17 +3,19 @@ reports. Pure data with ``to_dict``/``from_dict`` (JSON-friendly; never pickled)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pytest_llmperf.metrics import METRICS, Sample, Summary, per_sample_metrics, summarize
 from pytest_llmperf.params import LoadParams, Workload
 
+#: the verdicts, of a metric and of a test (the worst of its metrics); "error": not gated
 Verdict = Literal["pass", "regressed", "improved", "inconclusive", "new", "mismatch", "error"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 #: how bad a verdict is, for "the worst verdict of a test"
-VERDICT_RANK: dict[str, int] = {
+VERDICT_RANK: dict[Verdict, int] = {
     "pass": 0,
     "new": 1,
     "inconclusive": 2,
@@ -24,8 +26,17 @@ VERDICT_RANK: dict[str, int] = {
 }
 
 
-def worst(verdicts: list[str]) -> str:
-    return max(verdicts, key=lambda v: VERDICT_RANK.get(v, 0)) if verdicts else "pass"
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The worst of ``verdicts`` (``pass`` when there are none)."""
+    return max(verdicts, key=VERDICT_RANK.__getitem__, default="pass")
+
+
+def as_verdict(value: object) -> Verdict:
+    """A verdict read from a file; ValueError for anything else."""
+    for v in VERDICTS:
+        if value == v:
+            return v
+    raise ValueError(f"{value!r} is not a verdict ({', '.join(VERDICTS)})")
 
 
 @dataclass
@@ -156,7 +167,7 @@ class MetricComparison:
     change_pct: float | None
     #: the threshold as people write it: "-10%", "+15% or +0.5 ms", "< 11000"
     threshold: str
-    verdict: str
+    verdict: Verdict
     p_value: float | None = None
     reason: str = ""
 
@@ -165,7 +176,22 @@ class MetricComparison:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(
+            metric=str(data["metric"]),
+            unit=str(data.get("unit", "")),
+            better=str(data.get("better", "")),
+            baseline_median=number("baseline_median"),
+            current_median=number("current_median"),
+            change_pct=number("change_pct"),
+            threshold=str(data.get("threshold", "")),
+            verdict=as_verdict(data.get("verdict")),
+            p_value=number("p_value"),
+            reason=str(data.get("reason", "")),
+        )
 
 
 @dataclass
@@ -178,7 +204,7 @@ class TestReport:
     measurements: list[Measurement] = field(default_factory=list)
     #: workload name -> comparisons of its metrics (plus "sla" for limits and ratios)
     comparisons: dict[str, list[MetricComparison]] = field(default_factory=dict)
-    verdict: str = "pass"
+    verdict: Verdict = "pass"
     notes: list[str] = field(default_factory=list)
     #: where the baseline came from: "baselines/x.json" entry key, or "" when new
     baseline_key: str = ""
@@ -205,7 +231,7 @@ class TestReport:
                 k: [MetricComparison.from_dict(c) for c in v]
                 for k, v in data.get("comparisons", {}).items()
             },
-            verdict=str(data.get("verdict", "pass")),
+            verdict=as_verdict(data.get("verdict", "pass")),
             notes=list(data.get("notes", [])),
             baseline_key=str(data.get("baseline_key", "")),
         )

@@ -1,8 +1,10 @@
-"""The session: settings, loaded-model cache, baseline store, and each test's recorder.
+"""The session: settings, loaded models, the baseline store, and each test's recorder.
 
-No pytest import: the plugin builds a :class:`Settings` from options and ini values and
-drives this. A :class:`Recorder` measures workloads for one test and, at the end of the
-test, gates them against the baseline and returns a TestReport plus an outcome.
+No pytest import: the plugin builds :class:`Settings` from options and ini values and
+drives this. At collection :meth:`PerfSession.test_spec` turns a test's marker and
+parametrization into a :class:`TestSpec` once; during the test a :class:`Recorder`
+measures workloads and, when the test ends, asks the judge (:mod:`pytest_llmperf.judge`)
+and queues accepted entries.
 """
 
 from __future__ import annotations
@@ -11,30 +13,28 @@ import datetime as _dt
 import os
 import subprocess
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
 from pytest_llmperf import fingerprint as fp_mod
-from pytest_llmperf import gate, thresholds
-from pytest_llmperf.api import Config
+from pytest_llmperf import gguf_info, judge, thresholds
+from pytest_llmperf.api import Config, MarkerSpec, RunOptions, parse_marker
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner, make_runner
-from pytest_llmperf.config import ProjectConfig
-from pytest_llmperf.errors import BackendCrash, UsageError
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement, MetricComparison, TestReport
-
-ACCEPT_MODES = ("all", "new", "failed")
-MISSING_MODES = ("fail", "skip", "record")
+from pytest_llmperf.errors import BackendCrash, LLMPerfError, UsageError
+from pytest_llmperf.params import Workload
+from pytest_llmperf.registry import Registry
+from pytest_llmperf.results import Measurement, TestReport
+from pytest_llmperf.thresholds import GateRules, RuleSource
 
 
 @dataclass(frozen=True)
 class Settings:
-    accept: str | None = None
-    force_accept: bool = False
-    missing: str = "record"
+    """The session's settings, from options, ini keys and the environment."""
+
+    policy: judge.Policy = field(default_factory=judge.Policy)
     baseline_dir: Path = Path("baselines")
     machine_id: str | None = None
     repetitions: int = 3
@@ -42,27 +42,20 @@ class Settings:
     isolate: bool = True
     timeout_s: float = DEFAULT_TIMEOUT_S
     remeasure: int = 1
-    fail_on_improvement: bool = False
-    alpha: float = 0.05
     cache_dir: str | None = None
     max_loaded: int = 2
     report_dir: Path | None = None
     benchmark_json: Path | None = None
     bmf_json: Path | None = None
-    check_memory: bool = True
-    #: raw sources from the pytest ini section (pytest's own config)
-    ini_thresholds: Mapping[str, Any] = field(default_factory=dict)
+    #: rules from the pytest ini section (``llmperf_thresholds`` ...)
+    ini_rules: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.accept is not None and self.accept not in ACCEPT_MODES:
-            raise UsageError(f"--perf-accept={self.accept}: accepted: {', '.join(ACCEPT_MODES)}")
-        if self.missing not in MISSING_MODES:
-            raise UsageError(f"--perf-missing={self.missing}: accepted: {', '.join(MISSING_MODES)}")
         if self.repetitions < 1:
             raise UsageError(f"--perf-repetitions={self.repetitions}: must be >= 1")
 
 
-def default_missing_mode() -> str:
+def default_missing_mode() -> judge.MissingMode:
     """record-and-pass locally; fail where the CI environment variable is set."""
     ci = os.environ.get("CI", "").strip().lower()
     return "fail" if ci not in ("", "0", "false", "no") else "record"
@@ -71,33 +64,123 @@ def default_missing_mode() -> str:
 class PerfOutcome(Exception):
     """Raised by Recorder.finish for a test that must not pass."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: judge.Outcome, message: str) -> None:
         super().__init__(message)
         self.kind = kind  # "fail" or "skip"
 
 
+@dataclass(frozen=True)
+class TestSpec:
+    """One test's configuration, built once at collection."""
+
+    __test__ = False  # not a pytest test class
+
+    config: Config
+    run: RunOptions
+    #: the session's rules with the marker's merged over them
+    rules: GateRules
+
+
+class RunnerPool:
+    """Loaded model configurations: one runner per (model id, LoadParams), closed after
+    the last test that needs it, at most ``max_loaded`` at once (least recently used
+    first out)."""
+
+    def __init__(self, max_loaded: int) -> None:
+        self.max_loaded = max(max_loaded, 1)
+        self._runners: OrderedDict[Any, Runner] = OrderedDict()
+        self._remaining: dict[Any, int] = {}
+
+    def expect(self, key: Any) -> None:
+        """One more collected test will use ``key``."""
+        self._remaining[key] = self._remaining.get(key, 0) + 1
+
+    def get(self, key: Any, start: Callable[[], Runner]) -> Runner:
+        if key in self._runners:
+            self._runners.move_to_end(key)
+            return self._runners[key]
+        while len(self._runners) >= self.max_loaded:
+            _k, old = self._runners.popitem(last=False)
+            _close(old)
+        runner = start()
+        self._runners[key] = runner
+        return runner
+
+    def drop(self, key: Any) -> None:
+        runner = self._runners.pop(key, None)
+        if runner is not None:
+            _close(runner)
+
+    def release(self, key: Any) -> None:
+        """A test of ``key`` finished; close its model when no later test needs it."""
+        if key not in self._remaining:
+            return
+        self._remaining[key] -= 1
+        if self._remaining[key] <= 0:
+            self.drop(key)
+
+    def close(self) -> None:
+        while self._runners:
+            _k, runner = self._runners.popitem()
+            _close(runner)
+
+
+def _close(runner: Runner) -> None:
+    try:
+        runner.close()
+    except Exception:  # a dead worker: nothing left to close
+        pass
+
+
 class PerfSession:
-    def __init__(self, settings: Settings, project: ProjectConfig) -> None:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
-        self.project = project
-        self._runners: OrderedDict[tuple[str, LoadParams], Runner] = OrderedDict()
-        self.remaining: dict[tuple[str, LoadParams], int] = {}
+        self.registry = registry
+        self.runners = RunnerPool(settings.max_loaded)
         self.reports: list[TestReport] = []
         self.notices: list[str] = []
         self.used_entries: set[tuple[str, str]] = set()
-        self.accepted: list[str] = []
         #: tests that ran under --perf-accept but were not accepted, with the reason
         self.left_alone: list[tuple[str, str]] = []
-        #: called with (report, config) after each test is gated (sweeps stream results)
-        self.listeners: list[Callable[[TestReport, Config], None]] = []
+        self._listeners: list[Callable[[TestReport, Config], None]] = []
         self._store: baseline_mod.BaselineStore | None = None
-        self.flush_report: Any = None
-        # defaults < pyproject [tool.llmperf] < pytest ini < llmperf.yaml < marker
-        sources: list[tuple[str, Mapping[str, Any]]] = list(project.threshold_sources)
-        if settings.ini_thresholds:
-            at = sum(1 for name, _ in sources if "[tool.llmperf]" in name)
-            sources.insert(at, ("pytest ini llmperf_*", settings.ini_thresholds))
-        self.thresholds = thresholds.merge_threshold_sources(sources)
+        self._models: dict[str, gguf_info.ModelInfo] = {}
+        self.flush_report: baseline_mod.FlushReport | None = None
+        sources = list(registry.rule_sources)
+        if settings.ini_rules:
+            sources.append(RuleSource("pytest ini llmperf_*", "ini", settings.ini_rules))
+        self.rules = thresholds.rules_from(sources)
+
+    # -- what other parts of the session hook into -------------------------------------
+    def add_listener(self, listener: Callable[[TestReport, Config], None]) -> None:
+        """Called with (report, config) after each test is gated (sweeps stream results)."""
+        self._listeners.append(listener)
+
+    def notice(self, *lines: str) -> None:
+        """Lines for the end of the session's llmperf section."""
+        self.notices.extend(lines)
+
+    # -- collection ---------------------------------------------------------------------
+    def test_spec(
+        self, nodeid: str, marker_kwargs: Mapping[str, Any], param: Config | None
+    ) -> TestSpec | None:
+        """The TestSpec of a test from its merged marker kwargs and its ``llmperf_config``
+        parameter (which overrides the marker's model and params); None when neither names
+        a model. Every problem is a UsageError naming the test."""
+        where = f"llmperf marker on {nodeid}"
+        marker: MarkerSpec = parse_marker(marker_kwargs, self.registry.profiles, where)
+        rules = (
+            thresholds.rules_from(
+                [RuleSource("marker on " + nodeid, "marker", marker.rules)], base=self.rules
+            )
+            if marker.rules
+            else self.rules
+        )
+        cfg = param if param is not None else marker.config
+        if cfg is None:
+            return None
+        self.runners.expect(cfg.key())
+        return TestSpec(cfg, marker.run, rules)
 
     # -- baseline store -----------------------------------------------------------------
     @property
@@ -112,60 +195,58 @@ class PerfSession:
             self._store = store
         return self._store
 
-    # -- models -------------------------------------------------------------------------
+    # -- models and fingerprints --------------------------------------------------------
     def resolve_path(self, cfg: Config) -> tuple[str | None, str]:
-        return self.project.model(cfg.model).resolve(self.settings.cache_dir)
+        return self.registry.model(cfg.model).resolve(self.settings.cache_dir)
+
+    def _model_info(self, path: str) -> gguf_info.ModelInfo:
+        if path not in self._models:
+            self._models[path] = gguf_info.inspect(path)
+        return self._models[path]
+
+    def fingerprint(
+        self, cfg: Config, path: str, software: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What makes this config's measurements comparable: machine (this session's),
+        software (as reported by the process that ran llama.cpp) and model file."""
+        return fp_mod.compose(
+            fp_mod.machine(),
+            dict(software) if software is not None else {},
+            fp_mod.model(self._model_info(path), cfg.model),
+        )
+
+    def baseline_key(self, cfg: Config, workloads: Iterable[Workload]) -> str | None:
+        """The baseline key of ``cfg`` measured with ``workloads``, without loading the
+        model; None when its model file is not available."""
+        try:
+            path, _reason = self.resolve_path(cfg)
+            if path is None:
+                return None
+            fingerprint = self.fingerprint(cfg, path)
+        except (LLMPerfError, OSError):
+            return None
+        return baseline_mod.baseline_key(fingerprint, cfg.params, workloads)
 
     def runner(
         self, cfg: Config, path: str, isolate: bool | None = None, timeout_s: float | None = None
     ) -> Runner:
-        key = cfg.key()
-        if key in self._runners:
-            self._runners.move_to_end(key)
-            return self._runners[key]
-        while len(self._runners) >= max(self.settings.max_loaded, 1):
-            _k, old = self._runners.popitem(last=False)
-            old.close()
-        iso = self.settings.isolate if isolate is None else isolate
-        r = make_runner(
-            path,
-            cfg.params,
-            cfg.model,
-            isolate=iso,
-            timeout_s=timeout_s or self.settings.timeout_s,
-            check_memory=self.settings.check_memory,
+        st = self.settings
+        return self.runners.get(
+            cfg.key(),
+            lambda: make_runner(
+                path,
+                cfg.params,
+                cfg.model,
+                isolate=st.isolate if isolate is None else isolate,
+                timeout_s=timeout_s or st.timeout_s,
+            ),
         )
-        self._runners[key] = r
-        return r
-
-    def drop_runner(self, cfg: Config) -> None:
-        r = self._runners.pop(cfg.key(), None)
-        if r is not None:
-            try:
-                r.close()
-            except Exception:
-                pass
-
-    def release(self, key: tuple[str, LoadParams]) -> None:
-        """One test of ``key`` finished; close its model when no later test needs it."""
-        if key not in self.remaining:
-            return
-        self.remaining[key] -= 1
-        if self.remaining[key] <= 0:
-            r = self._runners.pop(key, None)
-            if r is not None:
-                r.close()
 
     def close(self) -> None:
-        while self._runners:
-            _k, r = self._runners.popitem()
-            try:
-                r.close()
-            except Exception:
-                pass
+        self.runners.close()
 
     # -- end of session -------------------------------------------------------------------
-    def flush(self) -> Any:
+    def flush(self) -> baseline_mod.FlushReport | None:
         if self._store is not None and self.flush_report is None:
             self.flush_report = self._store.flush()
         return self.flush_report
@@ -174,6 +255,11 @@ class PerfSession:
         if self._store is None:
             return []
         return list(self._store.unused_entries(self.used_entries))
+
+    def _gated(self, report: TestReport, cfg: Config) -> None:
+        self.reports.append(report)
+        for listener in self._listeners:
+            listener(report, cfg)
 
 
 def git_commit(cwd: Path) -> str | None:
@@ -198,45 +284,37 @@ class Recorder:
         self,
         session: PerfSession,
         nodeid: str,
-        cfg: Config,
+        spec: TestSpec,
+        path: str,
         runner_factory: Callable[[], Runner],
-        extras: Mapping[str, Any],
-        where: str,
     ) -> None:
         self.session = session
         self.nodeid = nodeid
-        self.config = cfg
+        self.spec = spec
+        self.config = spec.config
+        self.path = path
         self._runner_factory = runner_factory
-        self.extras = dict(extras)
-        self.where = where
         self.measurements: list[Measurement] = []
         self.report: TestReport | None = None
         self._requests: list[tuple[Workload, int, int]] = []
-        self.thresholds = thresholds.merge_threshold_sources(
-            [
-                (
-                    "marker on " + nodeid,
-                    {k: v for k, v in extras.items() if k in ("thresholds", "limits", "sla")},
-                )
-            ],
-            base=session.thresholds,
-        )
 
     @property
     def repetitions(self) -> int:
-        return int(self.extras.get("repetitions", self.session.settings.repetitions))
+        return self.spec.run.repetitions or self.session.settings.repetitions
 
     @property
     def warmup(self) -> int:
-        return int(self.extras.get("warmup", self.session.settings.warmup))
+        run = self.spec.run
+        return run.warmup if run.warmup is not None else self.session.settings.warmup
 
     def _run(self, workload: Workload, repetitions: int, warmup: int) -> Measurement:
         runner = self._runner_factory()
         try:
             m = runner.measure(workload, repetitions, warmup)  # "load" included
         except BackendCrash:
-            self.session.drop_runner(self.config)
+            self.session.runners.drop(self.config.key())
             raise
+        m.fingerprint = self.session.fingerprint(self.config, self.path, runner.software)
         if self.config.axes:
             m.resolved["sweep_axes"] = dict(self.config.axes)
             m.resolved["sweep"] = self.config.sweep
@@ -269,36 +347,10 @@ class Recorder:
         return self.measure(Workload(), repetitions=repetitions, warmup=0)
 
     # -- gating -------------------------------------------------------------------------
-    def _key(self) -> str:
-        m = self.measurements[0]
-        return baseline_mod.fingerprint_key(
-            m.fingerprint, m.params, [x.workload for x in self.measurements]
-        )
-
-    def _compare(self, entry: Mapping[str, Any] | None) -> dict[str, list[MetricComparison]]:
-        out: dict[str, list[MetricComparison]] = {}
-        st = self.session.settings
-        stored = (entry or {}).get("measurements", {})
-        for m in self.measurements:
-            base = stored.get(m.workload.name)
-            base_m = Measurement.from_dict(base) if base else None
-            out[m.workload.name] = gate.compare_measurement(
-                m,
-                base_m,
-                self.thresholds,
-                alpha=st.alpha,
-                fail_on_improvement=st.fail_on_improvement,
-            )
-        limits = gate.check_limits({m.workload.name: m for m in self.measurements}, self.thresholds)
-        if limits:
-            out["sla"] = limits
-        return out
-
     def finish(self) -> TestReport:
         """Gate this test. Returns its report; raises PerfOutcome when it must not pass."""
         report = TestReport(nodeid=self.nodeid, measurements=self.measurements)
         self.report = report
-        self.session.reports.append(report)
         try:
             return self._gate(report)
         except PerfOutcome:
@@ -308,95 +360,80 @@ class Recorder:
             report.notes.append(f"not gated: {exc}")
             raise
         finally:
-            for listener in self.session.listeners:
-                listener(report, self.config)
+            self.session._gated(report, self.config)
+
+    def _compare(self, entry: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+        policy = self.session.settings.policy
+        stored = None
+        if entry is not None:
+            stored = {
+                name: Measurement.from_dict(m) for name, m in entry.get("measurements", {}).items()
+            }
+        return judge.compare(
+            self.measurements,
+            stored,
+            self.spec.rules,
+            alpha=policy.alpha,
+            fail_on_improvement=policy.fail_on_improvement,
+        )
 
     def _gate(self, report: TestReport) -> TestReport:
         session, st = self.session, self.session.settings
         if not self.measurements:
             return report
         store = session.store
-        key = self._key()
+        fingerprint = self.measurements[0].fingerprint
+        key = baseline_mod.baseline_key(
+            fingerprint, self.config.params, [m.workload for m in self.measurements]
+        )
         report.baseline_key = key
         entry = store.lookup(self.nodeid, key)
         others = {k: e for k, e in store.entries_for(self.nodeid).items() if k != key}
         if entry is not None:
             session.used_entries.add((self.nodeid, key))
         comparisons = self._compare(entry)
-        verdict = gate.decide([c for cs in comparisons.values() for c in cs])
+        notes: list[str] = []
+        remeasure = self.spec.run.remeasure
+        limit = st.remeasure if remeasure is None else remeasure
         attempts = 0
         while (
             entry is not None
-            and gate.needs_remeasure([c for cs in comparisons.values() for c in cs])
-            and attempts < int(self.extras.get("remeasure", st.remeasure))
-            and st.accept != "all"
+            and judge.needs_remeasure(comparisons)
+            and attempts < limit
+            and st.policy.accept != "all"
         ):
             attempts += 1
-            report.notes.append(f"suspected regression: re-measured (attempt {attempts + 1})")
-            fresh = [self._run(w, r, u) for w, r, u in self._requests]
-            self.measurements[:] = fresh
-            report.measurements = self.measurements
+            notes.append(f"suspected regression: re-measured (attempt {attempts + 1})")
+            self.measurements[:] = [self._run(w, r, u) for w, r, u in self._requests]
             comparisons = self._compare(entry)
-            verdict = gate.decide([c for cs in comparisons.values() for c in cs])
+        doc = self._fingerprint_doc()
+        mismatch: list[str] | None = None
+        warnings: list[str] = []
         if entry is None and others:
-            verdict = "mismatch"
             stored_fp = next(iter(others.values())).get("fingerprint", {})
-            strict, warns = baseline_mod.fingerprint_diff(stored_fp, self._fingerprint_doc())
-            report.notes.append(
-                "baseline exists for another fingerprint: "
-                + "; ".join(strict or ["load params or workloads differ"])
-            )
+            mismatch, _w = baseline_mod.fingerprint_diff(stored_fp, doc)
         elif entry is not None:
-            _strict, warns = baseline_mod.fingerprint_diff(
-                entry.get("fingerprint", {}), self._fingerprint_doc()
-            )
-            report.notes.extend(f"warning: {w}" for w in warns)
+            _s, warnings = baseline_mod.fingerprint_diff(entry.get("fingerprint", {}), doc)
+        verdict = judge.judge(
+            self.nodeid,
+            comparisons,
+            st.policy,
+            has_entry=entry is not None,
+            mismatch=mismatch,
+            warnings=warnings,
+            store=str(store.path),
+            notes=notes,
+        )
         report.comparisons = comparisons
-        report.verdict = verdict
-
-        accept_mode = st.accept
-        accept = False
-        if accept_mode is not None:
-            if verdict == "mismatch" and not st.force_accept:
-                why = "fingerprint mismatch (add --perf-force-accept)"
-            else:
-                accept = baseline_mod.should_accept(accept_mode, verdict, entry is not None)
-                why = f"--perf-accept={accept_mode} leaves a test whose verdict is {verdict}"
-            if not accept:
-                report.notes.append(f"not accepted: {why}")
-                session.left_alone.append((self.nodeid, why))
-        elif verdict == "new" and st.missing == "record":
-            accept = True
-            report.notes.append("no baseline yet: recorded (accept explicitly with --perf-accept)")
-        if accept:
+        report.verdict = verdict.verdict
+        report.notes.extend(verdict.notes)
+        if verdict.left_alone is not None:
+            session.left_alone.append((self.nodeid, verdict.left_alone))
+        if verdict.accept:
             store.queue(self.nodeid, key, self._entry())
             session.used_entries.add((self.nodeid, key))
-            session.accepted.append(self.nodeid)
-            report.notes.append("accepted into the baseline")
-            return report
-
-        if verdict in ("new", "mismatch"):
-            what = (
-                "no baseline for this test on this machine"
-                if verdict == "new"
-                else "the stored baseline has another fingerprint"
-            )
-            msg = (
-                f"{self.nodeid}: {what} ({store.path}). "
-                "Record one with --perf-accept"
-                + (" --perf-force-accept" if verdict == "mismatch" else "")
-                + "\n"
-                + "\n".join(report.notes)
-            )
-            if st.missing == "fail":
-                raise PerfOutcome("fail", msg)
-            if st.missing == "skip":
-                raise PerfOutcome("skip", msg)
-            return report
-        if verdict == "regressed" or (verdict == "improved" and st.fail_on_improvement):
-            raise PerfOutcome(
-                "fail", gate.failure_message(self.nodeid, comparisons, notes=report.notes)
-            )
+        if verdict.outcome != "pass":
+            raise PerfOutcome(verdict.outcome, verdict.message)
         return report
 
     def _fingerprint_doc(self) -> dict[str, Any]:
@@ -415,3 +452,23 @@ class Recorder:
             "model": self.config.model,
             "measurements": {m.workload.name: m.to_dict(samples=False) for m in self.measurements},
         }
+
+
+def group_by_config(modules: list[str], keys: list[Any]) -> list[int]:
+    """A run order for collected tests: within each module, the tests that share a model
+    configuration (``keys[i]``, None for other tests) run together, in the order their
+    configurations first appear, so a configuration is loaded once; other tests keep
+    their places. Returns indices into the collected list."""
+    first: dict[tuple[str, Any], int] = {}
+    by_module: dict[str, list[int]] = {}
+    for idx, key in enumerate(keys):
+        if key is None:
+            continue
+        first.setdefault((modules[idx], key), idx)
+        by_module.setdefault(modules[idx], []).append(idx)
+    order = list(range(len(keys)))
+    for module, slots in by_module.items():
+        ordered = sorted(slots, key=lambda i: (first[(module, keys[i])], i))
+        for slot, src in zip(slots, ordered, strict=True):
+            order[slot] = src
+    return order

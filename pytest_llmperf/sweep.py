@@ -35,7 +35,7 @@ import yaml
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import METRICS, Better
 from pytest_llmperf.params import (
-    ID_PREFIXES,
+    KNOBS,
     KV_CACHE_TYPES,
     LoadParams,
     Workload,
@@ -280,7 +280,7 @@ def _field_kinds() -> dict[str, str]:
 
 
 _FIELD_KINDS = _field_kinds()
-_PREFIX: dict[str, str] = dict(ID_PREFIXES)
+_PREFIX: dict[str, str] = {name: k.prefix for name, k in KNOBS.items()}
 _INT_MINIMUM: dict[str, int] = {"n_ctx": 8, "n_cpu_moe": 0, "n_gpu_layers": -1}
 _FA_VALUES: dict[str, str] = {
     "auto": "auto", "-1": "auto", "on": "on", "1": "on", "true": "on",

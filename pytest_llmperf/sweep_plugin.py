@@ -154,7 +154,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[state_key] = state
     perf = config.stash.get(session_key, None)
     if perf is not None:
-        perf.listeners.append(state.on_report)
+        perf.add_listener(state.on_report)
     config.pluginmanager.register(_RunHooks(config, state), "llmperf-sweep-run")
 
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import baseline as baseline_mod
-from pytest_llmperf import fingerprint as fp_mod
 from pytest_llmperf import gguf_info
 from pytest_llmperf.api import Config
 from pytest_llmperf.errors import LLMPerfError, UsageError
@@ -318,8 +316,8 @@ class SweepState:
             return self._sweep_files[cache_key]
         if name is not None:
             perf = self.perf
-            registry: Mapping[str, Any] = perf.project.sweeps if perf is not None else {}
-            source = (perf.project.source if perf is not None else "") or "llmperf.yaml"
+            registry: Mapping[str, Any] = perf.registry.sweeps if perf is not None else {}
+            source = (perf.registry.source if perf is not None else "") or "llmperf.yaml"
             if str(name) not in registry:
                 raise UsageError(
                     f"{where}: no sweep {name!r} under 'sweeps:' in the project registry "
@@ -450,35 +448,10 @@ class SweepState:
         return out
 
     # -- collection ---------------------------------------------------------------------------
-    def _model_fingerprint(self, cfg: Config) -> dict[str, Any] | None:
-        """The fingerprint the runner will give this config's measurements (without
-        loading the model): machine, software, and the model file under the runner's
-        model id (``PerfSession.runner``: the config's id when it has a name)."""
-        perf = self.perf
-        if perf is None:
-            return None
-        try:
-            path, _reason = perf.resolve_path(cfg)
-        except LLMPerfError:
-            return None
-        if path is None:
-            return None
-        model_id = cfg.model  # the registry id, as session.runner gives the runner
-        if (path, model_id) not in self._fingerprints:
-            if path not in self._infos:
-                try:
-                    self._infos[path] = gguf_info.inspect(path)
-                except (LLMPerfError, OSError):
-                    return None
-            self._fingerprints[path, model_id] = fp_mod.fingerprint(self._infos[path], model_id)
-        return self._fingerprints[path, model_id]
-
     def fingerprint_key(self, cfg: Config) -> str | None:
         """The baseline key the Recorder will give this config's measurements."""
-        fingerprint = self._model_fingerprint(cfg)
-        if fingerprint is None:
-            return None
-        return baseline_mod.fingerprint_key(fingerprint, cfg.params, cfg.workloads)
+        perf = self.perf
+        return None if perf is None else perf.baseline_key(cfg, cfg.workloads)
 
     def select(self, collected: Iterable[tuple[str, Any]]) -> set[str]:
         """Find the sweep items among ``(nodeid, llmperf_config value)`` pairs; return the

@@ -75,6 +75,24 @@ _UNIT_ALIASES: dict[str, frozenset[str]] = {
 
 _ALL_UNITS = frozenset().union(*_UNIT_ALIASES.values())
 
+#: the keys that hold gate rules, wherever rules are written (marker, YAML, pyproject, ini)
+RULE_KEYS: tuple[str, ...] = ("thresholds", "limits", "sla")
+
+#: where rule sources come from, in merge order (later overrides earlier); the marker's
+#: rules are merged last, per test
+RuleTier = Literal["pyproject", "ini", "yaml", "marker"]
+RULE_TIERS: tuple[RuleTier, ...] = ("pyproject", "ini", "yaml", "marker")
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    """One place rules were written: its name for messages, its tier, the raw mapping."""
+
+    name: str
+    tier: RuleTier
+    data: Mapping[str, Any]
+
+
 THRESHOLD_HINT = "write '-10%' or '+15% or +0.5 ms' (or 'off')"
 LIMIT_HINT = "write e.g. 'load_ms < 11000' or 'tg_tps[tg64] >= 5'"
 SLA_HINT = "write e.g. 'itl_p95_ms[tg512] / itl_p95_ms[tg64] <= 1.30'"
@@ -405,7 +423,7 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class ThresholdConfig:
+class GateRules:
     """Everything the gate needs: per-metric thresholds, limits and ratio SLAs.
 
     Metrics absent from ``thresholds`` (informational ones, or turned off) are compared
@@ -434,8 +452,8 @@ class ThresholdConfig:
         return lines
 
 
-def default_config() -> ThresholdConfig:
-    return ThresholdConfig(
+def default_rules() -> GateRules:
+    return GateRules(
         thresholds={m: parse_threshold(m, v, "defaults") for m, v in DEFAULT_THRESHOLDS.items()},
         sources=("defaults",),
     )
@@ -470,11 +488,17 @@ def _is_off(value: Any) -> bool:
     )
 
 
+def rules_from(sources: Iterable[RuleSource], *, base: GateRules | None = None) -> GateRules:
+    """Merge rule sources in tier order (:data:`RULE_TIERS`; within a tier, as given)."""
+    ordered = sorted(sources, key=lambda s: RULE_TIERS.index(s.tier))
+    return merge_threshold_sources(((s.name, s.data) for s in ordered), base=base)
+
+
 def merge_threshold_sources(
     sources: Iterable[tuple[str, Mapping[str, Any] | None]] = (),
     *,
-    base: ThresholdConfig | None = None,
-) -> ThresholdConfig:
+    base: GateRules | None = None,
+) -> GateRules:
     """Merge threshold sources, earliest first, over ``base`` (default: the built-in defaults).
 
     Each source is ``(name, mapping)``, the name used in error messages (a file,
@@ -489,7 +513,7 @@ def merge_threshold_sources(
     side to the rest (``{"load_ms": "< 11000"}``; ``"off"`` removes that left-hand side's
     rules). Later sources override earlier ones rule by rule (see the module docstring).
     """
-    cfg = base if base is not None else default_config()
+    cfg = base if base is not None else default_rules()
     thresholds = dict(cfg.thresholds)
     limits: dict[tuple[str, str | None, bool], Limit] = {lim.key: lim for lim in cfg.limits}
     slas: dict[tuple[str, str | None, str, str | None, bool], RatioSLA] = {
@@ -551,7 +575,7 @@ def merge_threshold_sources(
                 continue
             sla = parse_sla(_join(lhs, item, where_s, SLA_HINT), where_s)
             slas[sla.key] = sla
-    return ThresholdConfig(
+    return GateRules(
         thresholds=thresholds,
         limits=tuple(limits.values()),
         slas=tuple(slas.values()),
@@ -577,14 +601,15 @@ def _split_operand(text: str, where: str) -> tuple[str, str | None]:
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "GateRules",
     "Limit",
     "Operand",
     "RatioSLA",
     "Threshold",
-    "ThresholdConfig",
-    "default_config",
+    "default_rules",
     "merge_threshold_sources",
     "parse_limit",
     "parse_sla",
     "parse_threshold",
+    "rules_from",
 ]

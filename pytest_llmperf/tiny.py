@@ -15,28 +15,27 @@ half-written model.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pytest_llmperf import paths
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import atomic_path
 
 #: bump when the bytes written for a given spec change
 GENERATOR_VERSION = 2
 
 QUANTS: tuple[str, ...] = ("f16", "q8_0", "q4_k_m", "mxfp4")
-CACHE_ENV = "LLMPERF_CACHE_DIR"
+CACHE_ENV = paths.CACHE_ENV
 
 
 @dataclass(frozen=True)
@@ -108,14 +107,7 @@ def parse_variant(name: str) -> tuple[str, TinySpec, str]:
     )
 
 
-def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
-    if override:
-        return Path(override).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pytest-llmperf" / "models"
+cache_dir = paths.models_dir
 
 
 def model_path(
@@ -171,29 +163,13 @@ def ensure_model(
     start = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     if quant == "f16":
-        with _atomic_path(out) as tmp:
+        with atomic_path(out) as tmp:
             write_f16(spec, tmp)
     else:
         base = ensure_model(spec, "f16", directory, family).path
-        with _atomic_path(out) as tmp:
+        with atomic_path(out) as tmp:
             quantize(base, tmp, quant, moe=spec.is_moe)
     return BuildInfo(out, True, time.perf_counter() - start)
-
-
-@contextlib.contextmanager
-def _atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path next to ``final``; renamed onto it only when the block succeeds."""
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 # -- writing the F16 model -------------------------------------------------------------
@@ -319,7 +295,7 @@ def quantize(
     Q8_0; for a dense model the FFN tensors are forced to MXFP4 too, so the variant is
     what its name says).
     """
-    from pytest_llmperf.backend import llama_lib
+    from pytest_llmperf.native import llama_lib
 
     lc = llama_lib.load()
     ftypes = {

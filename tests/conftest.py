@@ -14,7 +14,8 @@ import scipy.stats
 import scipy.stats.qmc  # noqa: F401
 
 from pytest_llmperf import fingerprint, gate, report, tiny  # noqa: F401
-from pytest_llmperf.backend import engine, llama_lib, runner  # noqa: F401
+from pytest_llmperf.backend import engine, runner  # noqa: F401
+from pytest_llmperf.native import llama_lib
 
 llama_lib.load()
 fingerprint.software()

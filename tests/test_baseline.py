@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_llmperf import baseline as bl
-from pytest_llmperf.baseline import BaselineStore, fingerprint_diff, fingerprint_key
+from pytest_llmperf import judge
+from pytest_llmperf.baseline import BaselineStore, baseline_key, fingerprint_diff
 from pytest_llmperf.errors import BaselineError, UsageError
 from pytest_llmperf.metrics import Sample
 from pytest_llmperf.params import LoadParams, Workload
@@ -89,7 +90,7 @@ def entry(*ms: Measurement, when: str = "2025-08-24T10:00:00+00:00") -> dict[str
     }
 
 
-KEY = fingerprint_key(FP, PARAMS, ["tg32"])
+KEY = baseline_key(FP, PARAMS, ["tg32"])
 
 
 def store(tmp_path: Path) -> BaselineStore:
@@ -490,14 +491,14 @@ def test_strict_and_warn_fields_are_documented() -> None:
 
 
 def test_fingerprint_key_is_stable() -> None:
-    key = fingerprint_key(FP, PARAMS, [Workload.parse("tg32"), Workload.parse("pp64")])
+    key = baseline_key(FP, PARAMS, [Workload.parse("tg32"), Workload.parse("pp64")])
     assert len(key) == 16 and int(key, 16) >= 0
     # pinned: changing the canonical form would orphan every stored baseline
-    assert fingerprint_key(FP, {"n_threads": 2, "n_batch": 256}, ["tg32", "pp64"]) == (
+    assert baseline_key(FP, {"n_threads": 2, "n_batch": 256}, ["tg32", "pp64"]) == (
         "b60f7f82197b777c"
     )
-    assert fingerprint_key(FP, PARAMS.to_dict(), ["pp64", "tg32"]) == key  # dict, str, order
-    assert fingerprint_key(json.loads(json.dumps(FP)), PARAMS, ["tg32", "pp64"]) == key
+    assert baseline_key(FP, PARAMS.to_dict(), ["pp64", "tg32"]) == key  # dict, str, order
+    assert baseline_key(json.loads(json.dumps(FP)), PARAMS, ["tg32", "pp64"]) == key
 
 
 @pytest.mark.parametrize(
@@ -524,7 +525,7 @@ def test_key_and_diff_per_field(path: str, value: Any, strict: bool) -> None:
     section, name = path.split(".")
     old = changed[section][name]
     changed[section][name] = value
-    assert (fingerprint_key(changed, PARAMS, ["tg32"]) != KEY) is strict
+    assert (baseline_key(changed, PARAMS, ["tg32"]) != KEY) is strict
     s, w = fingerprint_diff(
         doc(["tg32"]), dict(changed, params=PARAMS.to_dict(), workloads=["tg32"])
     )
@@ -537,8 +538,8 @@ def test_key_and_diff_per_field(path: str, value: Any, strict: bool) -> None:
 
 def test_params_and_workloads_are_strict() -> None:
     other = PARAMS.replace(n_threads=4)
-    assert fingerprint_key(FP, other, ["tg32"]) != KEY
-    assert fingerprint_key(FP, PARAMS, ["tg64"]) != KEY
+    assert baseline_key(FP, other, ["tg32"]) != KEY
+    assert baseline_key(FP, PARAMS, ["tg64"]) != KEY
     now = dict(FP, params=other.to_dict(), workloads=["tg64", "tg32"])
     strict, warns = fingerprint_diff(doc(["tg32"]), now)
     assert strict == [
@@ -577,9 +578,9 @@ def test_params_and_workloads_are_strict() -> None:
     ],
 )
 def test_should_accept(mode: str, verdict: str, has_entry: bool, expected: bool) -> None:
-    assert bl.should_accept(mode, verdict, has_entry) is expected
+    assert judge.should_accept(mode, verdict, has_entry) is expected
 
 
 def test_should_accept_unknown_mode() -> None:
     with pytest.raises(UsageError, match="accept mode 'some'"):
-        bl.should_accept("some", "pass", True)
+        judge.should_accept("some", "pass", True)

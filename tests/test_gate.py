@@ -9,9 +9,9 @@ from pytest_llmperf import gate
 from pytest_llmperf.metrics import Sample
 from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.results import Measurement, MetricComparison
-from pytest_llmperf.thresholds import ThresholdConfig, default_config, merge_threshold_sources
+from pytest_llmperf.thresholds import GateRules, default_rules, merge_threshold_sources
 
-CFG = default_config()
+CFG = default_rules()
 
 
 def measurement(
@@ -315,7 +315,7 @@ def test_alpha_is_validated() -> None:
 # -- limits and SLAs --------------------------------------------------------------------
 
 
-def limits_cfg(*rules: str, sla: tuple[str, ...] = ()) -> ThresholdConfig:
+def limits_cfg(*rules: str, sla: tuple[str, ...] = ()) -> GateRules:
     return merge_threshold_sources([("llmperf.yaml", {"limits": list(rules), "sla": list(sla)})])
 
 

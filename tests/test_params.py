@@ -58,8 +58,13 @@ def test_bad_args_name_flag_and_accepted_values(args: str, fragment: str) -> Non
 
 
 def test_validation() -> None:
+    # llama.cpp's own rule: an explicit -ub larger than -b is refused ...
     with pytest.raises(UsageError, match="n_ubatch=512 is larger than n_batch=256"):
-        LoadParams(n_batch=256)
+        LoadParams(n_batch=256, n_ubatch=512)
+    # ... while -b alone takes llama.cpp's default micro-batch, min(512, n_batch)
+    assert LoadParams(n_batch=128).ubatch == 128
+    assert LoadParams.from_args("-t 2 -b 128").ubatch == 128
+    assert LoadParams().ubatch == 512
     with pytest.raises(UsageError, match="n_threads=0"):
         LoadParams(n_threads=0)
     with pytest.raises(UsageError, match="n_ctx=1000000000"):

@@ -540,7 +540,7 @@ def test_bad_threshold_in_a_marker_is_reported_like_bad_params(
         ("n_ctx=10**9", "n_ctx=1000000000: larger than any model supports"),
         ("n_ctx=256, n_batch=64, n_ubatch=128", "n_ubatch=128 is larger than n_batch=64"),
         ('args="-t 0 -c 256"', "argument -t: 0 must be >= 1"),
-        ('n_ctx=256, flash_attn="maybe"', "flash_attn: bad value 'maybe'"),
+        ('n_ctx=256, flash_attn="maybe"', "flash_attn='maybe': unknown flash attention mode"),
         ('n_ctx=256, type_k="q9_0"', "type_k='q9_0': unknown KV cache type"),
         ("n_ctx=256, n_thread=2", "unknown load parameter(s) n_thread"),
     ],

@@ -75,7 +75,8 @@ def _llama_loaded_outside_pytester() -> None:
     import scipy.stats.qmc  # noqa: F401  (lhs sampling)
 
     from pytest_llmperf import fingerprint
-    from pytest_llmperf.backend import engine, llama_lib, runner  # noqa: F401
+    from pytest_llmperf.backend import engine, runner  # noqa: F401
+    from pytest_llmperf.native import llama_lib
 
     llama_lib.load()
     fingerprint.software()

@@ -12,7 +12,7 @@ from pytest_llmperf.thresholds import (
     Operand,
     RatioSLA,
     Threshold,
-    default_config,
+    default_rules,
     merge_threshold_sources,
     parse_limit,
     parse_sla,
@@ -127,7 +127,7 @@ def test_threshold_rejects_negative_and_unknown() -> None:
 
 
 def test_defaults() -> None:
-    cfg = default_config()
+    cfg = default_rules()
     assert cfg.sources == ("defaults",)
     assert {m: t.text() for m, t in cfg.thresholds.items()} == {
         "tg_tps": "-10%",

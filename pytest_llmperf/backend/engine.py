@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 
 from pytest_llmperf import devices, gguf_info
-from pytest_llmperf.backend import llama_lib
 from pytest_llmperf.errors import BackendError, UsageError
 from pytest_llmperf.metrics import Sample
+from pytest_llmperf.native import llama_lib
 from pytest_llmperf.params import LoadParams, Workload
 
 GGML_TYPES: dict[str, int] = {
@@ -135,7 +135,7 @@ class LoadedModel:
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = p.n_ctx
         cparams.n_batch = p.n_batch
-        cparams.n_ubatch = p.n_ubatch
+        cparams.n_ubatch = p.ubatch
         cparams.n_seq_max = 1
         cparams.n_threads = n_threads
         cparams.n_threads_batch = n_threads_batch
@@ -172,6 +172,7 @@ class LoadedModel:
         resolved: dict[str, Any] = {
             "n_threads": n_threads,
             "n_threads_batch": n_threads_batch,
+            "n_ubatch": int(lc.llama_n_ubatch(ctx)),
             "n_ctx": int(lc.llama_n_ctx(ctx)),
             "flash_attn": _flash_attn_from_log(log, p.flash_attn),
             "n_layer": self.info.n_layer,

@@ -42,6 +42,8 @@ class Runner(Protocol):
     load_ms: float
     resolved: dict[str, Any]
     warnings: list[str]
+    #: the llama.cpp this runner runs: version, build and system info
+    software: dict[str, Any]
 
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement: ...
 
@@ -83,7 +85,7 @@ class InProcessRunner:
         self.load_ms = self._model.load.load_ms
         self.resolved = dict(self._model.load.resolved)
         self.warnings = list(self._model.warnings)
-        self._fingerprint = fingerprint.fingerprint(self._model.info, self.model_id)
+        self.software = fingerprint.software()
 
     def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
         values: dict[str, list[float]] = {
@@ -123,7 +125,6 @@ class InProcessRunner:
             run_values=values,
             absent=absent,
             resolved=resolved,
-            fingerprint=self._fingerprint,
             started_at=started,
             repetitions=repetitions,
             warmup=warmup,
@@ -155,7 +156,6 @@ class InProcessRunner:
             run_values=values,
             absent=absent,
             resolved=dict(self.resolved),
-            fingerprint=self._fingerprint,
             started_at=started,
             repetitions=repetitions,
             warmup=0,
@@ -257,6 +257,7 @@ class IsolatedRunner:
         self.load_ms = float(reply["load_ms"])
         self.resolved = dict(reply["resolved"])
         self.warnings = list(reply.get("warnings", []))
+        self.software = dict(reply.get("software", {}))
         self.pid = self._proc.pid
 
     def _stderr_tail(self, lines: int = 15) -> str:

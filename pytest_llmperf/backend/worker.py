@@ -46,6 +46,7 @@ def serve(req_fd: int, resp_fd: int) -> int:
                         "load_ms": runner.load_ms,
                         "resolved": runner.resolved,
                         "warnings": runner.warnings,
+                        "software": runner.software,
                         "pid": os.getpid(),
                     }
                 )

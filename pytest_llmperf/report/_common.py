@@ -334,7 +334,7 @@ def llama_bench_fields(m: Measurement) -> dict[str, Any]:
         "gpu_info": machine.get("gpu"),
         "n_threads": resolved_threads(m),
         "n_batch": m.params.n_batch,
-        "n_ubatch": m.params.n_ubatch,
+        "n_ubatch": m.resolved.get("n_ubatch", m.params.ubatch),
         "n_gpu_layers": m.params.n_gpu_layers,
         "type_k": m.params.type_k,
         "type_v": m.params.type_v,

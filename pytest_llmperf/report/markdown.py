@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 
 from pytest_llmperf.metrics import fmt_value
-from pytest_llmperf.params import LoadParams
+from pytest_llmperf.params import KNOBS
 from pytest_llmperf.report._common import (
     Row,
     all_rows,
@@ -116,19 +116,11 @@ def overview_table(reports: Sequence[TestReport]) -> Table:
 def _bench_columns(reports: Sequence[TestReport]) -> list[tuple[str, str]]:
     """(header, LoadParams field) of the optional llama-bench columns: like llama-bench,
     a parameter gets a column when some measurement sets it away from the default."""
-    default = LoadParams()
-    optional = [
-        ("n_ubatch", "n_ubatch"),
-        ("ngl", "n_gpu_layers"),
-        ("type_k", "type_k"),
-        ("type_v", "type_v"),
-        ("cpu_moe", "cpu_moe"),
-        ("n_cpu_moe", "n_cpu_moe"),
-        ("mmap", "use_mmap"),
-    ]
     ms = [m for r in reports for m in r.measurements]
     return [
-        (h, f) for h, f in optional if any(getattr(m.params, f) != getattr(default, f) for m in ms)
+        (k.bench_md or k.bench, name)
+        for name, k in KNOBS.items()
+        if k.bench and k.bench_optional and any(k.shown(getattr(m.params, name)) for m in ms)
     ]
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf.fileio import write_atomic
 from pytest_llmperf.report._common import counts_text
 from pytest_llmperf.report.doc import render_html, render_markdown
 from pytest_llmperf.report.markdown import build_document
@@ -17,18 +16,9 @@ from pytest_llmperf.results import TestReport
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file in the same folder, then
-    ``os.replace``): a reader never sees half a file."""
+    """Write ``text`` to ``path`` atomically (:func:`pytest_llmperf.fileio.write_atomic`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, text, durable=False)
 
 
 def write_json(path: Path, data: Any) -> Path:

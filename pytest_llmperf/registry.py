@@ -26,9 +26,11 @@ from typing import Any
 
 from pytest_llmperf import tiny
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import read_yaml
 from pytest_llmperf.params import LoadParams
+from pytest_llmperf.thresholds import RULE_KEYS, RuleSource, RuleTier
 
-CONFIG_KEYS = ("models", "profiles", "thresholds", "limits", "sla", "sweeps")
+CONFIG_KEYS = ("models", "profiles", *RULE_KEYS, "sweeps")
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,15 @@ class ModelSource:
 
 
 @dataclass
-class ProjectConfig:
+class Registry:
     """What llmperf.yaml / [tool.llmperf] say, validated."""
 
     source: str = ""
     base_dir: Path = field(default_factory=Path.cwd)
     models: dict[str, ModelSource] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: raw threshold mappings for thresholds.merge_threshold_sources, earliest first:
-    #: (source name, {"thresholds": ..., "limits": ..., "sla": ...})
-    threshold_sources: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: gate rules written in the registry files (pyproject, then YAML)
+    rule_sources: list[RuleSource] = field(default_factory=list)
     sweeps: dict[str, Any] = field(default_factory=dict)
 
     def model(self, model_id: str) -> ModelSource:
@@ -101,14 +102,6 @@ class ProjectConfig:
             ) from None
         name = model_id if model_id.startswith("tiny-") else "tiny-" + model_id
         return ModelSource(name, tiny_spec=spec, tiny_quant=quant)
-
-    def profile(self, name: str) -> dict[str, Any]:
-        if name not in self.profiles:
-            raise UsageError(
-                f"unknown profile {name!r}; profiles in {self.source or 'the registry'}: "
-                f"{', '.join(sorted(self.profiles)) or '(none)'}"
-            )
-        return dict(self.profiles[name])
 
 
 def _err(source: str, key: str, msg: str) -> UsageError:
@@ -202,7 +195,7 @@ def _parse_profile(source: str, name: str, value: Any) -> dict[str, Any]:
     return {k: v for k, v in params.to_dict().items() if v != default[k] or k in data}
 
 
-def parse_config(data: Any, source: str, base_dir: Path) -> ProjectConfig:
+def parse_config(data: Any, source: str, base_dir: Path, tier: RuleTier = "yaml") -> Registry:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -216,7 +209,7 @@ def parse_config(data: Any, source: str, base_dir: Path) -> ProjectConfig:
             f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
             f"accepted: {', '.join(CONFIG_KEYS)}"
         )
-    cfg = ProjectConfig(source=source, base_dir=base_dir)
+    cfg = Registry(source=source, base_dir=base_dir)
     models = data.get("models") or {}
     if not isinstance(models, Mapping):
         raise _err(source, "models", "must be a mapping of model id -> source")
@@ -227,34 +220,14 @@ def parse_config(data: Any, source: str, base_dir: Path) -> ProjectConfig:
         raise _err(source, "profiles", "must be a mapping of profile name -> load params")
     for name, value in profiles.items():
         cfg.profiles[str(name)] = _parse_profile(source, str(name), value)
-    gates = {k: data[k] for k in ("thresholds", "limits", "sla") if data.get(k) is not None}
+    gates = {k: data[k] for k in RULE_KEYS if data.get(k) is not None}
     if gates:
-        cfg.threshold_sources.append((source, gates))
+        cfg.rule_sources.append(RuleSource(source, tier, gates))
     sweeps = data.get("sweeps") or {}
     if not isinstance(sweeps, Mapping):
         raise _err(source, "sweeps", "must be a mapping of sweep name -> definition")
     cfg.sweeps = dict(sweeps)
     return cfg
-
-
-def load_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
-        ) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"{path}: YAML syntax error{where}: {problem}") from None
 
 
 def load_pyproject(path: Path) -> Any:
@@ -270,35 +243,37 @@ def load_pyproject(path: Path) -> Any:
     return data.get("tool", {}).get("llmperf")
 
 
-def load_project_config(rootdir: Path, explicit: str | None = None) -> ProjectConfig:
+def load_registry(rootdir: Path, explicit: str | None = None) -> Registry:
     """[tool.llmperf] in pyproject.toml, then llmperf.yaml (or ``explicit``) over it.
 
     Models, profiles and sweeps of the YAML file replace those of the same name in
     pyproject; both files' thresholds are kept as sources, YAML after pyproject.
     """
-    configs: list[ProjectConfig] = []
+    configs: list[Registry] = []
     pyproject = rootdir / "pyproject.toml"
     if pyproject.is_file():
         data = load_pyproject(pyproject)
         if data is not None:
-            configs.append(parse_config(data, f"{pyproject} [tool.llmperf]", rootdir))
+            configs.append(
+                parse_config(data, f"{pyproject} [tool.llmperf]", rootdir, tier="pyproject")
+            )
     if explicit:
         path = Path(explicit)
         if not path.is_absolute():
             path = rootdir / path
         if not path.is_file():
             raise UsageError(f"--perf-config {explicit}: no such file ({path})")
-        configs.append(parse_config(load_yaml(path), str(path), path.parent))
+        configs.append(parse_config(read_yaml(path), str(path), path.parent))
     else:
         for name in ("llmperf.yaml", "llmperf.yml"):
             path = rootdir / name
             if path.is_file():
-                configs.append(parse_config(load_yaml(path), str(path), rootdir))
+                configs.append(parse_config(read_yaml(path), str(path), rootdir))
                 break
-    merged = ProjectConfig(source=" + ".join(c.source for c in configs), base_dir=rootdir)
+    merged = Registry(source=" + ".join(c.source for c in configs), base_dir=rootdir)
     for c in configs:
         merged.models.update(c.models)
         merged.profiles.update(c.profiles)
         merged.sweeps.update(c.sweeps)
-        merged.threshold_sources.extend(c.threshold_sources)
+        merged.rule_sources.extend(c.rule_sources)
     return merged

@@ -1,0 +1,90 @@
+"""Validators of option values, for argparse ``type=`` (pytest options and the ``llmperf``
+command) and for ini keys: a bad value is a usage error before any test measures, naming
+the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T", bound=str)
+
+_MACHINE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+MACHINE_ID_HELP = (
+    "use letters, digits, '.', '_', '+' and '-' only (it becomes a file name), e.g. 'xeon-8480-2c'"
+)
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
+        return value
+
+    return parse
+
+
+def choice(choices: Sequence[T]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        for c in choices:
+            if text == c:
+                return c
+        raise argparse.ArgumentTypeError(f"{text!r}: accepted: {', '.join(choices)}")
+
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A duration in seconds > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds > 0")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number >= 0")
+    return value
+
+
+def probability(text: str) -> float:
+    """A significance level strictly between 0 and 1."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number between 0 and 1, e.g. 0.05")
+    return value
+
+
+def check_machine_id(text: str) -> str:
+    """``text`` if it is a usable machine id (the whole string: no trailing newline);
+    ValueError otherwise."""
+    if not _MACHINE_ID_RE.fullmatch(text or "") or ".." in text:
+        raise ValueError(f"machine id {text!r}: {MACHINE_ID_HELP}")
+    return text
+
+
+def machine_id(text: str) -> str:
+    try:
+        return check_machine_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
