@@ -9,31 +9,28 @@ point (ids such as ``test_sweep[tiny-moe-q8_0-q8_f16-small-t2]``), prints the pl
 running, one progress line per finished point, streams results to a JSONL file, resumes,
 shards, and runs the two phases (explore, then deep around the winners).
 
-Everything with substance lives in :mod:`pytest_llmperf.sweep` and
-:mod:`pytest_llmperf.sweep_session` (pure); this file only translates between pytest and
-them. It hooks into the main plugin's :class:`~pytest_llmperf.session.PerfSession` through
-``listeners``: one call per gated test.
+Everything with substance lives in the pure package :mod:`pytest_llmperf.sweep` (the
+session side in :class:`~pytest_llmperf.sweep.state.SweepState`); this file only
+translates between pytest and it. It hooks into the main plugin's
+:class:`~pytest_llmperf.session.PerfSession` through a listener: one call per gated test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.options import choice, int_at_least
 from pytest_llmperf.plugin import session_key
-from pytest_llmperf.sweep_session import (
-    MARKER,
-    SweepOptions,
-    SweepPlan,
-    SweepState,
-    int_at_least,
-    parse_phase,
-    parse_strategy,
-)
+from pytest_llmperf.sweep.collect import MARKER, MarkerCall, SweepPlan
+from pytest_llmperf.sweep.options import PHASES, SweepOptions, parse_strategy
+from pytest_llmperf.sweep.sampling import strategy_names
+from pytest_llmperf.sweep.state import SweepState
 
 # -- options --------------------------------------------------------------------------------
 
@@ -45,8 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=parse_strategy,
         default=None,
         metavar="NAME",
-        help="sampling strategy of every sweep: full, stratified, boundary, balanced, "
-        "custom_sparse or lhs (overrides the llmperf_sweep marker and the sweep file)",
+        help=f"sampling strategy of every sweep: {strategy_names()} (overrides the "
+        "llmperf_sweep marker and the sweep file)",
     )
     g.addoption(
         "--perf-sample-size",
@@ -104,7 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-phase",
-        type=parse_phase,
+        type=choice(PHASES),
         default="explore",
         metavar="explore|deep",
         help="sweeps: explore the sampled grid (default), or go deep around the winners of "
@@ -129,6 +126,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 state_key = pytest.StashKey[SweepState]()
+MARKER_HELP = (
+    f"{MARKER}(file=None, name=None, sweep=None, strategy=None, size=None, seed=None, "
+    "k=None, model=None): parametrize llmperf_config with the points of a parameter "
+    "sweep (pytest-llmperf; see docs/SWEEPS.md)"
+)
+
+
+@contextlib.contextmanager
+def _as(error: type[Exception]) -> Iterator[None]:
+    """A UsageError of the pure side as pytest's ``error`` (usage or collection error)."""
+    try:
+        yield
+    except UsageError as exc:
+        raise error(str(exc)) from None
+
+
+def _state(config: pytest.Config) -> SweepState | None:
+    return config.stash.get(state_key, None)
 
 
 # -- hooks --------------------------------------------------------------------------------
@@ -136,20 +151,11 @@ state_key = pytest.StashKey[SweepState]()
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{MARKER}(file=None, name=None, sweep=None, strategy=None, size=None, seed=None, "
-        "k=None, model=None): parametrize llmperf_config with the points of a parameter "
-        "sweep (pytest-llmperf; see docs/SWEEPS.md)",
-    )
-    try:
+    config.addinivalue_line("markers", MARKER_HELP)
+    with _as(pytest.UsageError):
         options = SweepOptions.from_namespace(config.option)
-    except UsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
     state = SweepState(
-        options,
-        Path(str(config.rootpath)),
-        perf=lambda: config.stash.get(session_key, None),
+        options, Path(str(config.rootpath)), lambda: config.stash.get(session_key, None)
     )
     config.stash[state_key] = state
     perf = config.stash.get(session_key, None)
@@ -164,35 +170,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         config.pluginmanager.unregister(hooks)
 
 
-def _state(config: pytest.Config) -> SweepState | None:
-    return config.stash.get(state_key, None)
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    mark = metafunc.definition.get_closest_marker(MARKER)
-    state = _state(metafunc.config)
-    if mark is None or state is None:
-        return
-    if "llmperf_config" not in metafunc.fixturenames:
-        raise pytest.Collector.CollectError(
-            f"{metafunc.definition.nodeid}: the {MARKER} marker needs a test that uses "
-            "llm_perf (or llm_model / llmperf_config)"
-        )
+    mark, state = metafunc.definition.get_closest_marker(MARKER), _state(metafunc.config)
+    if mark is not None and state is not None:
+        with _as(pytest.Collector.CollectError):
+            configs = state.collector.configs_for(_marker_call(metafunc, mark))
+        metafunc.parametrize("llmperf_config", [pytest.param(c, id=c.name) for c in configs])
+
+
+def _marker_call(metafunc: pytest.Metafunc, mark: pytest.Mark) -> MarkerCall:
+    """What the collector needs of a marked test function."""
+    definition = metafunc.definition
+    perf_mark = definition.get_closest_marker("llmperf")
     model = mark.kwargs.get("model")
-    if model is None:
-        perf_mark = metafunc.definition.get_closest_marker("llmperf")
-        model = perf_mark.kwargs.get("model") if perf_mark is not None else None
-    try:
-        configs = state.configs_for(
-            metafunc.definition.nodeid,
-            Path(str(metafunc.definition.path)).parent,
-            mark.args,
-            mark.kwargs,
-            model,
-        )
-    except UsageError as exc:
-        raise pytest.Collector.CollectError(str(exc)) from None
-    metafunc.parametrize("llmperf_config", [pytest.param(c, id=c.name) for c in configs])
+    if model is None and perf_mark is not None:
+        model = perf_mark.kwargs.get("model")
+    return MarkerCall(
+        nodeid=definition.nodeid,
+        test_dir=Path(str(definition.path)).parent,
+        args=tuple(mark.args),
+        kwargs=dict(mark.kwargs),
+        model=model,
+        uses_config="llmperf_config" in metafunc.fixturenames,
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -201,10 +201,8 @@ def pytest_collection_modifyitems(
 ) -> None:
     state = _state(config)
     if state is not None and state.plans:
-        try:
-            drop = state.select((item.nodeid, _sweep_config(item)) for item in items)
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        with _as(pytest.UsageError):
+            drop = state.collector.select((item.nodeid, _sweep_config(item)) for item in items)
         if drop:
             config.hook.pytest_deselected(items=[i for i in items if i.nodeid in drop])
             items[:] = [i for i in items if i.nodeid not in drop]
@@ -232,6 +230,18 @@ def pytest_report_collectionfinish(
     return state.plan_lines()
 
 
+def _outcome(report: pytest.TestReport) -> tuple[str, str] | None:
+    """("failed", message) or ("skipped", reason) of a test report; None when it passed."""
+    longrepr = report.longrepr
+    if report.failed:
+        crash = getattr(longrepr, "reprcrash", None)
+        return "failed", str(getattr(crash, "message", None) or report.longreprtext)
+    if report.skipped:
+        reason = longrepr[2] if isinstance(longrepr, tuple) else report.longreprtext
+        return "skipped", str(reason).removeprefix("Skipped: ")
+    return None
+
+
 class _RunHooks:
     """The per-test hooks (registered per session: test reports carry no config)."""
 
@@ -244,17 +254,9 @@ class _RunHooks:
         self.state.on_start(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.state.wants_outcome(report.nodeid):
-            return
-        longrepr = report.longrepr
-        if report.failed:
-            crash = getattr(longrepr, "reprcrash", None)
-            message = getattr(crash, "message", None) or report.longreprtext
-            self.state.on_outcome(report.nodeid, "failed", str(message))
-        elif report.skipped:
-            reason = longrepr[2] if isinstance(longrepr, tuple) else report.longreprtext
-            reason = str(reason).removeprefix("Skipped: ")
-            self.state.on_outcome(report.nodeid, "skipped", reason)
+        outcome = _outcome(report) if self.state.wants_outcome(report.nodeid) else None
+        if outcome is not None:
+            self.state.on_outcome(report.nodeid, *outcome)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
@@ -291,10 +293,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None or not state.plans:
         return
-    lines = state.notices + state.finish_session()
-    perf = state.perf
+    lines = state.finish_session()
+    perf = session.config.stash.get(session_key, None)
     if perf is not None:
-        perf.notices.extend(lines)
+        perf.notice(*lines)
     else:
         for line in lines:
             _terminal_write(session.config, line)

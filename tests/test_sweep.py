@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.params import KNOBS, Choice, LoadParams, Switch, Workload, value_id
 from pytest_llmperf.sweep import (
+    STRATEGY_TABLE,
     Axis,
     PointList,
     ProgressLine,
@@ -153,6 +154,54 @@ def test_small_axes_do_not_duplicate() -> None:
     for strategy in ("stratified", "boundary", "balanced", "custom_sparse"):
         assert axis_indices(strategy, 1, widest=True) == [0]
         assert axis_indices(strategy, 2, widest=True) == [0, 1]
+
+
+# -- the strategy registry ------------------------------------------------------------------
+
+DOC = Path(__file__).parent.parent / "docs" / "SWEEPS.md"
+
+
+def test_every_strategy_is_in_the_docs_table() -> None:
+    rows = re.findall(r"^\| `([a-z_]+)`(?: \(alias(?:es)? ([^)]*)\))? \|", DOC.read_text(), re.M)
+    documented = {name: re.findall(r"`([a-z_]+)`", aliases) for name, aliases in rows}
+    assert documented == {s.name: list(s.aliases) for s in STRATEGY_TABLE}
+
+
+def test_strategy_names_and_aliases() -> None:
+    for s in STRATEGY_TABLE:
+        for name in (s.name, *s.aliases, s.name.upper().replace("_", "-")):
+            assert Sampling(name).strategy == s.name
+    with pytest.raises(UsageError) as err:
+        Sampling("random")
+    assert all(s.name in str(err.value) for s in STRATEGY_TABLE)
+    with pytest.raises(UsageError, match="lhs samples whole combinations"):
+        axis_indices("lhs", 4)
+
+
+def test_describe_shows_the_options_a_strategy_reads() -> None:
+    assert Sampling("custom_sparse", k=3).describe().endswith("(k=3)")
+    assert Sampling("lhs").describe().endswith("(size=auto, seed=42)")
+    assert Sampling("lhs", size=9, seed=1).describe().endswith("(size=9, seed=1)")
+    assert Sampling("full").describe() == "full: every combination"
+
+
+# -- axes read by each load parameter's spec ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(KNOBS))
+def test_every_load_parameter_is_an_axis(name: str) -> None:
+    kind = KNOBS[name].kind
+    if isinstance(kind, Choice):
+        values: list[object] = list(kind.values)
+    elif isinstance(kind, Switch):
+        values = [False, True]
+    else:
+        values = [8, 16] if name == "n_ctx" else [2, 1]
+    axis = Axis.parse(name, values)
+    assert axis.field == name
+    expected = sorted(values, key=kind.sort_key) if kind.ordered else values
+    assert axis.names == [value_id(name, v) for v in expected]
+    assert [dict(v.overrides)[name] for v in axis.variants] == expected
 
 
 # -- Latin hypercube ----------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Parameter sweeps: grids over load params, sparse sampling, two phases, result streams.
+
+Pure: no pytest import, no llama.cpp import. A :class:`Sweep` (from YAML with
+:func:`load_sweeps`, or from Python with :meth:`Sweep.define`) expands into a list of
+:class:`SweepPoint` (``Sweep.points(strategy=...)``); each point has a stable, pytest-safe
+id, the merged :class:`~pytest_llmperf.params.LoadParams`, the model id and the workloads.
+The user documentation is docs/SWEEPS.md.
+
+One module per concern:
+
+- :mod:`.spec`: Sweep, Axis, Variant, DeepSpec; YAML and Python parsing
+- :mod:`.sampling`: Sampling and the table of strategies (add a strategy there)
+- :mod:`.points`: SweepPoint, PointList, building and validating points
+- :mod:`.ranking`: rank, the ranking file, deepen (the two phases)
+- :mod:`.stream`: JSONL results, resume, shards, merge
+- :mod:`.progress`: plan summary and progress lines
+
+and the session side, still without pytest (:mod:`pytest_llmperf.sweep_plugin` is the
+glue): :mod:`.options` (validated options, the shard), :mod:`.collect` (markers into
+plans, shard and resume selection), :mod:`.phases` (ranking in a session, the deep
+phase's winners), :mod:`.planner` (plan lines and estimates), :mod:`.recorder` (result
+records and progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf
+merge``).
+"""
+
+from pytest_llmperf.sweep.points import PointList, SweepPoint
+from pytest_llmperf.sweep.progress import ProgressLine, fmt_duration, plan_summary
+from pytest_llmperf.sweep.ranking import Ranked, deepen, rank, read_ranking, write_ranking
+from pytest_llmperf.sweep.sampling import (
+    STRATEGIES,
+    STRATEGY_TABLE,
+    Sampling,
+    Strategy,
+    axis_indices,
+    lhs_default_size,
+    sample_indices,
+)
+from pytest_llmperf.sweep.spec import (
+    Axis,
+    DeepSpec,
+    Sweep,
+    Variant,
+    load_sweep,
+    load_sweeps,
+    parse_int_range,
+)
+from pytest_llmperf.sweep.stream import (
+    RESULT_KEY_FIELD,
+    MergeResult,
+    SweepWarning,
+    append_result,
+    completed_ids,
+    merge,
+    merge_report,
+    parse_shard,
+    read_results,
+    shard,
+)
+
+__all__ = [
+    "RESULT_KEY_FIELD",
+    "STRATEGIES",
+    "STRATEGY_TABLE",
+    "Axis",
+    "DeepSpec",
+    "MergeResult",
+    "PointList",
+    "ProgressLine",
+    "Ranked",
+    "Sampling",
+    "Strategy",
+    "Sweep",
+    "SweepPoint",
+    "SweepWarning",
+    "Variant",
+    "append_result",
+    "axis_indices",
+    "completed_ids",
+    "deepen",
+    "fmt_duration",
+    "lhs_default_size",
+    "load_sweep",
+    "load_sweeps",
+    "merge",
+    "merge_report",
+    "parse_int_range",
+    "parse_shard",
+    "plan_summary",
+    "rank",
+    "read_ranking",
+    "read_results",
+    "sample_indices",
+    "shard",
+    "write_ranking",
+]

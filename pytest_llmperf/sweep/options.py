@@ -1,0 +1,91 @@
+"""The sweep options of one pytest session, validated before anything is collected."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.metrics import METRICS
+from pytest_llmperf.sweep.ranking import RANKING_SUFFIXES
+from pytest_llmperf.sweep.sampling import Sampling
+from pytest_llmperf.sweep.stream import parse_shard
+
+PHASES = ("explore", "deep")
+
+
+def parse_strategy(text: str) -> str:
+    """``--perf-strategy``: a strategy name or alias -> its name."""
+    try:
+        return Sampling(text).strategy
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """The sweep options of one session, validated."""
+
+    strategy: str | None = None
+    size: int | None = None
+    seed: int | None = None
+    k: int | None = None
+    probe: bool = False
+    metric: str | None = None
+    results: Path | None = None
+    resume: bool = False
+    shard: tuple[int, int] | None = None
+    phase: str = "explore"
+    ranking: str | None = None
+    top_k: int | None = None
+
+    @classmethod
+    def from_namespace(cls, opt: Any) -> SweepOptions:
+        """The options from parsed command-line values (``config.option``)."""
+        metric = opt.perf_sweep_metric
+        if metric is not None and metric not in METRICS:
+            raise UsageError(
+                f"--perf-sweep-metric={metric}: unknown metric; known: {', '.join(sorted(METRICS))}"
+            )
+        results = Path(opt.perf_sweep_results).absolute() if opt.perf_sweep_results else None
+        if opt.perf_resume and results is None:
+            raise UsageError(
+                "--perf-resume needs --perf-sweep-results=FILE.jsonl (the results to resume)"
+            )
+        shard_spec = None
+        if opt.perf_shard is not None:
+            try:
+                shard_spec = parse_shard(opt.perf_shard)
+            except UsageError as exc:
+                raise UsageError(f"--perf-shard: {exc}") from None
+        ranking = str(Path(opt.perf_ranking).absolute()) if opt.perf_ranking else None
+        if ranking is not None:
+            suffix = Path(ranking.replace("{sweep}", "x")).suffix.lower()
+            if suffix not in RANKING_SUFFIXES:
+                raise UsageError(
+                    f"--perf-ranking={opt.perf_ranking}: a ranking file ends in .yaml, .yml "
+                    "or .json"
+                )
+        return cls(
+            strategy=opt.perf_strategy,
+            size=opt.perf_sample_size,
+            seed=opt.perf_seed,
+            k=opt.perf_k,
+            probe=bool(opt.perf_probe),
+            metric=metric,
+            results=results,
+            resume=bool(opt.perf_resume),
+            shard=shard_spec,
+            phase=opt.perf_phase,
+            ranking=ranking,
+            top_k=opt.perf_top_k,
+        )
+
+    def ranking_path(self, sweep: str) -> Path | None:
+        return None if self.ranking is None else Path(self.ranking.replace("{sweep}", sweep))
+
+    def sampling_overrides(self) -> bool:
+        """Whether the command line sets any part of the sampling."""
+        return any(v is not None for v in (self.strategy, self.size, self.seed, self.k))
