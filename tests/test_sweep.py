@@ -777,6 +777,52 @@ def test_merge_without_times_keeps_the_later_file(tmp_path: Path) -> None:
     assert [r["v"] for r in merge([s2, s1])] == [1]
 
 
+def test_merge_keeps_records_of_different_sweeps_apart(tmp_path: Path) -> None:
+    s1, s2 = tmp_path / "s1.jsonl", tmp_path / "s2.jsonl"
+    append_result(s1, {"id": "p1", "sweep": "a", "fingerprint_key": "k", "v": 1})
+    append_result(s2, {"id": "p1", "sweep": "b", "fingerprint_key": "k", "v": 2})
+    append_result(
+        s2, {"id": "p1", "sweep": "a", "fingerprint_key": "k", "v": 3, "finished_at": "9"}
+    )
+    report = merge_report([s1, s2])
+    assert [(r["sweep"], r["v"]) for r in report.records] == [("a", 3), ("b", 2)]
+    assert report.duplicates == 1 and report.conflicts == ()
+    assert report.shared == ("p1: a point of sweeps a and b (their records are kept apart)",)
+    # a conflict is within one sweep, and says which
+    s3 = tmp_path / "s3.jsonl"
+    append_result(s3, {"id": "p1", "sweep": "a", "fingerprint_key": "k2", "v": 4})
+    report = merge_report([s1, s2, s3])
+    assert len(report.records) == 3
+    assert report.conflicts == (
+        f"p1 (sweep a): measured under 2 fingerprint keys ({s2}, {s3}); all kept, "
+        "compare with care",
+    )
+
+
+def test_resume_counts_only_the_sweeps_own_records() -> None:
+    rows = [{"id": "p", "sweep": "a", "fingerprint_key": "k"}, {"id": "q", "fingerprint_key": "k"}]
+    keys = {"p": "k", "q": "k"}
+    assert completed_ids(rows, keys, sweep="b") == {"q"}  # q: a record without a sweep
+    assert completed_ids(rows, keys, sweep="a") == {"p", "q"}
+    assert completed_ids(rows, keys) == {"p", "q"}
+
+
+def test_unreadable_results_are_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(tmp_path))}: is a directory"):
+        read_results(tmp_path)
+
+
+def test_ranking_output_errors_name_the_path_and_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UsageError, match=r"/f is a file, not a directory; choose a path"):
+        write_ranking(tmp_path / "f" / "r.yaml", ["a"])
+    (tmp_path / "d.yaml").mkdir()
+    with pytest.raises(UsageError, match=r"d.yaml is a directory; name a file, e\.g\. "):
+        write_ranking(tmp_path / "d.yaml", ["a"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.yaml", "f"]
+    assert not any((tmp_path / "d.yaml").iterdir())
+
+
 def test_point_list_is_a_list(seed_sweep: Sweep) -> None:
     points = seed_sweep.points("stratified")
     assert isinstance(points, PointList) and isinstance(points, list)

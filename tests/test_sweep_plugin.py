@@ -412,6 +412,82 @@ def test_merge_cli_duplicates_and_conflicts(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no such file: missing.jsonl" in proc.stderr
 
 
+def test_merge_cli_keeps_sweeps_apart(tmp_path: Path) -> None:
+    a = {"id": "p1", "sweep": "kv", "fingerprint_key": "k1"}
+    _write_rows(tmp_path / "a.jsonl", [a])
+    _write_rows(tmp_path / "b.jsonl", [dict(a, sweep="kv2")])
+    proc = cli("merge", "a.jsonl", "b.jsonl", "-o", "out.jsonl", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "merged: 2 record(s), 0 duplicate(s) dropped, 0 conflict(s)" in proc.stdout
+    assert "note: p1: a point of sweeps kv and kv2 (their records are kept apart)" in proc.stdout
+    assert [r["sweep"] for r in read_results(tmp_path / "out.jsonl")] == ["kv", "kv2"]
+
+
+def test_merge_cli_path_errors(tmp_path: Path) -> None:
+    _write_rows(tmp_path / "a.jsonl", [{"id": "p1", "fingerprint_key": "k1"}])
+    (tmp_path / "outdir").mkdir()
+    cases = [
+        (("a.jsonl", "-o", "outdir"), "merge -o: outdir is a directory; name a file, e.g. "),
+        (("a.jsonl", "-o", "a.jsonl/x.jsonl"), "merge -o: a.jsonl is a file, not a directory"),
+        (("outdir", "-o", "m.jsonl"), "outdir: is a directory, not a results file"),
+    ]
+    for args, says in cases:
+        proc = cli("merge", *args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("llmperf: error: "), proc.stderr
+        assert says in proc.stderr, proc.stderr
+    # nothing left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "outdir"]
+    assert not any((tmp_path / "outdir").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--perf-sweep-results=.", "*--perf-sweep-results: * is a directory; name a file*"),
+        (
+            "--perf-sweep-results=sweeps.yaml/r.jsonl",
+            "*--perf-sweep-results: *sweeps.yaml is a file, not a directory*",
+        ),
+        ("--perf-ranking=sub", None),
+        ("--perf-ranking=sweeps.yaml/r.yaml", "*--perf-ranking: *sweeps.yaml is a file, not a*"),
+    ],
+)
+def test_output_path_errors_before_anything_runs(
+    project: pytest.Pytester, option: str, message: str | None
+) -> None:
+    if message is None:  # a directory named like a ranking file
+        (project.path / "sub.yaml").mkdir()
+        option, message = "--perf-ranking=sub.yaml", "*--perf-ranking: *sub.yaml is a directory*"
+    result = run(project, "test_kv.py", "--collect-only", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_resume_skips_only_the_sweeps_own_points(project: pytest.Pytester) -> None:
+    sweeps = project.path / "sweeps.yaml"
+    kv = SWEEPS.split("  grid:")[0].split("sweeps:\n")[1]
+    sweeps.write_text(SWEEPS + kv.replace("  kv:", "  kv2:"))  # the same points, another sweep
+    project.makepyfile(test_kv2=TEST_KV.replace('name="kv"', 'name="kv2"'))
+    results = project.path / "r.jsonl"
+    result = run(
+        project, "test_kv.py", "-q", "-k", "f16_f16 and small", f"--perf-sweep-results={results}"
+    )
+    result.assert_outcomes(passed=1, deselected=3)
+    result = run(project, "test_kv.py", "test_kv2.py", "--collect-only", "-q",
+                 f"--perf-sweep-results={results}", "--perf-resume")  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "llmperf sweep kv *",
+            "*resume: 1 already done*",
+            "llmperf sweep kv2 *",
+            "*resume: 0 already done*",
+        ]
+    )
+    assert len(collected_ids(result, "test_sweep")) == 7
+
+
 # -- two phases ---------------------------------------------------------------------------------
 
 

@@ -2,9 +2,11 @@
 
     llmperf merge shard1.jsonl shard2.jsonl -o all.jsonl
 
-Records with the same id and fingerprint key are duplicates: the latest is kept. An id
-measured under different fingerprint keys is a conflict: every record is kept, and the
-command exits 1 (nothing written) unless ``--allow-conflicts``.
+Records of the same sweep, id and fingerprint key are duplicates: the latest is kept.
+Records of different sweeps are different records, even under one id (a note says so). A
+point measured under different fingerprint keys is a conflict: every record is kept, and
+the command exits 1 (nothing written) unless ``--allow-conflicts``. A path problem is one
+error line naming the path and the fix (exit 2), and nothing is written.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.sweep.files import check_output, write_error
 from pytest_llmperf.sweep.stream import merge_records, read_quietly
 
 
@@ -40,8 +43,10 @@ def add_merge_subcommand(sub: Any) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    check_output(out, "merge -o", "merged.jsonl")
     inputs = [Path(p) for p in args.inputs]
-    missing = [str(p) for p in inputs if not p.is_file()]
+    missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise UsageError(f"merge: no such file: {', '.join(missing)}")
     sources: list[tuple[str, list[dict[str, Any]]]] = []
@@ -60,9 +65,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
         f"merged: {len(result.records)} record(s), {result.duplicates} duplicate(s) dropped, "
         f"{len(result.conflicts)} conflict(s)"
     )
+    for line in result.shared:
+        print(f"note: {line}")
     for line in result.conflicts:
         print(f"conflict: {line}")
-    out = Path(args.output)
     if result.conflicts and not args.allow_conflicts:
         print(
             f"{out} NOT written: some points were measured under different fingerprint keys "
@@ -71,7 +77,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in result.records))
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in result.records)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, text)
+    except OSError as exc:
+        raise write_error(out, exc, "merge -o", "merged.jsonl") from None
     print(f"wrote {out}")
     return 0

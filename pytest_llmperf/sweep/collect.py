@@ -209,10 +209,17 @@ class Collector:
         return out
 
     # -- selection ----------------------------------------------------------------------------
-    def _resume_key(self, cfg: Config) -> str | None:
-        """The baseline key the session will give this config's measurements."""
+    def _resume_keys(self, items: Iterable[SweepItem]) -> dict[str, str]:
+        """Point id -> the baseline key the session will give its measurements (from the
+        model file's metadata; no model is loaded). Points without a model file: none."""
         perf = self._perf()
-        return None if perf is None else perf.baseline_key(cfg, cfg.workloads)
+        keys: dict[str, str] = {}
+        for it in items:
+            if perf is not None and it.point.id not in keys:
+                key = perf.baseline_key(it.config, it.config.workloads)
+                if key is not None:
+                    keys[it.point.id] = key
+        return keys
 
     def select(self, collected: Iterable[tuple[str, Any]]) -> set[str]:
         """Find the sweep items among ``(nodeid, llmperf_config value)`` pairs; return the
@@ -241,18 +248,13 @@ class Collector:
         if o.resume and o.results is not None:
             rows, warns = read_quietly(o.results)
             self.notices.extend(warns)
-            keys: dict[str, str] = {}
-            for nodeid, it in found.items():
-                if nodeid in drop or it.point.id in keys:
-                    continue
-                key = self._resume_key(it.config)
-                if key is not None:
-                    keys[it.point.id] = key
-            done = completed_ids(rows, keys)
-            for nodeid, it in found.items():
-                if nodeid not in drop and it.point.id in done:
-                    drop.add(nodeid)
-                    it.plan.resume_skipped += 1
+            for plan in self.plans.values():
+                mine = {n: it for n, it in found.items() if it.plan is plan and n not in drop}
+                done = completed_ids(rows, self._resume_keys(mine.values()), sweep=plan.name)
+                for nodeid, it in mine.items():
+                    if it.point.id in done:
+                        drop.add(nodeid)
+                        plan.resume_skipped += 1
         self.items = {k: v for k, v in found.items() if k not in drop}
         return drop
 

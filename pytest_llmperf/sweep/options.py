@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import METRICS
+from pytest_llmperf.sweep.files import check_output
 from pytest_llmperf.sweep.ranking import RANKING_SUFFIXES
 from pytest_llmperf.sweep.sampling import Sampling
 from pytest_llmperf.sweep.stream import parse_shard
@@ -60,6 +61,8 @@ class SweepOptions:
                 shard_spec = parse_shard(opt.perf_shard)
             except UsageError as exc:
                 raise UsageError(f"--perf-shard: {exc}") from None
+        if results is not None:
+            check_output(results, "--perf-sweep-results", "results.jsonl")
         ranking = str(Path(opt.perf_ranking).absolute()) if opt.perf_ranking else None
         if ranking is not None:
             suffix = Path(ranking.replace("{sweep}", "x")).suffix.lower()
@@ -68,6 +71,10 @@ class SweepOptions:
                     f"--perf-ranking={opt.perf_ranking}: a ranking file ends in .yaml, .yml "
                     "or .json"
                 )
+            # with '{sweep}', the file names are known later: check where they go
+            per_sweep = "{sweep}" in ranking
+            target = Path(ranking.replace("{sweep}", "x") if per_sweep else ranking)
+            check_output(target, "--perf-ranking", "ranking.yaml", parents_only=per_sweep)
         return cls(
             strategy=opt.perf_strategy,
             size=opt.perf_sample_size,

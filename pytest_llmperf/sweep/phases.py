@@ -134,16 +134,17 @@ class Phases:
         path = o.ranking_path(plan.name)
         assert path is not None
         records: Sequence[Mapping[str, Any]] = plan.records
-        if o.results is not None and o.results.is_file():
-            rows, _warns = read_quietly(o.results)
-            records = explore_records(rows, plan.name, plan.by_id)
-        ranked = rank_records(plan.sweep, records, self.top_k(plan.sweep), o.metric)
+        try:
+            if o.results is not None and o.results.is_file():
+                rows, _warns = read_quietly(o.results)
+                records = explore_records(rows, plan.name, plan.by_id)
+            ranked = rank_records(plan.sweep, records, self.top_k(plan.sweep), o.metric)
+            if ranked:
+                write_ranking(path, ranked)
+        except (OSError, LLMPerfError) as exc:
+            return [], [f"ranking of sweep {plan.name}: {exc}"]
         if not ranked:
             return [f"ranking of sweep {plan.name} NOT written: no successful result to rank"], []
-        try:
-            write_ranking(path, ranked)
-        except (OSError, LLMPerfError) as exc:
-            return [], [f"ranking {path}: {exc}"]
         return [
             f"ranking of sweep {plan.name} by {ranked[0].metric} (top {len(ranked)}): {path}",
             *(f"  {i}. {r.id}  {r.value:g}" for i, r in enumerate(ranked, 1)),

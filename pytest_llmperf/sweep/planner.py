@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.session import PerfSession
 from pytest_llmperf.sweep.collect import SweepItem, SweepPlan
 from pytest_llmperf.sweep.options import SweepOptions
@@ -95,7 +95,10 @@ class Planner:
             )
         results = self.options.results
         if results is not None and results.is_file():
-            rows, _warns = read_quietly(results)
+            try:
+                rows, _warns = read_quietly(results)
+            except UsageError as exc:
+                return f"estimated time: unknown ({exc})"
             spent, runs_done, n = 0.0, 0, 0
             for row in rows:
                 d, reps, names = row.get("duration_s"), row.get("repetitions"), row.get("workloads")

@@ -16,6 +16,7 @@ from pytest_llmperf.fileio import read_yaml, write_atomic
 from pytest_llmperf.metrics import METRICS, Better
 from pytest_llmperf.params import Workload
 from pytest_llmperf.sweep.context import PathLike, Where, check_keys
+from pytest_llmperf.sweep.files import write_error
 from pytest_llmperf.sweep.points import PointList, Root, SweepPoint, build
 from pytest_llmperf.sweep.sampling import Sampling, sample_indices
 from pytest_llmperf.sweep.spec import Axis, DeepSpec, Sweep, parse_axes
@@ -106,7 +107,8 @@ def write_ranking(path: PathLike, ranked: Sequence[Ranked | str]) -> None:
     """Write a ranking file the user can edit (reorder, delete lines): a list of ids.
 
     ``.json``: a JSON list. ``.yaml``/``.yml``: a YAML list with the metric values as
-    comments. Written atomically.
+    comments. Written atomically; a path that cannot be written is a UsageError naming
+    it and the fix.
     """
     p = Path(path)
     ids = [r.id if isinstance(r, Ranked) else str(r) for r in ranked]
@@ -124,8 +126,11 @@ def write_ranking(path: PathLike, ranked: Sequence[Ranked | str]) -> None:
         text = "\n".join(lines) + "\n"
     else:
         raise UsageError(f"{p}: a ranking file ends in .json, .yaml or .yml")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(p, text)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(p, text)
+    except OSError as exc:
+        raise write_error(p, exc, "ranking file", "ranking.yaml") from None
 
 
 def read_ranking(path: PathLike) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.sweep.context import PathLike
+from pytest_llmperf.sweep.files import read_error
 from pytest_llmperf.sweep.points import SweepPoint
 
 #: the field of a result record that holds its fingerprint key (see :func:`completed_ids`)
@@ -59,12 +60,15 @@ def append_result(path: PathLike, record: Mapping[str, Any]) -> None:
 
 def read_results(path: PathLike) -> list[dict[str, Any]]:
     """Every result of a JSONL file, in order. A missing file gives ``[]``; an unreadable
-    line (a crash mid-write) is skipped with a :class:`SweepWarning`, never fatal."""
+    line (a crash mid-write) is skipped with a :class:`SweepWarning`, never fatal; an
+    unreadable file (a directory, no permission) is a UsageError naming it."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise read_error(p, exc, "a results file (JSONL)") from None
     out: list[dict[str, Any]] = []
     lines = raw.split(b"\n")
     for lineno, line in enumerate(lines, start=1):
@@ -98,12 +102,16 @@ def read_quietly(path: PathLike) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def completed_ids(
-    results: PathLike | Iterable[Mapping[str, Any]], keys: Mapping[str, str]
+    results: PathLike | Iterable[Mapping[str, Any]],
+    keys: Mapping[str, str],
+    *,
+    sweep: str | None = None,
 ) -> set[str]:
     """Ids of points already measured with the same fingerprint key (skip them on resume).
 
     ``keys`` maps point id -> its current fingerprint key; a record counts when its
-    ``fingerprint_key`` equals it and it has no truthy ``error``."""
+    ``fingerprint_key`` equals it and it has no truthy ``error``. With ``sweep``, records
+    of other sweeps do not count (two sweeps may share point ids)."""
     rows = read_results(results) if isinstance(results, str | os.PathLike) else results
     done: set[str] = set()
     for row in rows:
@@ -113,6 +121,7 @@ def completed_ids(
             and pid in keys
             and not row.get("error")
             and row.get(RESULT_KEY_FIELD) == keys[pid]
+            and (sweep is None or row.get("sweep") in (None, sweep))
         ):
             done.add(pid)
     return done
@@ -159,39 +168,55 @@ def shard(points: Sequence[P], i: int, n: int) -> list[P]:
 @dataclass(frozen=True)
 class MergeResult:
     records: list[dict[str, Any]]
-    #: records dropped as duplicates (same id and fingerprint key; the latest was kept)
+    #: records dropped as duplicates (same sweep, id and fingerprint key; the latest kept)
     duplicates: int
-    #: one line per id measured under different fingerprint keys (all kept)
+    #: one line per point (sweep and id) measured under different fingerprint keys (all kept)
     conflicts: tuple[str, ...]
+    #: one line per id that points of several sweeps share (their records kept apart)
+    shared: tuple[str, ...] = ()
+
+
+def _point(pid: str, sweep: str) -> str:
+    return f"{pid} (sweep {sweep})" if sweep else pid
 
 
 def merge_records(sources: Sequence[tuple[str, Iterable[Mapping[str, Any]]]]) -> MergeResult:
     """Join the records of several sources (a name, such as the file, and its records);
     see :func:`merge`."""
-    latest: dict[tuple[str, Any], tuple[tuple[str, int], dict[str, Any], str]] = {}
+    #: (id, sweep, fingerprint key) -> ((finished_at, order), record, source)
+    latest: dict[tuple[str, str, str], tuple[tuple[str, int], dict[str, Any], str]] = {}
     dropped = 0
     seq = 0
     for src, rows in sources:
         for row in rows:
             seq += 1
-            key = (row["id"], json.dumps(row.get(RESULT_KEY_FIELD), sort_keys=True))
+            fkey = json.dumps(row.get(RESULT_KEY_FIELD), sort_keys=True)
+            key = (row["id"], str(row.get("sweep") or ""), fkey)
             rank_key = (str(row.get("finished_at") or ""), seq)
             if key in latest:
                 dropped += 1
                 if rank_key < latest[key][0]:
                     continue
             latest[key] = (rank_key, dict(row), src)
-    by_id: dict[str, list[tuple[str, str]]] = {}
-    for (pid, fkey), (_, _, src) in latest.items():
-        by_id.setdefault(pid, []).append((fkey, src))
+    sources_of: dict[tuple[str, str], list[str]] = {}
+    sweeps_of: dict[str, set[str]] = {}
+    for (pid, sweep, _fkey), (_, _, src) in latest.items():
+        sources_of.setdefault((pid, sweep), []).append(src)
+        sweeps_of.setdefault(pid, set()).add(sweep)
     conflicts = tuple(
-        f"{pid}: measured under {len(entries)} fingerprint keys "
-        f"({', '.join(sorted({src for _, src in entries}))}); all kept, compare with care"
-        for pid, entries in sorted(by_id.items())
-        if len(entries) > 1
+        f"{_point(pid, sweep)}: measured under {len(srcs)} fingerprint keys "
+        f"({', '.join(sorted(set(srcs)))}); all kept, compare with care"
+        for (pid, sweep), srcs in sorted(sources_of.items())
+        if len(srcs) > 1
+    )
+    shared = tuple(
+        f"{pid}: a point of sweeps {' and '.join(sorted(s or '(none)' for s in sweeps))} "
+        "(their records are kept apart)"
+        for pid, sweeps in sorted(sweeps_of.items())
+        if len(sweeps) > 1
     )
     records = [row for _, (_, row, _) in sorted(latest.items(), key=lambda kv: kv[0])]
-    return MergeResult(records=records, duplicates=dropped, conflicts=conflicts)
+    return MergeResult(records=records, duplicates=dropped, conflicts=conflicts, shared=shared)
 
 
 def merge_report(paths: Sequence[PathLike]) -> MergeResult:
@@ -200,10 +225,11 @@ def merge_report(paths: Sequence[PathLike]) -> MergeResult:
 
 
 def merge(paths: Sequence[PathLike]) -> list[dict[str, Any]]:
-    """The results of several shard files, sorted by id: duplicates (same id and
-    fingerprint key) keep the latest (``finished_at``, then file and line order); an id
-    measured under different fingerprint keys keeps every key and is reported with a
-    :class:`SweepWarning` (use :func:`merge_report` for the counts and lines)."""
+    """The results of several shard files, sorted by id (then sweep): duplicates (same
+    sweep, id and fingerprint key) keep the latest (``finished_at``, then file and line
+    order); records of different sweeps are different records, even under one id; a
+    point measured under different fingerprint keys keeps every key and is reported with
+    a :class:`SweepWarning` (use :func:`merge_report` for the counts and lines)."""
     result = merge_report(paths)
     for line in result.conflicts:
         warnings.warn(f"merge: {line}", SweepWarning, stacklevel=2)
