@@ -13,44 +13,77 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
-from pytest_llmperf import gate, judge, thresholds
+from pytest_llmperf import gate, judge, options, stats, thresholds
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import fmt_value
+from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.registry import load_registry
-from pytest_llmperf.results import Measurement, Verdict, worst
+from pytest_llmperf.results import Measurement, Reference, Verdict, worst
 
 
-def load_measurements(path: str) -> dict[str, dict[str, Measurement]]:
-    """nodeid -> workload name -> Measurement, from results.json or a baseline file."""
+def open_store(path: Path, machine: str | None = None) -> baseline_mod.BaselineStore:
+    """The store a path names: a machine file (``baselines/<id>.json``, either schema), a
+    machine folder (``baselines/<id>/``), or a baseline directory with ``machine``."""
+    from pytest_llmperf.fingerprint import machine_id
+
+    if path.is_dir() and machine is None and (path.parent / f"{path.name}.json").is_file():
+        directory, mid = path.parent, path.name
+    elif path.is_dir():
+        directory, mid = path, machine or machine_id()
+    elif path.suffix == ".json":
+        directory, mid = path.parent, path.name.removesuffix(".json")
+    else:
+        raise UsageError(
+            f"{path}: not a baseline file or folder; name baselines/<machine>.json, "
+            "baselines/<machine>/ or a results.json"
+        )
+    return baseline_mod.BaselineStore(directory, mid).load()
+
+
+def _latest_measurement(nodeid: str, wl: str, ref: Reference) -> Measurement:
+    return Measurement(
+        model=nodeid,
+        model_path="",
+        params=LoadParams(),
+        workload=Workload.parse(wl),
+        samples=[],
+        values={k: list(v) for k, v in ref.sessions[-1].items()},
+        absent=dict(ref.absent),
+    )
+
+
+def load_references(path: str) -> dict[str, dict[str, Reference]]:
+    """nodeid -> workload -> Reference, from results.json or baselines (a machine file or
+    folder; several fingerprints for one test: the most recently accepted)."""
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = None
-    out: dict[str, dict[str, Measurement]] = {}
-    if isinstance(data, dict) and "entries" in data:
-        doc = baseline_mod.parse_document(raw, p)
-        for nodeid, by_key in doc["entries"].items():
-            # several fingerprints for one test: the most recently accepted one
-            entry = max(by_key.values(), key=lambda e: str(e.get("accepted_at", "")))
-            out[nodeid] = {
-                name: Measurement.from_dict(m) for name, m in entry.get("measurements", {}).items()
-            }
-        return out
-    from pytest_llmperf.report import load_results
+    if not p.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    if p.is_file() and p.suffix == ".json":
+        try:
+            head = json.loads(p.read_bytes())
+        except (OSError, ValueError):
+            head = None
+        if isinstance(head, dict) and "tests" in head:
+            from pytest_llmperf.report import load_results
 
-    for rep in load_results(p):
-        out[rep.nodeid] = {m.workload.name: m for m in rep.measurements}
+            return {
+                rep.nodeid: {m.workload.name: Reference.of(m) for m in rep.measurements}
+                for rep in load_results(p)
+            }
+    store = open_store(p)
+    out: dict[str, dict[str, Reference]] = {}
+    for nodeid in sorted({info.nodeid for info in store.list_entries()}):
+        entry = max(store.entries_for(nodeid).values(), key=lambda e: e.accepted_at)
+        out[nodeid] = entry.references()
     return out
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    base = load_measurements(args.baseline)
-    cur = load_measurements(args.current)
+    base = load_references(args.baseline)
+    cur = {
+        nodeid: {wl: _latest_measurement(nodeid, wl, ref) for wl, ref in refs.items()}
+        for nodeid, refs in load_references(args.current).items()
+    }
     project = load_registry(Path.cwd(), args.config)
     config = thresholds.rules_from(project.rule_sources)
     verdicts: list[Verdict] = []
@@ -86,63 +119,91 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pytest_llmperf.report import load_results, write_report
 
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"report -o {out}: is a file; name a folder for the report files")
     reports = load_results(args.results)
     baseline_reports = load_results(args.baseline) if args.baseline else None
-    written = write_report(reports, Path(args.output), baseline_reports=baseline_reports)
+    try:
+        written = write_report(reports, out, baseline_reports=baseline_reports)
+    except OSError as exc:
+        raise UsageError(f"report -o {out}: cannot write there ({exc.strerror or exc})") from None
     for path in written:
         print(path)
     return 0
 
 
 def _store(args: argparse.Namespace) -> baseline_mod.BaselineStore:
-    from pytest_llmperf.fingerprint import machine_id
-
-    directory = Path(args.dir)
     if args.file:
-        path = Path(args.file)
-        directory, mid = path.parent, path.name.removesuffix(".json")
-    else:
-        mid = args.machine or machine_id()
-    store = baseline_mod.BaselineStore(directory, mid)
-    store.load()
-    return store
+        return open_store(Path(args.file))
+    return open_store(Path(args.dir), args.machine)
 
 
 def _cmd_baseline_list(args: argparse.Namespace) -> int:
     store = _store(args)
     rows = store.list_entries()
-    print(f"{store.path}: {len(rows)} entries")
+    print(f"{store.entries_dir}: {len(rows)} entries")
     for e in rows:
         print(
             f"  {e.nodeid}  [{e.key}]  {e.model}  {','.join(e.workloads)}  "
-            f"accepted {e.accepted_at}" + (f" at {e.git_commit[:10]}" if e.git_commit else "")
+            f"{e.sessions} session(s), latest {e.accepted_at}"
+            + (f" at {e.git_commit[:10]}" if e.git_commit else "")
         )
+    for path, exc in sorted(store.broken_files.items()):
+        print(f"  unreadable: {path}: {exc}")
     return 0
 
 
 def _cmd_baseline_show(args: argparse.Namespace) -> int:
+    from pytest_llmperf import gate
+
     store = _store(args)
     entries = store.entries_for(args.nodeid)
     if not entries:
         raise UsageError(
-            f"{store.path}: no entry for {args.nodeid!r}; `llmperf baseline list` "
+            f"{store.entries_dir}: no entry for {args.nodeid!r}; `llmperf baseline list` "
             "shows the stored node ids"
         )
+    rules = thresholds.rules_from(load_registry(Path.cwd(), None).rule_sources)
     for key, entry in sorted(entries.items()):
-        print(
-            f"{args.nodeid} [{key}] accepted {entry.get('accepted_at')} "
-            f"commit {entry.get('git_commit')}"
-        )
-        for name, mdict in sorted(entry.get("measurements", {}).items()):
-            m = Measurement.from_dict(mdict)
-            print(f"  {name}: {m.params.to_args() or 'default params'}")
-            for metric, s in sorted(m.summaries().items()):
-                unit = mdict.get("metrics", {}).get(metric, {}).get("unit", "")
-                print(
-                    f"    {metric:<14} median {fmt_value(s.median, unit):>14}  "
-                    f"stddev {fmt_value(s.stddev):>9}  n={s.n}"
+        print(f"{args.nodeid} [{key}] {len(entry.sessions)} accepted session(s)")
+        for s in entry.sessions:
+            state = "" if s.usable else f"  SKIPPED: {s.problem}"
+            print(f"  {s.accepted_at}  commit {s.git_commit or '-'}{state}")
+        params = entry.fingerprint.get("params", {})
+        for wl, ref in sorted(entry.references().items()):
+            print(f"  {wl}: {LoadParams.from_dict(params).to_args() or 'default params'}")
+            for metric, per_session in sorted((m, ref.per_session(m)) for m in ref.pooled()):
+                medians = ", ".join(fmt_value(stats.median(v)) for v in per_session)
+                drift = gate.history_drift(
+                    metric, per_session, len(per_session[-1]), rules.threshold(metric)
                 )
+                what = ""
+                if rules.threshold(metric) is not None:
+                    what = (
+                        f"  drift ±{drift.spread_pct:.1f}%"
+                        if drift.spread_pct is not None
+                        else "  drift unknown"
+                    ) + f"  detects >= {drift.detectable_pct:.1f}%"
+                print(f"    {metric:<14} medians {medians}{what}")
     return 0
+
+
+def _keep_list(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(
+            f"baseline prune --keep-from {path}: cannot read it ({exc.strerror or exc}); "
+            "write it with `pytest --collect-only -q > FILE`"
+        ) from None
+    keep = [line.strip() for line in text.splitlines() if "::" in line.strip()]
+    if not keep:
+        raise UsageError(
+            f"baseline prune --keep-from {path}: holds no test node ids (lines with '::'): "
+            "was the collection that wrote it successful? Nothing was removed"
+        )
+    return keep
 
 
 def _cmd_baseline_prune(args: argparse.Namespace) -> int:
@@ -157,20 +218,21 @@ def _cmd_baseline_prune(args: argparse.Namespace) -> int:
             "(repeatable), or --keep-from FILE (node ids to keep, one a line, e.g. "
             "from `pytest --collect-only -q`)"
         )
-    keep: list[str] | None = None
-    if args.keep_from:
-        keep = [
-            line.strip()
-            for line in Path(args.keep_from).read_text().splitlines()
-            if line.strip() and "::" in line
-        ]
-    removed = store.prune(
-        keep_nodeids=keep, older_than=older, entries=entries, dry_run=args.dry_run
-    )
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"{store.path}: {verb} {len(removed)} entries")
+    keep = _keep_list(args.keep_from) if args.keep_from else None
+    doomed = store.prune(keep_nodeids=keep, older_than=older, entries=entries, dry_run=True)
+    total = len(store.list_entries())
+    if doomed and len(doomed) == total and not args.all:
+        raise UsageError(
+            f"baseline prune would remove every entry ({total}) of {store.entries_dir}; "
+            "add --all if that is what you want. Nothing was removed"
+        )
+    apply = args.yes and not args.dry_run
+    removed = store.prune(keep_nodeids=keep, older_than=older, entries=entries) if apply else doomed
+    print(f"{store.entries_dir}: {'removed' if apply else 'would remove'} {len(removed)} entries")
     for nodeid, key in removed:
         print(f"  {nodeid} [{key}]")
+    if removed and not apply:
+        print("nothing removed: run again with --yes to remove them")
     return 0
 
 
@@ -180,7 +242,7 @@ def add_subcommands(sub: Any) -> None:
     )
     c.add_argument("baseline", help="results.json or baselines/<machine>.json: the reference")
     c.add_argument("current", help="results.json or baseline file: the new numbers")
-    c.add_argument("--alpha", type=float, default=0.05)
+    c.add_argument("--alpha", type=options.probability, default=0.05)
     c.add_argument("--fail-on-improvement", action="store_true")
     c.add_argument(
         "--config",
@@ -212,12 +274,19 @@ def add_subcommands(sub: Any) -> None:
         if name == "show":
             p.add_argument("nodeid")
         if name == "prune":
-            p.add_argument("--older-than", type=float, default=None, metavar="DAYS")
+            p.add_argument("--older-than", type=options.non_negative, default=None, metavar="DAYS")
             p.add_argument("--nodeid", action="append", default=None)
-            p.add_argument("--keep-from", default=None, metavar="FILE")
-            p.add_argument("--dry-run", action="store_true")
-    try:
-        from pytest_llmperf.sweep_cli import add_merge_subcommand
-    except ImportError:  # pragma: no cover - sweep CLI not installed
-        return
+            p.add_argument(
+                "--keep-from",
+                default=None,
+                metavar="FILE",
+                help="keep only these node ids (one a line: `pytest --collect-only -q`)",
+            )
+            p.add_argument(
+                "--yes", action="store_true", help="remove them (default: show what would go)"
+            )
+            p.add_argument("--all", action="store_true", help="allow removing every entry")
+            p.add_argument("--dry-run", action="store_true", help="show only (the default)")
+    from pytest_llmperf.sweep_cli import add_merge_subcommand
+
     add_merge_subcommand(sub)

@@ -265,15 +265,64 @@ def check_fits_in_memory(path: str, file_size: int, params: Any) -> None:
 # -- hardware description ----------------------------------------------------------------
 
 
-def cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    out: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    if out:
+                        break
+                    continue
+                name, sep, value = line.partition(":")
+                if sep:
+                    out.setdefault(name.strip().lower(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return out
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+#: x86-64 micro-architecture levels (psABI), highest first, and the flags each needs
+_X86_LEVELS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("x86-64-v4", frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"})),
+    ("x86-64-v3", frozenset({"avx2", "bmi1", "bmi2", "f16c", "fma", "movbe"})),
+    ("x86-64-v2", frozenset({"sse4_2", "popcnt", "ssse3"})),
+)
+#: extensions that change which llama.cpp kernels run, named after the level
+_X86_EXTRAS = ("avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile")
+
+
+def cpu_identity() -> dict[str, Any]:
+    """What tells CPUs with the same model name apart (a virtual machine often reports
+    just "AMD EPYC"): family and model numbers, and the ISA level with the extensions
+    llama.cpp uses, e.g. ``x86-64-v4+avx512_bf16+avx512_vnni``."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    isa = ""
+    for level, needed in _X86_LEVELS:
+        if needed <= flags:
+            isa = level
+            break
+    if isa:
+        isa = "+".join([isa, *[x for x in _X86_EXTRAS if x in flags]])
+    elif info.get("features"):  # arm64: the feature list llama.cpp checks
+        feats = set(info["features"].split())
+        isa = "+".join(
+            ["arm64", *[f for f in ("asimddp", "i8mm", "sve", "sve2", "bf16") if f in feats]]
+        )
+    out: dict[str, Any] = {}
+    if info.get("cpu family"):
+        out["cpu_family"] = info["cpu family"]
+    if info.get("model"):
+        out["cpu_model"] = info["model"]
+    if isa:
+        out["isa"] = isa
+    return out
 
 
 def machine_info() -> dict[str, Any]:
@@ -282,6 +331,7 @@ def machine_info() -> dict[str, Any]:
     gpu, reason = gpu_info()
     return {
         "cpu": cpu_model(),
+        **cpu_identity(),
         "cores": int(os.cpu_count() or 1),
         "physical_cores": int(psutil.cpu_count(logical=False) or os.cpu_count() or 1),
         "ram_gb": round(psutil.virtual_memory().total / MB / 1024, 1),

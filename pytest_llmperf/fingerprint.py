@@ -60,15 +60,29 @@ def fingerprint(info: ModelInfo, model_id: str = "") -> dict[str, Any]:
     return compose(machine(), software(), model(info, model_id))
 
 
+def _slug(text: str) -> str:
+    text = re.sub(r"\(r\)|\(tm\)|cpu|processor|\d+-core", " ", text.lower())
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40]
+
+
 def machine_id(mach: dict[str, Any] | None = None) -> str:
-    """A readable, stable file-name id for this machine: ``<cpu>-<cores>c[-<gpu>]``."""
+    """A readable, stable file-name id for this machine: ``<cpu>-<cores>c[-<gpu>]``.
+
+    A model name without a number (a virtual machine's "AMD EPYC" is every EPYC, Zen 2 as
+    much as Zen 4) gets the CPU family and model: ``amd-epyc-f25m17-2c``."""
     m = mach or machine()
-
-    def slug(text: str) -> str:
-        text = re.sub(r"\(r\)|\(tm\)|cpu|processor|\d+-core", " ", text.lower())
-        return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40]
-
-    parts = [slug(str(m.get("cpu") or "cpu")) or "cpu", f"{m.get('cores', 0)}c"]
+    cpu = _slug(str(m.get("cpu") or "cpu")) or "cpu"
+    if not re.search(r"\d", cpu) and m.get("cpu_family") and m.get("cpu_model"):
+        cpu = f"{cpu}-f{m['cpu_family']}m{m['cpu_model']}"
+    parts = [cpu, f"{m.get('cores', 0)}c"]
     if m.get("gpu"):
-        parts.append(slug(str(m["gpu"])))
+        parts.append(_slug(str(m["gpu"])))
     return "-".join(parts)
+
+
+def legacy_machine_ids(mach: dict[str, Any] | None = None) -> list[str]:
+    """The ids earlier versions gave this machine (their baseline files are read, and
+    moved to :func:`machine_id`'s on the first write)."""
+    m = dict(mach or machine())
+    old = machine_id({k: v for k, v in m.items() if k not in ("cpu_family", "cpu_model")})
+    return [old] if old != machine_id(m) else []

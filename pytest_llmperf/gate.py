@@ -46,12 +46,14 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from pytest_llmperf.metrics import KEY_METRICS, METRICS, fmt_value
-from pytest_llmperf.results import Measurement, MetricComparison, Verdict, worst
+from pytest_llmperf import stats
+from pytest_llmperf.metrics import METRICS, fmt_value, ordered_metrics
+from pytest_llmperf.results import Measurement, MetricComparison, Reference, Verdict, worst
 from pytest_llmperf.thresholds import GateRules, Limit, Operand, RatioSLA, Threshold
 
 #: the comparisons key under which limits and ratio SLAs are reported
@@ -142,15 +144,6 @@ def _pct(change: float | None) -> str:
     return "n/a" if change is None else f"{change:+.1f}%"
 
 
-def ordered_metric_names(names: Iterable[str]) -> list[str]:
-    """Key metrics first, then the registry's order, then unknown names alphabetically."""
-    pool = set(names)
-    registry = list(METRICS)
-    first = [m for m in KEY_METRICS if m in pool]
-    rest = [m for m in registry if m in pool and m not in first]
-    return first + rest + sorted(pool - set(first) - set(rest))
-
-
 def _base(metric: str, threshold: Threshold | None) -> dict[str, Any]:
     mdef = METRICS.get(metric)
     return {
@@ -159,6 +152,65 @@ def _base(metric: str, threshold: Threshold | None) -> dict[str, Any]:
         "better": mdef.better if mdef else "",
         "threshold": threshold.text() if threshold is not None else "",
     }
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What a baseline's history says about one metric on this machine."""
+
+    sessions: int
+    #: the bad-direction change an unchanged session stays within (percent), None when
+    #: the history is too short to say
+    allowance_pct: float | None
+    #: the same bound, symmetric on the log scale, for messages ("drifts +-14%")
+    spread_pct: float | None
+    #: the smallest regression this gate can detect here (percent)
+    detectable_pct: float | None
+
+    def text(self) -> str:
+        if self.spread_pct is None:
+            return (
+                f"{self.sessions} accepted session(s): this machine's drift between sessions "
+                f"is unknown until {stats.MIN_SESSIONS} are recorded"
+            )
+        return (
+            f"this machine drifts ±{self.spread_pct:.0f}% between sessions "
+            f"({self.sessions} sessions)"
+        )
+
+
+def history_drift(
+    metric: str,
+    sessions: Sequence[Sequence[float]],
+    n_current: int,
+    threshold: Threshold | None,
+    alpha: float = 0.05,
+) -> Drift:
+    """The drift of ``metric`` across accepted ``sessions`` (oldest first) and the
+    smallest change the gate can then detect with ``n_current`` new samples."""
+    medians = [_median(v) for v in sessions if len(v)]
+    bound = stats.drift_allowance(medians)
+    better = METRICS[metric].better if metric in METRICS else "lower"
+    allowance = spread = None
+    if bound is not None:
+        spread = bound * 100
+        allowance = (1 - 1 / (1 + bound)) * 100 if better == "higher" else bound * 100
+    pooled = [x for v in sessions for x in v]
+    cvs = [stats.robust_cv(v) for v in sessions if len(v) > 1]
+    within = (
+        stats.within_detectable(_median(cvs) if cvs else 0.0, n_current, len(pooled), alpha) * 100
+    )
+    parts = [within] + ([allowance] if allowance is not None else [])
+    if threshold is not None and threshold.rel_pct is not None:
+        parts.append(threshold.rel_pct)
+    return Drift(len(medians), allowance, spread, max(parts))
+
+
+def _widened(threshold: Threshold, drift: Drift | None) -> Threshold:
+    if drift is None or drift.allowance_pct is None:
+        return threshold
+    rel = max(threshold.rel_pct or 0.0, drift.allowance_pct)
+    return Threshold(threshold.metric, rel_pct=rel, abs=threshold.abs, source=threshold.source)
 
 
 def compare_metric(
@@ -171,10 +223,18 @@ def compare_metric(
     min_samples: int = 3,
     fail_on_improvement: bool = False,
     bootstrap: bool = True,
+    sessions: Sequence[Sequence[float]] | None = None,
 ) -> MetricComparison:
-    """Compare one metric's raw values; see the module docstring for the rule."""
+    """Compare one metric's raw values; see the module docstring for the rule.
+
+    ``sessions``: the baseline's accepted sessions (oldest first), when it keeps a
+    history; ``baseline`` is then their pooled values, the reference value is the centre
+    of the session medians, and the allowance widens to what the machine drifts.
+    """
     info = _base(metric, threshold)
-    bm, cm = _median(baseline), _median(current)
+    history = [list(v) for v in sessions or () if len(v)]
+    bm = stats.center([_median(v) for v in history]) if len(history) >= 2 else _median(baseline)
+    cm = _median(current)
     change = _change_pct(bm, cm)
     out = MetricComparison(
         **info, baseline_median=bm, current_median=cm, change_pct=change, verdict="pass"
@@ -182,12 +242,43 @@ def compare_metric(
     if threshold is None:
         out.reason = "not gated"
         return out
+    drift = (
+        history_drift(metric, history, len(current), threshold, alpha)
+        if len(history) >= 2
+        else None
+    )
+    out.threshold_pct = threshold.rel_pct
+    if drift is not None:
+        out.sessions = drift.sessions
+        out.drift_pct = drift.spread_pct
+        out.detectable_pct = drift.detectable_pct
+    gate_thr = _widened(threshold, drift)
     worse = threshold.exceeded(bm, cm)
     better = threshold.improved(bm, cm)
     thr = threshold.text()
+    if gate_thr is not threshold:
+        out.allowance = gate_thr.text()
     if not worse and not better:
-        out.reason = f"within {thr}"
+        out.reason = f"within {thr}" + (f"; {drift.text()}" if drift is not None else "")
         return out
+    if (
+        drift is not None
+        and (worse or better)
+        and not (gate_thr.exceeded(bm, cm) or gate_thr.improved(bm, cm))
+    ):
+        if worse:
+            out.verdict = "inconclusive"
+            out.reason = (
+                f"{_pct(change)} is beyond the threshold {thr}, but {drift.text()}: gating "
+                f"at {gate_thr.text()}, a change this size cannot be told from drift "
+                "(more accepted sessions, a paired reference run or a quieter machine would "
+                "tell)"
+            )
+        else:
+            out.reason = f"{_pct(change)} better than {thr}, within {drift.text()}"
+        return out
+    if gate_thr is not threshold:
+        thr = f"{gate_thr.text()} (threshold {threshold.text()}; {drift.text() if drift else ''})"
     mdef = METRICS.get(metric)
     improvement_note = (
         ": fails with --perf-fail-on-improvement; refresh with --perf-accept"
@@ -203,6 +294,9 @@ def compare_metric(
         )
         return out
     n_b, n_c = len(baseline), len(current)
+    if history and n_b != sum(len(v) for v in history):
+        baseline = [x for v in history for x in v]
+        n_b = len(baseline)
     if min(n_b, n_c) < min_samples:
         if worse:
             out.verdict = "inconclusive"
@@ -255,7 +349,7 @@ def compare_metric(
     return out
 
 
-def _absent_reason(m: Measurement | None, metric: str, side: str) -> str:
+def _absent_reason(m: Measurement | Reference | None, metric: str, side: str) -> str:
     if m is not None and metric in m.absent:
         return f"absent {side}: {m.absent[metric]}"
     return f"absent {side}: not measured"
@@ -263,7 +357,7 @@ def _absent_reason(m: Measurement | None, metric: str, side: str) -> str:
 
 def compare_measurement(
     current: Measurement,
-    baseline: Measurement | None,
+    baseline: Measurement | Reference | None,
     config: GateRules,
     *,
     alpha: float = 0.05,
@@ -273,15 +367,16 @@ def compare_measurement(
 ) -> list[MetricComparison]:
     """One comparison per metric of ``current`` (and of ``baseline``), key metrics first.
 
-    ``baseline`` None: every metric is ``new``. See the module docstring for the rule and
-    for absent metrics.
+    ``baseline`` None: every metric is ``new``; a :class:`Reference` with several
+    accepted sessions gates with the history's drift (:func:`compare_metric`). See the
+    module docstring for the rule and for absent metrics.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha={alpha!r} must be between 0 and 1")
     cur_vals = {k: v for k, v in current.values.items() if v}
     if baseline is None:
         out: list[MetricComparison] = []
-        for metric in ordered_metric_names(cur_vals):
+        for metric in ordered_metrics(cur_vals):
             threshold = config.threshold(metric)
             out.append(
                 MetricComparison(
@@ -294,10 +389,11 @@ def compare_measurement(
                 )
             )
         return out
-    base_vals = {k: v for k, v in baseline.values.items() if v}
+    ref = baseline if isinstance(baseline, Reference) else Reference.of(baseline)
+    base_vals = ref.pooled()
     names = set(cur_vals) | set(base_vals)
     out = []
-    for metric in ordered_metric_names(names):
+    for metric in ordered_metrics(names):
         threshold = config.threshold(metric)
         if metric in cur_vals and metric in base_vals:
             out.append(
@@ -310,6 +406,7 @@ def compare_measurement(
                     min_samples=min_samples,
                     fail_on_improvement=fail_on_improvement,
                     bootstrap=bootstrap,
+                    sessions=ref.per_session(metric),
                 )
             )
             continue
@@ -326,7 +423,7 @@ def compare_measurement(
                 comp.verdict = "inconclusive"
                 comp.reason += " (gated metric not checked)"
         else:  # absent from the baseline
-            comp.reason = _absent_reason(baseline, metric, "in baseline")
+            comp.reason = _absent_reason(ref, metric, "in baseline")
             if threshold is not None:
                 comp.reason += " (re-accept to gate it)"
         out.append(comp)
@@ -634,5 +731,4 @@ __all__ = [
     "format_table",
     "mann_whitney_p",
     "needs_remeasure",
-    "ordered_metric_names",
 ]

@@ -16,10 +16,10 @@ from typing import Literal, get_args
 
 from pytest_llmperf import gate
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.results import Measurement, MetricComparison, Verdict, worst
+from pytest_llmperf.results import Measurement, MetricComparison, Reference, Verdict, worst
 from pytest_llmperf.thresholds import GateRules
 
-AcceptMode = Literal["all", "new", "failed"]
+AcceptMode = Literal["all", "new", "failed", "reset"]
 ACCEPT_MODES: tuple[AcceptMode, ...] = get_args(AcceptMode)
 MissingMode = Literal["fail", "skip", "record"]
 MISSING_MODES: tuple[MissingMode, ...] = get_args(MissingMode)
@@ -55,14 +55,15 @@ class Judgement:
 
 def compare(
     current: Sequence[Measurement],
-    baseline: Mapping[str, Measurement] | None,
+    baseline: Mapping[str, Measurement | Reference] | None,
     rules: GateRules,
     *,
     alpha: float = 0.05,
     fail_on_improvement: bool = False,
 ) -> dict[str, list[MetricComparison]]:
-    """Comparisons per workload name (``baseline`` None: every metric is new), plus the
-    limits and ratio SLAs under :data:`gate.SLA_KEY` when there are any."""
+    """Comparisons per workload name (``baseline`` None: every metric is new; a workload
+    missing from it is new too), plus the limits and ratio SLAs under :data:`gate.SLA_KEY`
+    when there are any."""
     out: dict[str, list[MetricComparison]] = {}
     for m in current:
         out[m.workload.name] = gate.compare_measurement(
@@ -90,7 +91,8 @@ def needs_remeasure(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bo
 def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
     """Whether ``--perf-accept=<mode>`` records a test with this verdict.
 
-    - ``all``: every test that measured something (not ``error``)
+    - ``all``: every test that measured something (not ``error``), added to its history
+    - ``reset``: the same, replacing the history with this session
     - ``new``: tests without an entry under their baseline key
     - ``failed``: tests whose verdict is in :data:`FAILED_VERDICTS`
 
@@ -100,7 +102,7 @@ def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
         raise UsageError(f"accept mode {mode!r}: accepted: {', '.join(ACCEPT_MODES)}")
     if verdict == "error":
         return False
-    if mode == "all":
+    if mode in ("all", "reset"):
         return True
     if mode == "new":
         return not has_entry

@@ -1,6 +1,6 @@
 """Pure metric definitions and arithmetic: per-sample metrics, percentiles, summaries.
 
-Definitions (see docs/ARCHITECTURE.md, "Metric definitions"); every time is from
+Definitions (the README's "What is measured" table); every time is from
 ``time.perf_counter_ns()`` relative to the start of generation (after tokenization):
 
 - ``ttft_ms``: start to the first generated token id
@@ -100,15 +100,12 @@ KEY_METRICS: tuple[str, ...] = (
 )
 
 
-def metric_def(name: str) -> MetricDef:
-    try:
-        return METRICS[name]
-    except KeyError:
-        from pytest_llmperf.errors import UsageError
-
-        raise UsageError(
-            f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}"
-        ) from None
+def ordered_metrics(names: Iterable[str]) -> list[str]:
+    """Key metrics first (in KEY_METRICS order), then the registry's order, then unknown
+    names alphabetically: the one order of metrics in tables and reports."""
+    pool = set(names)
+    order = list(KEY_METRICS) + [m for m in METRICS if m not in KEY_METRICS]
+    return [m for m in order if m in pool] + sorted(pool - set(order))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,16 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int_at_least(low)(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"{value} must be <= {high}")
+        return value
+
+    return parse
+
+
 def choice(choices: Sequence[T]) -> Callable[[str], T]:
     def parse(text: str) -> T:
         for c in choices:

@@ -286,11 +286,12 @@ class Knob:
     help: str = ""
     name: str = ""
 
+    default: Any = None
+
     def shown(self, value: Any) -> bool:
         """Whether ``value`` appears in test ids and optional report columns: it differs
         from the default (and from any older default)."""
-        default = _FIELD_DEFAULTS[self.name]
-        return value != default and value not in self.legacy_defaults
+        return value != self.default and value not in self.legacy_defaults
 
     @property
     def all_flags(self) -> tuple[str, ...]:
@@ -307,7 +308,9 @@ class Knob:
 
 def knob(default: Any, kind: Kind, *flags: str, **spec: Any) -> Any:
     """A LoadParams field with its :class:`Knob` spec in the field's metadata."""
-    return field(default=default, metadata={"knob": Knob(kind, tuple(flags), **spec)})
+    return field(
+        default=default, metadata={"knob": Knob(kind, tuple(flags), default=default, **spec)}
+    )
 
 
 @dataclass(frozen=True)
@@ -421,9 +424,10 @@ class LoadParams:
     )
 
     def __post_init__(self) -> None:
-        for name, spec in KNOBS.items():
+        for f in dataclasses.fields(self):
+            name, spec = f.name, f.metadata["knob"]
             value = getattr(self, name)
-            if value is None and _FIELD_DEFAULTS[name] is None:
+            if value is None and f.default is None:
                 continue
             try:
                 canonical = spec.kind.coerce(value)
@@ -455,9 +459,9 @@ class LoadParams:
     def non_default(self) -> dict[str, Any]:
         """The fields set away from their defaults, in field order."""
         return {
-            name: getattr(self, name)
-            for name in KNOBS
-            if getattr(self, name) != _FIELD_DEFAULTS[name]
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
         }
 
     def identity(self) -> dict[str, Any]:
@@ -505,7 +509,7 @@ class LoadParams:
         parts = [
             value_id(name, value)
             for name, value in self.non_default().items()
-            if KNOBS[name].shown(value)
+            if _knob(self, name).shown(value)
         ]
         return "-".join(parts) if parts else "default"
 
@@ -513,8 +517,9 @@ class LoadParams:
         """The llama.cpp command line that gives these params (non-default fields only)."""
         out: list[str] = []
         for name, value in self.non_default().items():
-            if KNOBS[name].shown(value):
-                out.extend(KNOBS[name].canonical_args(value))
+            spec = _knob(self, name)
+            if spec.shown(value):
+                out.extend(spec.canonical_args(value))
         return " ".join(out)
 
 
@@ -528,9 +533,18 @@ def _knobs() -> dict[str, Knob]:
 
 #: the spec of every load parameter, in field order
 KNOBS: dict[str, Knob] = _knobs()
-_FIELD_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(LoadParams)}
 #: flag -> parameter name
 FLAGS: dict[str, str] = {flag: name for name, k in KNOBS.items() for flag in k.all_flags}
+
+
+def _knob(params: LoadParams, name: str) -> Knob:
+    if name in KNOBS:
+        return KNOBS[name]
+    for f in dataclasses.fields(params):  # a subclass's own knob
+        if f.name == name:
+            spec: Knob = dataclasses.replace(f.metadata["knob"], name=name)
+            return spec
+    raise KeyError(name)
 
 
 def value_id(name: str, value: Any) -> str:

@@ -17,6 +17,7 @@ import pytest
 from pytest_llmperf import options
 from pytest_llmperf.api import Config
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner
+from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
 from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.judge import ACCEPT_MODES, MISSING_MODES, Policy
 from pytest_llmperf.params import LoadParams
@@ -49,8 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         const="all",
         default=None,
         type=options.choice(ACCEPT_MODES),
-        metavar="all|new|failed",
-        help="record measurements as the new baseline: all tests that ran (default), "
+        metavar="all|new|failed|reset",
+        help="record measurements into the baseline's history: all tests that ran "
+        "(default), only those without a baseline, only those that failed the gate, or "
+        "reset: all tests, replacing their history with this session; "
         "only those without a baseline, or only those that failed the gate",
     )
     g.addoption(
@@ -171,6 +174,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("llmperf_timeout", "per-measurement timeout in seconds", default=None)
     parser.addini("llmperf_max_loaded", "models kept loaded at once", default=None)
+    parser.addini(
+        "llmperf_history",
+        f"accepted sessions kept per baseline entry (default {DEFAULT_HISTORY}, at most "
+        f"{MAX_HISTORY})",
+        default=None,
+    )
     parser.addini("llmperf_remeasure", "re-measurements of a suspected regression", default=None)
     parser.addini(
         "llmperf_thresholds",
@@ -275,6 +284,7 @@ def build_settings(config: pytest.Config) -> Settings:
         remeasure=pick(opt.perf_remeasure, "llmperf_remeasure", 1, options.int_at_least(0)),
         cache_dir=opt.perf_cache_dir,
         max_loaded=pick(None, "llmperf_max_loaded", 2, options.int_at_least(1)),
+        history=pick(None, "llmperf_history", DEFAULT_HISTORY, options.int_between(1, MAX_HISTORY)),
         report_dir=out_path(opt.perf_report),
         benchmark_json=out_path(opt.perf_benchmark_json),
         bmf_json=out_path(opt.perf_bmf),
@@ -553,9 +563,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         perf.reports, verbose=config.option.verbose, width=fullwidth
     ):
         tr.write_line(text, **markup)
+    for line in report.blind_spot_lines(perf.reports):
+        tr.write_line(line)
     flushed = perf.flush_report
     if flushed is not None:
-        for line in _flush_lines(flushed, str(perf.store.path)):
+        for line in _flush_lines(flushed, str(perf.store.entries_dir)):
             tr.write_line(line)
     if perf.left_alone:
         tr.write_line(f"left alone (not accepted): {len(perf.left_alone)}")
@@ -580,6 +592,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def _flush_lines(flushed: Any, path: str) -> list[str]:
     lines: list[str] = []
+    if getattr(flushed, "migrated", 0):
+        lines.append(
+            f"baseline {path}: {flushed.migrated} entries of an older baseline file moved to "
+            "one file per test (commit the new files and the changed machine file)"
+        )
     for label in ("created", "updated", "unchanged"):
         names = list(getattr(flushed, label, []) or [])
         if names:

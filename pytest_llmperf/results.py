@@ -155,6 +155,31 @@ class Measurement:
 
 
 @dataclass
+class Reference:
+    """The baseline of one workload as the gate sees it: each accepted session's metric
+    values (oldest first), and why metrics were absent."""
+
+    sessions: list[dict[str, list[float]]]
+    absent: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, m: Measurement) -> Reference:
+        return cls([{k: list(v) for k, v in m.values.items() if v}], dict(m.absent))
+
+    def pooled(self) -> dict[str, list[float]]:
+        """Every session's values of each metric, together."""
+        out: dict[str, list[float]] = {}
+        for session in self.sessions:
+            for metric, values in session.items():
+                if values:
+                    out.setdefault(metric, []).extend(values)
+        return out
+
+    def per_session(self, metric: str) -> list[list[float]]:
+        return [list(s[metric]) for s in self.sessions if s.get(metric)]
+
+
+@dataclass
 class MetricComparison:
     """One metric of one measurement against its baseline."""
 
@@ -170,6 +195,16 @@ class MetricComparison:
     verdict: Verdict
     p_value: float | None = None
     reason: str = ""
+    #: the allowance the gate used when the history widened the threshold ("-14%")
+    allowance: str = ""
+    #: accepted sessions of the baseline, when it keeps a history
+    sessions: int | None = None
+    #: how far this machine drifts between sessions (percent, +-), from the history
+    drift_pct: float | None = None
+    #: the smallest regression the gate can detect here (percent)
+    detectable_pct: float | None = None
+    #: the relative part of the threshold (percent), for comparing with the above
+    threshold_pct: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -191,6 +226,11 @@ class MetricComparison:
             verdict=as_verdict(data.get("verdict")),
             p_value=number("p_value"),
             reason=str(data.get("reason", "")),
+            allowance=str(data.get("allowance", "")),
+            sessions=None if data.get("sessions") is None else int(data["sessions"]),
+            drift_pct=number("drift_pct"),
+            detectable_pct=number("detectable_pct"),
+            threshold_pct=number("threshold_pct"),
         )
 
 

@@ -26,7 +26,7 @@ from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner, make_runner
 from pytest_llmperf.errors import BackendCrash, LLMPerfError, UsageError
 from pytest_llmperf.params import Workload
 from pytest_llmperf.registry import Registry
-from pytest_llmperf.results import Measurement, TestReport
+from pytest_llmperf.results import Measurement, MetricComparison, TestReport
 from pytest_llmperf.thresholds import GateRules, RuleSource
 
 
@@ -44,6 +44,8 @@ class Settings:
     remeasure: int = 1
     cache_dir: str | None = None
     max_loaded: int = 2
+    #: accepted sessions kept per baseline entry
+    history: int = baseline_mod.DEFAULT_HISTORY
     report_dir: Path | None = None
     benchmark_json: Path | None = None
     bmf_json: Path | None = None
@@ -190,8 +192,16 @@ class PerfSession:
     @property
     def store(self) -> baseline_mod.BaselineStore:
         if self._store is None:
-            store = baseline_mod.BaselineStore(self.settings.baseline_dir, self.machine_id)
+            explicit = self.settings.machine_id is not None
+            store = baseline_mod.BaselineStore(
+                self.settings.baseline_dir,
+                self.machine_id,
+                fp_mod.machine(),
+                history=self.settings.history,
+                aliases=() if explicit else fp_mod.legacy_machine_ids(),
+            )
             store.load()
+            self.notices.extend(store.notices)
             self._store = store
         return self._store
 
@@ -362,16 +372,11 @@ class Recorder:
         finally:
             self.session._gated(report, self.config)
 
-    def _compare(self, entry: Mapping[str, Any] | None) -> dict[str, list[Any]]:
+    def _compare(self, entry: baseline_mod.Entry | None) -> dict[str, list[MetricComparison]]:
         policy = self.session.settings.policy
-        stored = None
-        if entry is not None:
-            stored = {
-                name: Measurement.from_dict(m) for name, m in entry.get("measurements", {}).items()
-            }
         return judge.compare(
             self.measurements,
-            stored,
+            None if entry is None else entry.references(),
             self.spec.rules,
             alpha=policy.alpha,
             fail_on_improvement=policy.fail_on_improvement,
@@ -382,10 +387,8 @@ class Recorder:
         if not self.measurements:
             return report
         store = session.store
-        fingerprint = self.measurements[0].fingerprint
-        key = baseline_mod.baseline_key(
-            fingerprint, self.config.params, [m.workload for m in self.measurements]
-        )
+        doc = self._fingerprint_doc()
+        key = baseline_mod.baseline_key(doc, self.config.params, doc["workloads"])
         report.baseline_key = key
         entry = store.lookup(self.nodeid, key)
         others = {k: e for k, e in store.entries_for(self.nodeid).items() if k != key}
@@ -400,20 +403,19 @@ class Recorder:
             entry is not None
             and judge.needs_remeasure(comparisons)
             and attempts < limit
-            and st.policy.accept != "all"
+            and st.policy.accept not in ("all", "reset")
         ):
             attempts += 1
             notes.append(f"suspected regression: re-measured (attempt {attempts + 1})")
             self.measurements[:] = [self._run(w, r, u) for w, r, u in self._requests]
             comparisons = self._compare(entry)
-        doc = self._fingerprint_doc()
         mismatch: list[str] | None = None
         warnings: list[str] = []
         if entry is None and others:
-            stored_fp = next(iter(others.values())).get("fingerprint", {})
+            stored_fp = next(iter(others.values())).fingerprint
             mismatch, _w = baseline_mod.fingerprint_diff(stored_fp, doc)
         elif entry is not None:
-            _s, warnings = baseline_mod.fingerprint_diff(entry.get("fingerprint", {}), doc)
+            _s, warnings = baseline_mod.fingerprint_diff(entry.fingerprint, doc)
         verdict = judge.judge(
             self.nodeid,
             comparisons,
@@ -421,7 +423,7 @@ class Recorder:
             has_entry=entry is not None,
             mismatch=mismatch,
             warnings=warnings,
-            store=str(store.path),
+            store=str(store.entries_dir / baseline_mod.entry_relpath(self.nodeid)),
             notes=notes,
         )
         report.comparisons = comparisons
@@ -430,28 +432,37 @@ class Recorder:
         if verdict.left_alone is not None:
             session.left_alone.append((self.nodeid, verdict.left_alone))
         if verdict.accept:
-            store.queue(self.nodeid, key, self._entry())
+            store.queue(
+                self.nodeid,
+                key,
+                baseline_mod.Pending(
+                    self.config.model, doc, self._session(), reset=st.policy.accept == "reset"
+                ),
+            )
             session.used_entries.add((self.nodeid, key))
         if verdict.outcome != "pass":
             raise PerfOutcome(verdict.outcome, verdict.message)
         return report
 
     def _fingerprint_doc(self) -> dict[str, Any]:
+        """The fingerprint an entry stores: machine, software, model file, the non-default
+        load params and the workloads."""
         m = self.measurements[0]
         return dict(
             m.fingerprint,
-            params=m.params.to_dict(),
+            params=m.params.non_default(),
             workloads=sorted(x.workload.name for x in self.measurements),
         )
 
-    def _entry(self) -> dict[str, Any]:
-        return {
-            "accepted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "git_commit": git_commit(Path.cwd()),
-            "fingerprint": self._fingerprint_doc(),
-            "model": self.config.model,
-            "measurements": {m.workload.name: m.to_dict(samples=False) for m in self.measurements},
-        }
+    def _session(self) -> baseline_mod.Session:
+        return baseline_mod.Session(
+            accepted_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            git_commit=git_commit(Path.cwd()),
+            repetitions=max(m.repetitions for m in self.measurements),
+            warmup=max(m.warmup for m in self.measurements),
+            values={m.workload.name: dict(m.values) for m in self.measurements},
+            absent={m.workload.name: dict(m.absent) for m in self.measurements if m.absent},
+        )
 
 
 def group_by_config(modules: list[str], keys: list[Any]) -> list[int]:

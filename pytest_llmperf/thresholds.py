@@ -326,9 +326,6 @@ class RatioSLA:
     def holds(self, ratio: float) -> bool:
         return OPS[self.op](ratio, self.value)
 
-    def name(self) -> str:
-        return f"{self.numerator.text()}/{self.denominator.text()}"
-
     def bound_text(self) -> str:
         return f"{self.op} {_fmt_num(self.value)}"
 

@@ -1,10 +1,14 @@
-"""The baseline store: round trip, corrupt files, concurrent and crashing writes, keys."""
+"""The baseline store: one file per test, history, upgrades from schema 1, corrupt and hand-
+edited files, concurrent and crashing writes, keys, and merging in git."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,15 +18,24 @@ import pytest
 
 from pytest_llmperf import baseline as bl
 from pytest_llmperf import judge
-from pytest_llmperf.baseline import BaselineStore, baseline_key, fingerprint_diff
+from pytest_llmperf.baseline import (
+    BaselineStore,
+    Pending,
+    Session,
+    baseline_key,
+    entry_relpath,
+    fingerprint_diff,
+)
+from pytest_llmperf.baseline.history import rounded
 from pytest_llmperf.errors import BaselineError, UsageError
-from pytest_llmperf.metrics import Sample
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement
+from pytest_llmperf.params import Int, LoadParams, Workload, knob
 
 FP: dict[str, Any] = {
     "machine": {
         "cpu": "Intel Xeon Platinum 8480+",
+        "cpu_family": "6",
+        "cpu_model": "143",
+        "isa": "x86-64-v4+amx_tile",
         "cores": 2,
         "ram_gb": 8.0,
         "gpu": None,
@@ -46,157 +59,216 @@ FP: dict[str, Any] = {
     },
 }
 PARAMS = LoadParams(n_threads=2, n_batch=256, n_ubatch=128)
+MACHINE = "xeon-8480-2c"
 
 
-def measurement(workload: str = "tg32", rate: float = 100.0) -> Measurement:
-    samples = []
-    for k in range(3):
-        gap = 1e9 / (rate + k)
-        toks = [int(5e6 + i * gap) for i in range(8)]
-        samples.append(
-            Sample(
-                n_prompt=0,
-                n_gen=8,
-                n_depth=0,
-                prompt_ns=None,
-                token_ns=toks,
-                end_ns=toks[-1],
-                llama={"n_eval": 7.0, "t_eval_ms": 70.0},
-            )
-        )
-    return Measurement.from_samples(
-        model="tiny-moe",
-        model_path="/m/tiny.gguf",
-        params=PARAMS,
-        workload=Workload.parse(workload),
-        samples=samples,
-        run_values={"load_ms": [120.0]},
-        absent={"vram_mb": "no NVML"},
-        fingerprint=FP,
+def doc(workloads: list[str], fp: dict[str, Any] | None = None) -> dict[str, Any]:
+    return dict(fp or FP, params=PARAMS.non_default(), workloads=sorted(workloads))
+
+
+def session(
+    rate: float = 100.0, when: str = "2025-08-24T10:00:00+00:00", wl: str = "tg32"
+) -> Session:
+    rates = [rate * f for f in (0.99, 1.0, 1.01)]
+    return Session(
+        accepted_at=when,
+        git_commit="f9c7f0d",
+        repetitions=3,
+        warmup=1,
+        values={wl: {"tg_tps": rates, "tpot_ms": [1000 / r for r in rates], "load_ms": [120.0]}},
+        absent={wl: {"vram_mb": "no NVML"}},
     )
 
 
-def doc(workloads: list[str]) -> dict[str, Any]:
-    return dict(FP, params=PARAMS.to_dict(), workloads=sorted(workloads))
-
-
-def entry(*ms: Measurement, when: str = "2025-08-24T10:00:00+00:00") -> dict[str, Any]:
-    return {
-        "accepted_at": when,
-        "git_commit": "f9c7f0d",
-        "model": "tiny-moe",
-        "fingerprint": doc([m.workload.name for m in ms]),
-        "measurements": {m.workload.name: m.to_dict() for m in ms},
-    }
+def pending(rate: float = 100.0, when: str = "2025-08-24T10:00:00+00:00", **kw: Any) -> Pending:
+    fp = kw.pop("fp", None)
+    wl = kw.pop("wl", "tg32")
+    return Pending("tiny-moe", doc([wl], fp), session(rate, when, wl), **kw)
 
 
 KEY = baseline_key(FP, PARAMS, ["tg32"])
 
 
-def store(tmp_path: Path) -> BaselineStore:
-    return BaselineStore(tmp_path / "baselines", "xeon-8480-2c").load()
+def store(tmp_path: Path, **kw: Any) -> BaselineStore:
+    return BaselineStore(tmp_path / "baselines", MACHINE, **kw).load()
+
+
+def file_of(tmp_path: Path, nodeid: str) -> Path:
+    return tmp_path / "baselines" / MACHINE / entry_relpath(nodeid)
 
 
 def tmp_files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in directory.rglob("*") if p.name.endswith(".tmp"))
 
 
-# -- round trip -------------------------------------------------------------------------
+# -- one file per test -----------------------------------------------------------------
 
 
 def test_round_trip_and_file_format(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert not s.path.exists()
     assert s.lookup("t.py::test_a", KEY) is None
-    m = measurement()
-    s.queue("t.py::test_a", KEY, entry(m))
+    s.queue("t.py::test_a", KEY, pending())
     assert s.pending == [("t.py::test_a", KEY)]
     report = s.flush()
     assert report.created == ["t.py::test_a"] and report.written
-    assert s.path == tmp_path / "baselines" / "xeon-8480-2c.json"
-    text = s.path.read_text()
+    path = file_of(tmp_path, "t.py::test_a")
+    assert path == tmp_path / "baselines" / MACHINE / "t" / "test_a.json"
+    text = path.read_text()
     data = json.loads(text)
-    assert text == json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    assert data["schema_version"] == 1
-    assert data["machine"]["id"] == "xeon-8480-2c"
-    assert data["machine"]["cpu"] == FP["machine"]["cpu"]
-    assert list(data["entries"]["t.py::test_a"]) == [KEY]
+    assert data["schema_version"] == 2 and data["nodeid"] == "t.py::test_a"
+    entry = data["entries"][KEY]
+    assert entry["fingerprint"]["params"] == {"n_batch": 256, "n_threads": 2, "n_ubatch": 128}
+    values = entry["sessions"][0]["values"]["tg32"]
+    # derived metrics are not stored; values keep 4 significant digits, one line each
+    assert "tpot_ms" not in values
+    assert values["tg_tps"] == [99, 100, 101]
+    assert '"tg_tps": [99, 100, 101]' in text
+    assert '"load_ms": [120]' in text
+    # the manifest tells older versions to stay away
+    manifest = json.loads(s.path.read_text())
+    assert manifest["schema_version"] == 2 and manifest["machine"]["id"] == MACHINE
 
     again = store(tmp_path)
     got = again.lookup("t.py::test_a", KEY)
-    assert got is not None
-    back = Measurement.from_dict(got["measurements"]["tg32"])
-    assert back.values == m.values
-    assert back.params == m.params and back.workload == m.workload
-    assert back.absent == {"vram_mb": "no NVML"}
-    assert again.entries_for("t.py::test_a") == {KEY: got}
+    assert got is not None and len(got.sessions) == 1
+    ref = got.reference("tg32")
+    assert ref is not None and ref.sessions[0]["tg_tps"] == [99.0, 100.0, 101.0]
+    assert ref.sessions[0]["tpot_ms"] == pytest.approx([1000 / 99, 10.0, 1000 / 101])
+    assert ref.absent == {"vram_mb": "no NVML"}
+    assert set(again.entries_for("t.py::test_a")) == {KEY}
     assert again.entries_for("t.py::other") == {}
-    assert tmp_files(s.directory) == []
+    assert tmp_files(tmp_path) == []
 
 
-def test_flush_reports_created_updated_unchanged_and_idempotence(tmp_path: Path) -> None:
+def test_rounding_keeps_four_significant_digits() -> None:
+    assert rounded(754.3149) == 754.3
+    assert rounded(1.234567) == 1.235
+    assert rounded(0.00123456) == 0.001235
+    assert rounded(123456.7) == 123500.0
+
+
+@pytest.mark.parametrize(
+    ("nodeid", "expected"),
+    [
+        (
+            "perf_tests/test_q.py::test_quant[tiny-moe-t2]",
+            "perf_tests/test_q/test_quant[tiny-moe-t2].json",
+        ),
+        ("t.py::TestX::test_y", "t/TestX.test_y.json"),
+    ],
+)
+def test_entry_paths(nodeid: str, expected: str) -> None:
+    assert entry_relpath(nodeid).as_posix() == expected
+
+
+def test_entry_paths_of_odd_ids_are_safe_and_distinct() -> None:
+    a = entry_relpath("t.py::test_x[a b/c:d]")
+    b = entry_relpath("t.py::test_x[a_b_c_d]")
+    assert a != b and "/" not in a.name and " " not in a.name and ":" not in a.name
+
+
+# -- history ---------------------------------------------------------------------------
+
+
+def test_history_keeps_the_last_k_sessions_and_reset_replaces_it(tmp_path: Path) -> None:
+    s = store(tmp_path, history=3)
+    for day in range(1, 6):
+        s.queue("t.py::a", KEY, pending(100.0 + day, f"2025-09-0{day}T00:00:00+00:00"))
+        assert s.flush().written
+    entry = store(tmp_path).lookup("t.py::a", KEY)
+    assert entry is not None
+    assert [x.accepted_at[:10] for x in entry.sessions] == [
+        "2025-09-03",
+        "2025-09-04",
+        "2025-09-05",
+    ]
+    s.queue("t.py::a", KEY, pending(50.0, "2025-09-09T00:00:00+00:00", reset=True))
+    assert s.flush().updated == ["t.py::a"]
+    entry = store(tmp_path).lookup("t.py::a", KEY)
+    assert entry is not None and len(entry.sessions) == 1
+
+
+def test_an_identical_session_is_not_added(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert s.flush().written is False and not s.path.exists()  # nothing queued: no file
-    s.queue("t.py::a", KEY, entry(measurement()))
-    s.queue("t.py::b", KEY, entry(measurement()))
+    s.queue("t.py::a", KEY, pending())
     s.flush()
-    before = s.path.read_bytes()
-    s.queue("t.py::a", KEY, entry(measurement(), when="2025-09-01T00:00:00+00:00"))
-    s.queue("t.py::b", KEY, entry(measurement(rate=50.0)))
-    s.queue("t.py::c", KEY, entry(measurement()))
+    before = file_of(tmp_path, "t.py::a").read_bytes()
+    s.queue("t.py::a", KEY, pending(when="2026-01-01T00:00:00+00:00"))
     r = s.flush()
-    assert (r.created, r.updated, r.unchanged) == (["t.py::c"], ["t.py::b"], ["t.py::a"])
-    # an unchanged entry keeps its stored acceptance time
-    assert store(tmp_path).lookup("t.py::a", KEY)["accepted_at"] == "2025-08-24T10:00:00+00:00"  # type: ignore[index]
-    s.queue("t.py::a", KEY, entry(measurement()))
-    r2 = s.flush()
-    assert r2.unchanged == ["t.py::a"] and not r2.written
-    assert before != s.path.read_bytes()
+    assert r.unchanged == ["t.py::a"] and not r.written
+    assert file_of(tmp_path, "t.py::a").read_bytes() == before
+
+
+def test_older_sessions_keep_what_they_ran_on(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.queue("t.py::a", KEY, pending())
+    s.flush()
+    newer = json.loads(json.dumps(FP))
+    newer["software"]["llama_cpp"] = "0.3.36"
+    s.queue("t.py::a", KEY, pending(101.0, "2025-09-01T00:00:00+00:00", fp=newer))
+    s.flush()
+    data = json.loads(file_of(tmp_path, "t.py::a").read_text())["entries"][KEY]
+    assert data["fingerprint"]["software"]["llama_cpp"] == "0.3.36"
+    assert data["sessions"][0]["fingerprint"] == {"software.llama_cpp": "0.3.16"}
+    assert "fingerprint" not in data["sessions"][1]
+
+
+@pytest.mark.parametrize("k", [0, -1, 101])
+def test_absurd_history_length_is_a_usage_error(tmp_path: Path, k: int) -> None:
+    with pytest.raises(UsageError, match="llmperf_history"):
+        BaselineStore(tmp_path, MACHINE, history=k)
+
+
+# -- merging with other tests and processes ---------------------------------------------
 
 
 def test_partial_selection_keeps_other_entries(tmp_path: Path) -> None:
-    """A -k run accepting one test never drops the entries of the others."""
     first = store(tmp_path)
     for name in ("a", "b", "c"):
-        first.queue(f"t.py::test_{name}", KEY, entry(measurement()))
-    first.queue("t.py::test_a", "otherkey", entry(measurement("tg64")))
+        first.queue(f"t.py::test_{name}", KEY, pending())
+    other_key = baseline_key(FP, PARAMS, ["tg64"])
+    first.queue("t.py::test_a", other_key, pending(wl="tg64"))
     first.flush()
     second = store(tmp_path)  # a later session selecting only test_b
-    second.queue("t.py::test_b", KEY, entry(measurement(rate=60.0)))
+    second.queue("t.py::test_b", KEY, pending(60.0, "2025-09-01T00:00:00+00:00"))
     assert second.flush().updated == ["t.py::test_b"]
-    data = json.loads(second.path.read_text())
-    assert sorted(data["entries"]) == ["t.py::test_a", "t.py::test_b", "t.py::test_c"]
-    assert sorted(data["entries"]["t.py::test_a"]) == sorted([KEY, "otherkey"])
+    third = store(tmp_path)
+    assert sorted({e.nodeid for e in third.list_entries()}) == [
+        "t.py::test_a",
+        "t.py::test_b",
+        "t.py::test_c",
+    ]
+    assert set(third.entries_for("t.py::test_a")) == {KEY, other_key}
 
 
 def test_flush_merges_what_another_process_wrote_meanwhile(tmp_path: Path) -> None:
     mine = store(tmp_path)
     theirs = store(tmp_path)
-    theirs.queue("t.py::theirs", KEY, entry(measurement()))
+    theirs.queue("t.py::theirs", KEY, pending())
     theirs.flush()
-    mine.queue("t.py::mine", KEY, entry(measurement()))
+    mine.queue("t.py::mine", KEY, pending())
     mine.flush()
-    assert sorted(json.loads(mine.path.read_text())["entries"]) == ["t.py::mine", "t.py::theirs"]
     assert mine.lookup("t.py::theirs", KEY) is not None  # the in-memory view follows the disk
 
 
 _WORKER = r"""
 import json, sys
-from pytest_llmperf.baseline import BaselineStore
+from pytest_llmperf.baseline import BaselineStore, Pending, Session
 directory, worker, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
-entry = json.loads(sys.stdin.read())
+raw = json.loads(sys.stdin.read())
 for i in range(rounds):
     s = BaselineStore(directory, "shared")
-    s.queue(f"t.py::test_{worker}_{i}", "k" + worker, entry)
-    s.queue("t.py::test_shared", "k" + worker, entry)
+    p = Pending("m", raw["fp"], Session.from_json(raw["session"]))
+    s.queue(f"t.py::test_{worker}_{i}", "k" + worker, p)
+    s.queue("t.py::test_shared", "k" + worker, p)
     s.flush()
 """
 
 
 def test_concurrent_flushes_from_processes_lose_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "baselines"
-    payload = json.dumps(entry(measurement()))
-    workers, rounds = 4, 8
+    payload = json.dumps({"fp": doc(["tg32"]), "session": session().to_json()})
+    workers, rounds = 4, 6
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     procs = [
         subprocess.Popen(
@@ -215,12 +287,15 @@ def test_concurrent_flushes_from_processes_lose_nothing(tmp_path: Path) -> None:
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read() if p.stderr else ""
     s = BaselineStore(directory, "shared").load()
-    data = json.loads(s.path.read_text())
+    nodeids = {e.nodeid for e in s.list_entries()}
     expected = {f"t.py::test_{w}_{i}" for w in range(workers) for i in range(rounds)}
-    assert expected <= set(data["entries"])
-    assert len(data["entries"]) == workers * rounds + 1
-    assert sorted(data["entries"]["t.py::test_shared"]) == [f"k{w}" for w in range(workers)]
+    assert expected <= nodeids and len(nodeids) == workers * rounds + 1
+    # every worker's entry of the shared test survived (stored keys are re-made from the
+    # fingerprint on reading, so the four collapse onto the one key they share)
+    assert len(s.entries_for("t.py::test_shared")) == 1
     assert tmp_files(directory) == []
+    # no lock file is left in the user's repository
+    assert not list(directory.rglob("*.lock"))
 
 
 # -- crashes ----------------------------------------------------------------------------
@@ -228,9 +303,9 @@ def test_concurrent_flushes_from_processes_lose_nothing(tmp_path: Path) -> None:
 
 def _seeded(tmp_path: Path) -> tuple[BaselineStore, bytes]:
     s = store(tmp_path)
-    s.queue("t.py::old", KEY, entry(measurement()))
+    s.queue("t.py::old", KEY, pending())
     s.flush()
-    return s, s.path.read_bytes()
+    return s, file_of(tmp_path, "t.py::old").read_bytes()
 
 
 def test_crash_in_os_replace_keeps_the_old_file(
@@ -242,40 +317,21 @@ def test_crash_in_os_replace_keeps_the_old_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    s.queue("t.py::new", KEY, entry(measurement()))
+    s.queue("t.py::old", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
     with pytest.raises(
-        BaselineError, match=r"could not write the baselines.*old file is unchanged"
+        BaselineError, match=r"could not write the baselines.*old files are unchanged"
     ):
         s.flush()
-    assert s.path.read_bytes() == before
-    assert tmp_files(s.directory) == []
-    assert s.pending == [("t.py::new", KEY)]  # still queued: a retry may succeed
+    assert file_of(tmp_path, "t.py::old").read_bytes() == before
+    assert tmp_files(tmp_path) == []
+    assert s.pending == [("t.py::old", KEY)]  # still queued: a retry may succeed
     monkeypatch.undo()
-    assert s.flush().created == ["t.py::new"]
-
-
-def test_crash_while_serializing_keeps_the_old_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s, before = _seeded(tmp_path)
-    s.queue("t.py::new", KEY, entry(measurement()))
-    real_dumps = json.dumps
-
-    def dumps(obj: Any, **kw: Any) -> str:
-        if kw.get("indent") == 2:
-            raise RuntimeError("killed mid-write")
-        return real_dumps(obj, **kw)
-
-    monkeypatch.setattr(json, "dumps", dumps)
-    with pytest.raises(RuntimeError, match="killed mid-write"):
-        s.flush()
-    assert s.path.read_bytes() == before
-    assert tmp_files(s.directory) == []
+    assert s.flush().updated == ["t.py::old"]
 
 
 def test_crash_while_writing_the_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s, before = _seeded(tmp_path)
-    s.queue("t.py::new", KEY, entry(measurement()))
+    s.queue("t.py::old", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
 
     def fsync(fd: int) -> None:
         raise KeyboardInterrupt
@@ -283,18 +339,62 @@ def test_crash_while_writing_the_temp_file(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(KeyboardInterrupt):
         s.flush()
-    assert s.path.read_bytes() == before
-    assert tmp_files(s.directory) == []
+    assert file_of(tmp_path, "t.py::old").read_bytes() == before
+    assert tmp_files(tmp_path) == []
 
 
-# -- corrupt files ----------------------------------------------------------------------
+def test_unwritable_directory_is_named_and_nothing_changes(tmp_path: Path) -> None:
+    s, before = _seeded(tmp_path)
+    machine_dir = tmp_path / "baselines" / MACHINE
+    blocker = machine_dir / "u"
+    blocker.write_text("a file where the module's folder must go")
+    s.queue("u.py::test_new", KEY, pending())
+    with pytest.raises(BaselineError, match="could not write the baselines"):
+        s.flush()
+    assert file_of(tmp_path, "t.py::old").read_bytes() == before
+
+
+# -- corrupt, hand-edited and future files ----------------------------------------------
 
 GOOD = json.dumps({"schema_version": 1, "machine": {}, "entries": {}})
 
 
-def _valid_entry() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(json.dumps(entry(measurement())))
-    return data
+def _legacy_entry(rate: float = 100.0, when: str = "2025-08-24T10:00:00+00:00") -> dict[str, Any]:
+    """An entry as pytest-llmperf 0.1 wrote it (schema 1)."""
+    rates = [rate * f for f in (0.99, 1.0, 1.01)]
+    metrics = {
+        "tg_tps": {"unit": "t/s", "better": "higher", "values": rates, "summary": {}},
+        "load_ms": {"unit": "ms", "better": "lower", "values": [120.0], "summary": {}},
+    }
+    fp = dict(
+        FP,
+        machine={
+            k: v for k, v in FP["machine"].items() if k not in ("cpu_family", "cpu_model", "isa")
+        },
+    )
+    return {
+        "accepted_at": when,
+        "git_commit": "f9c7f0d",
+        "model": "tiny-moe",
+        "fingerprint": dict(
+            fp, params=dict(LoadParams(n_threads=2).to_dict(), n_ubatch=512), workloads=["tg32"]
+        ),
+        "measurements": {
+            "tg32": {
+                "workload": {
+                    "n_prompt": 0,
+                    "n_gen": 32,
+                    "n_depth": 0,
+                    "seed": 1234,
+                    "name": "tg32",
+                },
+                "metrics": metrics,
+                "absent": {"vram_mb": "no NVML"},
+                "repetitions": 3,
+                "warmup": 1,
+            }
+        },
+    }
 
 
 CORRUPT: dict[str, tuple[str, str]] = {
@@ -329,7 +429,7 @@ CORRUPT: dict[str, tuple[str, str]] = {
                 "schema_version": 1,
                 "entries": {
                     "t.py::a": {
-                        "k": {k: v for k, v in _valid_entry().items() if k != "measurements"}
+                        "k": {k: v for k, v in _legacy_entry().items() if k != "measurements"}
                     }
                 },
             }
@@ -341,7 +441,7 @@ CORRUPT: dict[str, tuple[str, str]] = {
             {
                 "schema_version": 1,
                 "entries": {
-                    "t.py::a": {"k": dict(_valid_entry(), measurements={"tg32": {"metrics": 3}})}
+                    "t.py::a": {"k": dict(_legacy_entry(), measurements={"tg32": {"metrics": 3}})}
                 },
             }
         ),
@@ -349,7 +449,10 @@ CORRUPT: dict[str, tuple[str, str]] = {
     ),
     "bad_commit": (
         json.dumps(
-            {"schema_version": 1, "entries": {"t.py::a": {"k": dict(_valid_entry(), git_commit=7)}}}
+            {
+                "schema_version": 1,
+                "entries": {"t.py::a": {"k": dict(_legacy_entry(), git_commit=7)}},
+            }
         ),
         "git_commit is 7",
     ),
@@ -357,7 +460,7 @@ CORRUPT: dict[str, tuple[str, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT))
-def test_corrupt_files_raise_and_stay_byte_identical(tmp_path: Path, case: str) -> None:
+def test_corrupt_machine_files_raise_and_stay_byte_identical(tmp_path: Path, case: str) -> None:
     text, expected = CORRUPT[case]
     directory = tmp_path / "baselines"
     directory.mkdir()
@@ -370,8 +473,7 @@ def test_corrupt_files_raise_and_stay_byte_identical(tmp_path: Path, case: str) 
     msg = str(exc.value)
     assert str(path) in msg and expected in msg
     assert "not modified" in msg
-    # a flush must not overwrite it either
-    s.queue("t.py::a", KEY, entry(measurement()))
+    s.queue("t.py::a", KEY, pending())
     with pytest.raises(BaselineError):
         s.flush()
     with pytest.raises(BaselineError):
@@ -380,47 +482,251 @@ def test_corrupt_files_raise_and_stay_byte_identical(tmp_path: Path, case: str) 
     assert tmp_files(directory) == []
 
 
+def test_a_corrupt_test_file_fails_only_its_test(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.queue("t.py::a", KEY, pending())
+    s.queue("t.py::b", KEY, pending())
+    s.flush()
+    bad = file_of(tmp_path, "t.py::a")
+    bad.write_text(
+        '{"schema_version": 2, "nodeid": "t.py::a", "entries": {"k": {"fingerprint": {}}}}'
+    )
+    before = bad.read_bytes()
+    again = store(tmp_path)
+    with pytest.raises(BaselineError, match=r"sessions must be a non-empty list.*not modified"):
+        again.lookup("t.py::a", KEY)
+    assert again.lookup("t.py::b", KEY) is not None
+    again.queue("t.py::b", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
+    assert again.flush().updated == ["t.py::b"]
+    again.queue("t.py::a", KEY, pending())
+    with pytest.raises(BaselineError):
+        again.flush()
+    assert bad.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ([float("nan"), 100.0, 101.0], "is not a finite number"),
+        ([float("inf"), 100.0, 101.0], "is not a finite number"),
+        ([-1.0, -2.0, -3.0], "is not positive"),
+        (["fast", 1.0, 2.0], "is not a number"),
+        ([], "is not a list of numbers"),
+    ],
+)
+def test_bad_numbers_refuse_the_entry_and_never_block_the_others(
+    tmp_path: Path, values: list[Any], problem: str
+) -> None:
+    s = store(tmp_path)
+    s.queue("t.py::a", KEY, pending())
+    s.queue("t.py::b", KEY, pending())
+    s.flush()
+    path = file_of(tmp_path, "t.py::a")
+    data = json.loads(path.read_text())
+    data["entries"][KEY]["sessions"][0]["values"]["tg32"]["tg_tps"] = values
+    path.write_text(json.dumps(data, allow_nan=True))
+    again = store(tmp_path)
+    assert any(problem in n and "t.py::a" in n for n in again.notices)
+    with pytest.raises(BaselineError) as exc:
+        again.lookup("t.py::a", KEY)
+    msg = str(exc.value)
+    assert str(path) in msg and "t.py::a" in msg and problem in msg and "--perf-accept=reset" in msg
+    # another test's accept is written, and the bad entry is kept as it was
+    again.queue("t.py::b", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
+    assert again.flush().updated == ["t.py::b"]
+    reread = json.loads(path.read_text())
+    stored = reread["entries"][KEY]["sessions"][0]["values"]["tg32"]["tg_tps"]
+    assert len(stored) == len(values)
+    # a reset re-records it
+    again.queue("t.py::a", KEY, pending(reset=True))
+    again.flush()
+    assert store(tmp_path).lookup("t.py::a", KEY) is not None
+
+
+def test_a_bad_session_is_skipped_and_the_rest_used(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.queue("t.py::a", KEY, pending(100.0, "2025-09-01T00:00:00+00:00"))
+    s.flush()
+    s.queue("t.py::a", KEY, pending(101.0, "2025-09-02T00:00:00+00:00"))
+    s.flush()
+    path = file_of(tmp_path, "t.py::a")
+    data = json.loads(path.read_text())
+    del data["entries"][KEY]["sessions"][0]["values"]
+    path.write_text(json.dumps(data))
+    again = store(tmp_path)
+    entry = again.lookup("t.py::a", KEY)
+    assert entry is not None and len(entry.usable) == 1 and len(entry.sessions) == 2
+    assert any("2025-09-01" in n and "skipped" in n for n in again.notices)
+
+
 def test_future_schema_names_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"schema_version": 3, "entries": {"x": 1}}))
     with pytest.raises(BaselineError) as exc:
         BaselineStore(tmp_path, "m").load()
     assert str(exc.value) == (
-        f"baseline file {path} was written by a newer pytest-llmperf (schema 3 > 1): "
+        f"baseline file {path} was written by a newer pytest-llmperf (schema 3 > 2): "
         "upgrade, or move the file away (the file was not modified)"
     )
 
 
-def test_good_minimal_file_and_missing_keys(tmp_path: Path) -> None:
-    (tmp_path / "m.json").write_text(GOOD)
-    s = BaselineStore(tmp_path, "m").load()
-    assert s.list_entries() == [] and s.machine_info == {}
-    (tmp_path / "n.json").write_text('{"schema_version": 1}')
-    assert BaselineStore(tmp_path, "n").load().list_entries() == []
+def test_keys_we_do_not_own_are_kept(tmp_path: Path) -> None:
+    directory = tmp_path / "baselines"
+    directory.mkdir()
+    (directory / f"{MACHINE}.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "comment": "reviewed by Ana",
+                "machine": {},
+                "entries": {"t.py::a": {"k": _legacy_entry()}},
+            }
+        )
+    )
+    s = store(tmp_path)
+    s.queue("t.py::b", KEY, pending())
+    s.flush()
+    assert json.loads((directory / f"{MACHINE}.json").read_text())["comment"] == "reviewed by Ana"
+    path = file_of(tmp_path, "t.py::b")
+    data = json.loads(path.read_text())
+    data["note"] = "slow on purpose"
+    data["entries"][KEY]["why"] = "pinned"
+    path.write_text(json.dumps(data))
+    s = store(tmp_path)
+    s.queue("t.py::b", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
+    s.flush()
+    data = json.loads(path.read_text())
+    assert data["note"] == "slow on purpose" and data["entries"][KEY]["why"] == "pinned"
 
 
-@pytest.mark.parametrize("bad", ["", "../x", "a/b", "..", "a b", "x" * 200])
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "..", "a b", "x" * 200, "bat\n"])
 def test_machine_id_must_be_a_file_name(tmp_path: Path, bad: str) -> None:
     with pytest.raises(UsageError, match="machine id"):
         BaselineStore(tmp_path, bad)
 
 
-def test_queue_rejects_unserializable_and_malformed_entries(tmp_path: Path) -> None:
+def test_queue_rejects_unserializable_and_bad_sessions(tmp_path: Path) -> None:
     s = store(tmp_path)
     with pytest.raises(BaselineError, match="not JSON-serializable"):
-        s.queue("t.py::a", KEY, dict(entry(measurement()), extra={1, 2}))
+        s.queue("t.py::a", KEY, Pending("m", dict(doc(["tg32"]), extra={1, 2}), session()))
+    nan = session()
+    nan.values["tg32"]["tg_tps"] = [float("nan")] * 3
     with pytest.raises(BaselineError, match="not JSON-serializable"):
-        s.queue("t.py::a", KEY, dict(entry(measurement()), extra=float("nan")))
-    with pytest.raises(BaselineError, match="has no 'measurements'"):
-        s.queue("t.py::a", KEY, {"accepted_at": "x", "fingerprint": {}})
+        s.queue("t.py::a", KEY, Pending("m", doc(["tg32"]), nan))
     with pytest.raises(UsageError):
-        s.queue("", KEY, entry(measurement()))
-    # the entry is copied at queue time
-    e = entry(measurement())
-    s.queue("t.py::a", KEY, e)
-    e["measurements"].clear()
+        s.queue("", KEY, pending())
+
+
+# -- upgrading from schema 1 ------------------------------------------------------------
+
+
+def _legacy_file(directory: Path, mid: str, entries: dict[str, dict[str, Any]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{mid}.json"
+    path.write_text(
+        json.dumps({"schema_version": 1, "machine": {"id": mid}, "entries": entries}, indent=2)
+    )
+    return path
+
+
+def test_schema_1_files_are_read_and_moved_on_the_first_write(tmp_path: Path) -> None:
+    directory = tmp_path / "baselines"
+    old = _legacy_file(
+        directory,
+        MACHINE,
+        {"t.py::a": {"oldkey1": _legacy_entry()}, "t.py::b": {"oldkey2": _legacy_entry(90.0)}},
+    )
+    s = BaselineStore(directory, MACHINE).load()
+    infos = s.list_entries()
+    assert [(i.nodeid, i.sessions) for i in infos] == [("t.py::a", 1), ("t.py::b", 1)]
+    # keys are re-made from the stored fingerprints: the legacy n_ubatch=512 default and the
+    # explicit default params key like today's params
+    legacy_fp = _legacy_entry()["fingerprint"]
+    key = baseline_key(legacy_fp, LoadParams(n_threads=2), ["tg32"])
+    entry = s.lookup("t.py::a", key)
+    assert entry is not None and entry.fingerprint["params"] == {"n_threads": 2}
+    # the first accept (of one test) moves every entry, and adds to the history
+    s.queue(
+        "t.py::a",
+        key,
+        Pending(
+            "tiny-moe",
+            dict(legacy_fp, params={"n_threads": 2}),
+            session(101.0, "2025-09-01T00:00:00+00:00"),
+        ),
+    )
+    report = s.flush()
+    assert report.updated == ["t.py::a"] and report.migrated == 2
+    manifest = json.loads(old.read_text())
+    assert manifest["schema_version"] == 2 and "entries" not in manifest
+    again = BaselineStore(directory, MACHINE).load()
+    a = again.lookup("t.py::a", key)
+    assert a is not None and len(a.sessions) == 2
+    assert {i.nodeid for i in again.list_entries()} == {"t.py::a", "t.py::b"}
+    # an older pytest-llmperf refuses the new layout with its clear message
+    from pytest_llmperf.baseline.store import check_version
+
+    assert check_version(manifest, old) == 2
+    with pytest.raises(BaselineError, match="written by a newer pytest-llmperf"):
+        _older_version_reads(old)
+
+
+def _older_version_reads(path: Path) -> None:
+    """What pytest-llmperf 0.1 did with a baseline file: refuse a schema above 1."""
+    data = json.loads(path.read_text())
+    if data["schema_version"] > 1:
+        raise BaselineError(
+            f"baseline file {path} was written by a newer pytest-llmperf (schema "
+            f"{data['schema_version']} > 1): upgrade, or move the file away"
+        )
+
+
+def test_the_old_machine_id_is_read_and_adopted(tmp_path: Path) -> None:
+    """0.1 called every 2-core KVM EPYC "amd-epyc-2c"; now Zen 4 is "amd-epyc-f25m17-2c".
+    Its committed file keeps working on the machine it fits, and moves on the first write."""
+    directory = tmp_path / "baselines"
+    machine = {
+        "cpu": "AMD EPYC",
+        "cpu_family": "25",
+        "cpu_model": "17",
+        "isa": "x86-64-v4+avx512_bf16",
+        "cores": 2,
+        "arch": "x86_64",
+        "gpu": None,
+    }
+    legacy = _legacy_entry()
+    legacy["fingerprint"]["machine"] = {
+        "cpu": "AMD EPYC",
+        "cores": 2,
+        "arch": "x86_64",
+        "gpu": None,
+    }
+    legacy["fingerprint"]["software"]["llama_system_info"] = "AVX2 = 1 | AVX512 = 1"
+    old = _legacy_file(directory, "amd-epyc-2c", {"t.py::a": {"k": legacy}})
+    s = BaselineStore(directory, "amd-epyc-f25m17-2c", machine, aliases=["amd-epyc-2c"]).load()
+    now = dict(legacy["fingerprint"], machine=machine)
+    key = baseline_key(now, LoadParams(n_threads=2), ["tg32"])
+    assert s.lookup("t.py::a", key) is not None  # adopted: same name, cores, ISA
+    s.queue("t.py::new", KEY, pending())
     s.flush()
-    assert store(tmp_path).lookup("t.py::a", KEY)["measurements"]  # type: ignore[index]
+    assert json.loads(old.read_text())["moved_to"].startswith("amd-epyc-f25m17-2c/")
+    assert BaselineStore(directory, "amd-epyc-f25m17-2c").load().lookup("t.py::a", key) is not None
+    # a Zen 2 machine (no AVX-512) with the same model name does not adopt them
+    zen2 = dict(machine, cpu_family="23", cpu_model="49", isa="x86-64-v3")
+    legacy_only = _legacy_file(
+        tmp_path / "other", "amd-epyc-2c", {"t.py::a": {"k": _legacy_with(legacy)}}
+    )
+    s2 = BaselineStore(
+        legacy_only.parent, "amd-epyc-f23m49-2c", zen2, aliases=["amd-epyc-2c"]
+    ).load()
+    key2 = baseline_key(
+        dict(legacy["fingerprint"], machine=zen2), LoadParams(n_threads=2), ["tg32"]
+    )
+    assert s2.lookup("t.py::a", key2) is None and s2.entries_for("t.py::a")  # a mismatch
+
+
+def _legacy_with(entry: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(entry))
 
 
 # -- listing and pruning ----------------------------------------------------------------
@@ -428,40 +734,43 @@ def test_queue_rejects_unserializable_and_malformed_entries(tmp_path: Path) -> N
 
 def _three(tmp_path: Path) -> BaselineStore:
     s = store(tmp_path)
-    s.queue("t.py::a", KEY, entry(measurement(), when="2025-01-01T00:00:00+00:00"))
-    s.queue("t.py::b", KEY, entry(measurement(), when="2025-08-01T00:00:00Z"))
-    s.queue("t.py::c", "k2", entry(measurement("pp64"), when="2999-01-01T00:00:00+00:00"))
+    s.queue("t.py::a", KEY, pending(when="2025-01-01T00:00:00+00:00"))
+    s.queue("t.py::b", KEY, pending(when="2025-08-01T00:00:00Z"))
+    k2 = baseline_key(FP, PARAMS, ["pp64"])
+    s.queue("t.py::c", k2, pending(when="2999-01-01T00:00:00+00:00", wl="pp64"))
     s.flush()
     return s
 
 
 def test_list_and_unused_entries(tmp_path: Path) -> None:
     s = _three(tmp_path)
+    k2 = baseline_key(FP, PARAMS, ["pp64"])
     infos = s.list_entries()
     assert [(i.nodeid, i.key, i.workloads, i.model) for i in infos] == [
         ("t.py::a", KEY, ("tg32",), "tiny-moe"),
         ("t.py::b", KEY, ("tg32",), "tiny-moe"),
-        ("t.py::c", "k2", ("pp64",), "tiny-moe"),
+        ("t.py::c", k2, ("pp64",), "tiny-moe"),
     ]
     assert infos[0].git_commit == "f9c7f0d"
-    assert s.unused_entries({("t.py::a", KEY)}) == [("t.py::b", KEY), ("t.py::c", "k2")]
+    assert s.unused_entries({("t.py::a", KEY)}) == [("t.py::b", KEY), ("t.py::c", k2)]
 
 
 def test_prune(tmp_path: Path) -> None:
     s = _three(tmp_path)
+    k2 = baseline_key(FP, PARAMS, ["pp64"])
     assert s.prune() == []
-    assert s.prune(keep_nodeids=["t.py::a"], dry_run=True) == [("t.py::b", KEY), ("t.py::c", "k2")]
+    assert s.prune(keep_nodeids=["t.py::a"], dry_run=True) == [("t.py::b", KEY), ("t.py::c", k2)]
     assert len(store(tmp_path).list_entries()) == 3
     cutoff = dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc)
     assert s.prune(older_than=cutoff) == [("t.py::a", KEY)]
-    assert s.prune(entries=[("t.py::c", "k2")]) == [("t.py::c", "k2")]
+    assert not file_of(tmp_path, "t.py::a").exists()
+    assert s.prune(entries=[("t.py::c", k2)]) == [("t.py::c", k2)]
     assert s.prune(older_than=dt.timedelta(days=1)) == [("t.py::b", KEY)]
-    data = json.loads(s.path.read_text())
-    assert data["entries"] == {}
+    assert store(tmp_path).list_entries() == []
     assert BaselineStore(tmp_path / "nowhere", "m").prune(keep_nodeids=[]) == []
 
 
-# -- fingerprints -----------------------------------------------------------------------
+# -- keys and fingerprints ----------------------------------------------------------------
 
 
 def test_strict_and_warn_fields_are_documented() -> None:
@@ -471,6 +780,9 @@ def test_strict_and_warn_fields_are_documented() -> None:
         "params",
         "workloads",
         "machine.cpu",
+        "machine.cpu_family",
+        "machine.cpu_model",
+        "machine.isa",
         "machine.cores",
         "machine.gpu",
     }
@@ -490,21 +802,48 @@ def test_strict_and_warn_fields_are_documented() -> None:
     assert not set(bl.STRICT_FIELDS) & set(bl.WARN_FIELDS)
 
 
-def test_fingerprint_key_is_stable() -> None:
+def test_baseline_key_is_stable() -> None:
     key = baseline_key(FP, PARAMS, [Workload.parse("tg32"), Workload.parse("pp64")])
     assert len(key) == 16 and int(key, 16) >= 0
-    # pinned: changing the canonical form would orphan every stored baseline
+    # pinned: the store re-keys what it reads, but a change here re-keys every entry
     assert baseline_key(FP, {"n_threads": 2, "n_batch": 256}, ["tg32", "pp64"]) == (
-        "b60f7f82197b777c"
+        baseline_key(FP, LoadParams(n_threads=2, n_batch=256), ["pp64", "tg32"])
     )
     assert baseline_key(FP, PARAMS.to_dict(), ["pp64", "tg32"]) == key  # dict, str, order
     assert baseline_key(json.loads(json.dumps(FP)), PARAMS, ["tg32", "pp64"]) == key
+    # llama.cpp's default micro-batch, written or not, is the same test
+    assert baseline_key(FP, LoadParams(n_ubatch=512), ["tg32"]) == baseline_key(
+        FP, LoadParams(), ["tg32"]
+    )
+
+
+def test_a_load_parameter_added_later_keeps_old_keys() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Later(LoadParams):
+        n_future: int = knob(7, Int(0), "--future", prefix="fut")
+
+    assert baseline_key(FP, Later(n_threads=2), ["tg32"]) == baseline_key(
+        FP, LoadParams(n_threads=2), ["tg32"]
+    )
+    assert baseline_key(FP, Later(n_threads=2, n_future=8), ["tg32"]) != baseline_key(
+        FP, LoadParams(n_threads=2), ["tg32"]
+    )
+
+
+def test_a_strict_field_added_later_keeps_old_keys() -> None:
+    older = json.loads(json.dumps(FP))
+    for name in ("cpu_family", "cpu_model", "isa"):
+        del older["machine"][name]
+    assert baseline_key(older, PARAMS, ["tg32"]) != KEY  # now known: another CPU maybe
+    assert baseline_key(older, PARAMS, ["tg32"]) == baseline_key(older, PARAMS.to_dict(), ["tg32"])
 
 
 @pytest.mark.parametrize(
     ("path", "value", "strict"),
     [
         ("machine.cpu", "AMD EPYC 9654", True),
+        ("machine.cpu_family", "25", True),
+        ("machine.isa", "x86-64-v3", True),
         ("machine.cores", 4, True),
         ("machine.gpu", "NVIDIA H200", True),
         ("model.id", "another-model", True),
@@ -527,7 +866,7 @@ def test_key_and_diff_per_field(path: str, value: Any, strict: bool) -> None:
     changed[section][name] = value
     assert (baseline_key(changed, PARAMS, ["tg32"]) != KEY) is strict
     s, w = fingerprint_diff(
-        doc(["tg32"]), dict(changed, params=PARAMS.to_dict(), workloads=["tg32"])
+        doc(["tg32"]), dict(changed, params=PARAMS.non_default(), workloads=["tg32"])
     )
     line = f"{path}: {old!r} (baseline) vs {value!r} (now)"
     if strict:
@@ -540,7 +879,7 @@ def test_params_and_workloads_are_strict() -> None:
     other = PARAMS.replace(n_threads=4)
     assert baseline_key(FP, other, ["tg32"]) != KEY
     assert baseline_key(FP, PARAMS, ["tg64"]) != KEY
-    now = dict(FP, params=other.to_dict(), workloads=["tg64", "tg32"])
+    now = dict(FP, params=other.non_default(), workloads=["tg64", "tg32"])
     strict, warns = fingerprint_diff(doc(["tg32"]), now)
     assert strict == [
         "params.n_threads: 2 (baseline) vs 4 (now)",
@@ -548,7 +887,6 @@ def test_params_and_workloads_are_strict() -> None:
     ]
     assert warns == []
     assert fingerprint_diff(doc(["tg32"]), doc(["tg32"])) == ([], [])
-    # a field missing on one side is shown as absent
     old = json.loads(json.dumps(doc(["tg32"])))
     del old["machine"]["gpu_driver"]
     _s, w = fingerprint_diff(old, doc(["tg32"]))
@@ -565,6 +903,7 @@ def test_params_and_workloads_are_strict() -> None:
         ("all", "regressed", True, True),
         ("all", "new", False, True),
         ("all", "error", False, False),
+        ("reset", "pass", True, True),
         ("new", "new", False, True),
         ("new", "mismatch", False, True),
         ("new", "pass", True, False),
@@ -578,9 +917,68 @@ def test_params_and_workloads_are_strict() -> None:
     ],
 )
 def test_should_accept(mode: str, verdict: str, has_entry: bool, expected: bool) -> None:
-    assert judge.should_accept(mode, verdict, has_entry) is expected
+    assert judge.should_accept(mode, verdict, has_entry) is expected  # type: ignore[arg-type]
 
 
 def test_should_accept_unknown_mode() -> None:
     with pytest.raises(UsageError, match="accept mode 'some'"):
-        judge.should_accept("some", "pass", True)
+        judge.should_accept("some", "pass", True)  # type: ignore[arg-type]
+
+
+# -- git ------------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@x",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@x",
+    )
+    out = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_two_branches_accepting_different_tests_merge_without_conflict(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    s = BaselineStore(repo / "baselines", MACHINE).load()
+    s.queue("t.py::test_a", KEY, pending())
+    s.queue("t.py::test_b", KEY, pending())
+    s.flush()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "baselines")
+    # one branch re-accepts test_a and adds test_new1 (same module)...
+    _git(repo, "checkout", "-qb", "one")
+    one = BaselineStore(repo / "baselines", MACHINE).load()
+    one.queue("t.py::test_a", KEY, pending(90.0, "2025-09-01T00:00:00+00:00"))
+    one.queue("t.py::test_new1", KEY, pending())
+    one.flush()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "one")
+    # ...the other re-accepts test_b and adds test_new2
+    _git(repo, "checkout", "-q", "main")
+    _git(repo, "checkout", "-qb", "two")
+    two = BaselineStore(repo / "baselines", MACHINE).load()
+    two.queue("t.py::test_b", KEY, pending(80.0, "2025-09-02T00:00:00+00:00"))
+    two.queue("t.py::test_new2", KEY, pending())
+    two.flush()
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "two")
+    _git(repo, "merge", "-q", "--no-edit", "one")
+    merged = BaselineStore(repo / "baselines", MACHINE).load()
+    assert {e.nodeid for e in merged.list_entries()} == {
+        "t.py::test_a",
+        "t.py::test_b",
+        "t.py::test_new1",
+        "t.py::test_new2",
+    }
+    a, b = merged.lookup("t.py::test_a", KEY), merged.lookup("t.py::test_b", KEY)
+    assert a is not None and b is not None and len(a.sessions) == 2 and len(b.sessions) == 2
+    assert math.isclose(a.sessions[-1].values["tg32"]["tg_tps"][1], 90.0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.baseline import BaselineStore
+from pytest_llmperf.baseline import BaselineStore, Pending, Session
 from pytest_llmperf.cli import main
 from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.results import Measurement
@@ -29,17 +28,17 @@ def measurement(rate: float, workload: str = "tg32") -> Measurement:
 def store_with(tmp_path: Path, name: str, rate: float) -> Path:
     store = BaselineStore(tmp_path / name, "box")
     store.load()
+    m = measurement(rate)
     for nodeid in ("t.py::a", "t.py::b"):
+        session = Session(
+            accepted_at="2026-11-01T00:00:00+00:00",
+            git_commit="abc",
+            repetitions=5,
+            warmup=1,
+            values={"tg32": dict(m.values)},
+        )
         store.queue(
-            nodeid,
-            "k1",
-            {
-                "accepted_at": "2026-11-01T00:00:00+00:00",
-                "git_commit": "abc",
-                "model": "m",
-                "fingerprint": {},
-                "measurements": {"tg32": measurement(rate).to_dict()},
-            },
+            nodeid, "k1", Pending("m", {"params": {"n_threads": 2}, "workloads": ["tg32"]}, session)
         )
     store.flush()
     return store.path
@@ -84,17 +83,80 @@ def test_baseline_list_show_prune(tmp_path: Path, capsys: pytest.CaptureFixture[
     args = ["--file", str(path)]
     assert main(["baseline", "list", *args]) == 0
     out = capsys.readouterr().out
-    assert "2 entries" in out and "t.py::a  [k1]" in out
+    assert "2 entries" in out and "t.py::a  [" in out and "1 session(s)" in out
     assert main(["baseline", "show", *args, "t.py::b"]) == 0
-    assert "tg_tps" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "tg_tps" in shown and "1 accepted session(s)" in shown and "drift unknown" in shown
     assert main(["baseline", "show", *args, "t.py::zzz"]) == 2  # a usage error, named
     assert "no entry for 't.py::zzz'" in capsys.readouterr().err
     assert main(["baseline", "prune", *args]) == 2  # says what it needs
-    before = path.read_bytes()
-    assert main(["baseline", "prune", *args, "--nodeid", "t.py::a", "--dry-run"]) == 0
-    assert path.read_bytes() == before
+    files = sorted(p.read_bytes() for p in (path.parent / "box").rglob("*.json"))
+    # a dry run by default: shows what would go, removes nothing
     assert main(["baseline", "prune", *args, "--nodeid", "t.py::a"]) == 0
-    assert list(json.loads(path.read_text())["entries"]) == ["t.py::b"]
+    out = capsys.readouterr().out
+    assert "would remove 1 entries" in out and "--yes" in out
+    assert sorted(p.read_bytes() for p in (path.parent / "box").rglob("*.json")) == files
+    assert main(["baseline", "prune", *args, "--nodeid", "t.py::a", "--yes"]) == 0
+    assert [e.nodeid for e in BaselineStore(path.parent, "box").load().list_entries()] == [
+        "t.py::b"
+    ]
+
+
+def test_prune_refuses_an_empty_keep_list_and_removing_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed `pytest --collect-only -q > ids.txt` leaves no ids: pruning against it
+    must not delete every baseline."""
+    path = store_with(tmp_path, "bl", 100.0)
+    args = ["--file", str(path)]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("ERROR: file or directory not found: wrong/path\n\nno tests ran in 0.01s\n")
+    assert main(["baseline", "prune", *args, "--keep-from", str(ids), "--yes"]) == 2
+    assert "holds no test node ids" in capsys.readouterr().err
+    ids.write_text("t.py::zzz\n")
+    assert main(["baseline", "prune", *args, "--keep-from", str(ids), "--yes"]) == 2
+    assert "would remove every entry (2)" in capsys.readouterr().err
+    assert len(BaselineStore(path.parent, "box").load().list_entries()) == 2
+    assert main(["baseline", "prune", *args, "--keep-from", str(ids), "--yes", "--all"]) == 0
+    assert BaselineStore(path.parent, "box").load().list_entries() == []
+    assert main(["baseline", "prune", *args, "--keep-from", str(tmp_path / "missing")]) == 2
+    assert "cannot read it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["baseline", "prune", "--older-than", "nan"], "not a finite number"),
+        (["compare", "--alpha", "2", "a", "b"], "between 0 and 1"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_are_usage_errors(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and fragment in capsys.readouterr().err
+
+
+def test_report_output_paths_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_llmperf.report import write_report
+    from pytest_llmperf.results import TestReport
+
+    write_report(
+        [TestReport(nodeid="t.py::a", measurements=[measurement(100.0)])],
+        tmp_path / "r",
+        plots=False,
+    )
+    results = str(tmp_path / "r" / "results.json")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["report", results, "-o", str(afile)]) == 2
+    assert f"report -o {afile}: is a file" in capsys.readouterr().err
+    assert main(["report", results, "-o", str(afile / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write there" in err and "Traceback" not in err
+    assert main(["compare", str(tmp_path / "nope.json"), results]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
 
 
 def test_tiny_model_list(capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,9 +76,18 @@ def project(
     return pytester.path / "baselines" / f"{MACHINE}.json"
 
 
-def entries(path: Path) -> dict[str, dict[str, object]]:
-    doc = bl.parse_document(path.read_bytes(), path)  # validates every entry as well
-    return dict(doc["entries"])
+def entries(path: Path) -> dict[str, dict[str, bl.Entry]]:
+    """Every stored entry of the machine whose file is ``path``, read (and validated)
+    through the store."""
+    store = bl.BaselineStore(path.parent, path.name.removesuffix(".json")).load()
+    assert not store.broken_files and not store.notices, (store.broken_files, store.notices)
+    return {e.nodeid: store.entries_for(e.nodeid) for e in store.list_entries()}
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """The bytes of every baseline file of the machine whose file is ``path``."""
+    files = [path, *sorted((path.parent / path.name.removesuffix(".json")).rglob("*"))]
+    return {str(f): f.read_bytes() for f in files if f.is_file()}
 
 
 def usage_error(result: pytest.RunResult) -> str:
@@ -300,7 +309,7 @@ BAD_BASELINES: dict[str, tuple[bytes, list[str]]] = {
     ),
     "future-schema": (
         b'{"schema_version": 7, "machine": {}, "entries": {}}\n',
-        ["was written by a newer pytest-llmperf (schema 7 > 1)", "upgrade, or move the file"],
+        ["was written by a newer pytest-llmperf (schema 7 > 2)", "upgrade, or move the file"],
     ),
     "merge-conflict": (
         b'{\n<<<<<<< HEAD\n  "schema_version": 1,\n=======\n  "schema_version": 1,\n'
@@ -392,12 +401,14 @@ def test_baseline_directory_that_is_a_file_is_named_and_untouched(
 def test_stale_lock_file_does_not_block_accepting(pytester: pytest.Pytester, model: Path) -> None:
     path = project(pytester, model)
     path.parent.mkdir()
-    lock = path.parent / f"{path.name}.lock"
+    lock = bl.BaselineStore(path.parent, MACHINE)._lock_path()
     lock.write_text("")  # left behind by a killed process: the OS lock died with it
     start = time.monotonic()
     pytester.runpytest(*FAST, "--perf-in-process", "--perf-accept").assert_outcomes(passed=1)
     assert time.monotonic() - start < 60
     assert set(entries(path)) == {"test_perf.py::test_decode"}
+    # the lock lives outside the user's repository: nothing to commit by mistake
+    assert not [p for p in path.parent.rglob("*") if p.name.endswith(".lock")]
 
 
 # -- the registry (llmperf.yaml / pyproject.toml) --------------------------------------------
@@ -785,8 +796,8 @@ def test_ctrl_c_during_accept_keeps_the_baseline_whole(
     assert set(after) == {"test_other.py::test_decode", "test_perf.py::test_0_first"}
     assert after["test_other.py::test_decode"] == before["test_other.py::test_decode"]
     [entry] = after["test_perf.py::test_0_first"].values()
-    assert isinstance(entry, dict) and set(entry["measurements"]) == {"tg8"}
-    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert set(entry.sessions[-1].values) == {"tg8"}
+    leftovers = [p.name for p in path.parent.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
 
 
@@ -797,13 +808,13 @@ def test_killed_pytest_leaves_the_baseline_as_it_was_and_no_worker(
     """A CI cancel (SIGTERM) or the OOM killer (SIGKILL) runs no cleanup in pytest: the
     baseline stays as it was, and the worker dies with its parent instead of measuring on."""
     path, proc = _start_accepting_run(pytester, model)
-    before = path.read_bytes()
+    before = snapshot(path)
     os.kill(proc.pid, sig)  # pytest only, as a supervisor or the kernel would
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == -sig, out
     assert _group_gone(proc.pid, timeout=5), "the llama.cpp worker outlived pytest"
-    assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    assert snapshot(path) == before
+    assert [p.name for p in path.parent.rglob("*") if p.name.endswith(".tmp")] == []
 
 
 def test_two_sessions_accepting_at_once_lose_nothing(

@@ -14,7 +14,7 @@ from pytest_llmperf.report.interop import (
 from pytest_llmperf.report.markdown import summary_markdown
 from pytest_llmperf.report.plots import matplotlib_missing
 from pytest_llmperf.report.results_json import SCHEMA_VERSION, load_results, results_dict
-from pytest_llmperf.report.terminal import terminal_lines
+from pytest_llmperf.report.terminal import blind_spot_lines, terminal_lines
 from pytest_llmperf.report.writer import write_report
 from pytest_llmperf.results import Measurement, TestReport
 
@@ -33,6 +33,7 @@ __all__ = [
     "PLOTS_MISSING_NOTE",
     "SCHEMA_VERSION",
     "benchmark_json",
+    "blind_spot_lines",
     "bmf_dict",
     "llama_bench_fields",
     "load_results",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,13 +125,6 @@ def metric_better(name: str) -> str:
 
 def is_informational(name: str) -> bool:
     return name in METRICS and METRICS[name].informational
-
-
-def ordered_metrics(names: Iterable[str]) -> list[str]:
-    """Key metrics first (in KEY_METRICS order), then the registry's order, then the rest."""
-    names = set(names)
-    order = list(KEY_METRICS) + [m for m in METRICS if m not in KEY_METRICS]
-    return [m for m in order if m in names] + sorted(names - set(order))
 
 
 # -- rows --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from pytest_llmperf.metrics import fmt_value
+from pytest_llmperf.metrics import fmt_value, ordered_metrics
 from pytest_llmperf.report._common import (
     VERDICT_MARKUP,
     Row,
@@ -22,7 +22,6 @@ from pytest_llmperf.report._common import (
     fmt_pct,
     headline_change,
     metric_unit,
-    ordered_metrics,
     report_rows,
 )
 from pytest_llmperf.results import TestReport, worst
@@ -285,3 +284,36 @@ def terminal_lines(
     done = _markup(overall) if overall != "pass" else {"green": True, "bold": True}
     lines += [(text, done) for text in textwrap.wrap(counts_text(reports), width) or [""]]
     return lines
+
+
+#: the remedies of a gate that cannot see as small a change as its threshold
+BLIND_REMEDY = (
+    "more repetitions (--perf-repetitions), more accepted sessions (--perf-accept at other "
+    "times), a paired reference run (--perf-reference), or a quieter machine"
+)
+
+
+def blind_spot_lines(reports: list[TestReport], limit: int = 10) -> list[str]:
+    """The tests whose gated metrics cannot detect a change as small as their threshold
+    on this machine (the history's drift or the samples' spread is larger), with the
+    remedy; empty when every gate sees its threshold."""
+    rows: list[str] = []
+    for r in reports:
+        worst_gap: tuple[float, str] | None = None
+        for c in r.all_comparisons():
+            if c.detectable_pct is None or c.threshold_pct is None:
+                continue
+            if c.detectable_pct > c.threshold_pct + 0.05:
+                gap = (
+                    c.detectable_pct,
+                    f"{c.metric} detects >= {c.detectable_pct:.0f}% (threshold {c.threshold})",
+                )
+                if worst_gap is None or gap[0] > worst_gap[0]:
+                    worst_gap = gap
+        if worst_gap is not None:
+            rows.append(f"  {r.nodeid}: {worst_gap[1]}")
+    if not rows:
+        return []
+    head = f"{len(rows)} test(s) cannot see a change as small as their threshold on this machine:"
+    more = [f"  ... and {len(rows) - limit} more"] if len(rows) > limit else []
+    return [head, *rows[:limit], *more, f"  remedy: {BLIND_REMEDY}"]

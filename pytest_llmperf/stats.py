@@ -1,0 +1,142 @@
+"""Interval estimates, in one place: how far a machine drifts between sessions (stored
+baselines with history) and how sure a paired A/B ratio is (paired verdicts). Pure.
+
+**Drift between sessions** (:func:`drift_allowance`). From the medians of the last k
+accepted sessions, a one-sided prediction bound for the median of the next unchanged
+session, on the log scale (times and rates are ratio quantities):
+``t(1-alpha, k-1) * s * sqrt(1 + 1/k)`` with ``s`` the standard deviation of the log
+medians (the prediction interval Bencher's t-test threshold uses). We chose it over the
+median absolute deviation because with k = 3..5 sessions a MAD is 0 as soon as two
+sessions agree, which would call a drifting machine quiet; the t quantile instead widens
+the bound honestly while the history is short, and tightens as it grows. alpha defaults
+to 0.01: a stored baseline fails only what lies beyond where 99% of unchanged sessions
+would fall.
+
+**Smallest detectable change within a session** (:func:`within_detectable`): the shift
+of the median a one-sided rank test at ``alpha`` detects with 80% power, given the
+samples' spread (CV from the median absolute deviation) and their counts, by the normal
+approximation (medians have sqrt(pi/2) the standard error of means).
+
+**Paired ratios** (:func:`paired_interval`). Per-round log ratios B/A grouped in blocks
+(each block one load of both sides); the interval of the median log ratio comes from a
+hierarchical bootstrap: resample blocks, then rounds within each chosen block (Kalibera &
+Jones, "Rigorous benchmarking in reasonable time"), so that the variance between loads,
+where most of it lives, is in the interval. Fixed seed: the same data, the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: the bootstrap's resamples and seed
+N_BOOTSTRAP = 4000
+SEED = 20261202
+#: sessions needed before the drift between them is estimated
+MIN_SESSIONS = 3
+#: one-sided level of the drift bound
+DRIFT_ALPHA = 0.01
+#: power the smallest detectable change is quoted at
+POWER = 0.8
+
+
+def _t(q: float, dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(q, dof))
+
+
+def _z(q: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(q))
+
+
+def median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+def robust_cv(values: Sequence[float]) -> float:
+    """1.4826 x MAD / median: the spread of ``values`` relative to their median."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size < 2:
+        return 0.0
+    med = float(np.median(arr))
+    if med == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(arr - med)) / abs(med))
+
+
+def drift_allowance(session_medians: Sequence[float], alpha: float = DRIFT_ALPHA) -> float | None:
+    """The relative change (a fraction, e.g. 0.14) that an unchanged next session stays
+    within, on each side, with probability ``1 - alpha``; None with fewer than
+    :data:`MIN_SESSIONS` sessions or non-positive medians."""
+    k = len(session_medians)
+    if k < MIN_SESSIONS or any(m <= 0 for m in session_medians):
+        return None
+    logs = np.log(np.asarray(session_medians, dtype=float))
+    s = float(logs.std(ddof=1))
+    bound = _t(1 - alpha, k - 1) * s * math.sqrt(1 + 1 / k)
+    return math.expm1(bound)
+
+
+def center(session_medians: Sequence[float]) -> float:
+    """The reference of a history: the geometric mean of its session medians (the
+    centre of the log-scale prediction interval)."""
+    arr = np.asarray(session_medians, dtype=float)
+    if arr.size and float(arr.min()) > 0:
+        return float(np.exp(np.log(arr).mean()))
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def within_detectable(
+    cv: float, n_current: int, n_baseline: int, alpha: float = 0.05, power: float = POWER
+) -> float:
+    """The smallest relative shift of the median (a fraction) detectable within a
+    session with this spread and these sample counts; inf with no samples."""
+    if n_current < 1 or n_baseline < 1:
+        return math.inf
+    se = math.sqrt(math.pi / 2) * cv * math.sqrt(1 / n_current + 1 / n_baseline)
+    return (_z(1 - alpha) + _z(power)) * se
+
+
+def paired_interval(
+    blocks: Sequence[Sequence[float]],
+    alpha: float,
+    *,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = SEED,
+) -> tuple[float, float, float]:
+    """``(median, low, high)`` of the per-round log ratios in ``blocks``, with the
+    two-sided ``1 - alpha`` hierarchical-bootstrap interval of the median. One block:
+    rounds are resampled alone."""
+    groups = [np.asarray(b, dtype=float) for b in blocks if len(b)]
+    if not groups:
+        return math.nan, math.nan, math.nan
+    flat = np.concatenate(groups)
+    med = float(np.median(flat))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    nb = len(groups)
+    for i in range(n_boot):
+        chosen = rng.integers(0, nb, size=nb) if nb > 1 else np.zeros(1, dtype=int)
+        parts = [groups[j][rng.integers(0, groups[j].size, size=groups[j].size)] for j in chosen]
+        stats[i] = np.median(np.concatenate(parts))
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return med, float(low), float(high)
+
+
+__all__ = [
+    "DRIFT_ALPHA",
+    "MIN_SESSIONS",
+    "N_BOOTSTRAP",
+    "POWER",
+    "center",
+    "drift_allowance",
+    "median",
+    "paired_interval",
+    "robust_cv",
+    "within_detectable",
+]
