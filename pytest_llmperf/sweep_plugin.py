@@ -97,7 +97,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="i/N",
         help="sweeps: run only shard i of N of every sweep (1-based; merge the shards' "
-        "results with 'llmperf merge')",
+        "results with 'llmperf merge'). Default: from the environment: LLMPERF_SHARD=i/N, a "
+        "Slurm array's SLURM_ARRAY_TASK_ID, or a Kubernetes Indexed Job's "
+        "JOB_COMPLETION_INDEX with LLMPERF_SHARD_COUNT (LLMPERF_SHARD=off: none)",
+    )
+    g.addoption(
+        "--perf-sweep",
+        default=None,
+        metavar="NAME",
+        help="sweeps: run only the tests of sweep NAME (every other test is deselected)",
     )
     g.addoption(
         "--perf-phase",
@@ -200,7 +208,7 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     state = _state(config)
-    if state is not None and state.plans:
+    if state is not None and (state.plans or state.options.only):
         with _as(pytest.UsageError):
             drop = state.collector.select((item.nodeid, _sweep_config(item)) for item in items)
         if drop:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.sweep import load_sweep, read_ranking, read_results, shard
+from pytest_llmperf.sweep.fleet import SHARD_ENV
 
 SWEEPS = """
 sweeps:
@@ -80,6 +81,13 @@ def _llama_loaded_outside_pytester() -> None:
 
     llama_lib.load()
     fingerprint.software()
+
+
+@pytest.fixture(autouse=True)
+def _no_shard_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner sessions run unsharded, even where this suite runs in a Slurm array."""
+    for name in SHARD_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -285,8 +293,8 @@ def test_plan_progress_results_and_resume(project: pytest.Pytester) -> None:
     assert set(row["metrics"]) == {"tg8", "pp32"}
     assert row["metrics"]["tg8"]["tg_tps"] > 0 and row["metrics"]["pp32"]["pp_tps"] > 0
     # the key the baseline store uses for the test
-    store = json.loads(next((project.path / "bl").glob("*.json")).read_text())
-    keys = {k for entry in store["entries"].values() for k in entry}
+    test_files = (project.path / "bl").glob("*/**/*.json")  # one file per test
+    keys = {k for f in test_files for k in json.loads(f.read_text())["entries"]}
     assert {r["fingerprint_key"] for r in rows} <= keys
 
     # resume: every point is done
@@ -368,6 +376,34 @@ def test_shards_partition_the_sweep(project: pytest.Pytester) -> None:
     project.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(project, "test_plain.py", "test_kv.py", "--collect-only", "-q", "--perf-shard=2/2")
     assert "test_plain.py::test_plain" in result.outlines
+
+
+def test_perf_sweep_runs_one_sweep_only(project: pytest.Pytester) -> None:
+    project.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = run(project, "--collect-only", "-q", "--perf-sweep=kv")
+    assert collected_ids(result, "test_sweep") == KV_IDS
+    assert not collected_ids(result, "test_grid")
+    assert "test_plain.py::test_plain" not in result.outlines
+    result.stdout.fnmatch_lines(["llmperf sweep kv (explore): *", "*25 deselected*"])
+    assert not any(line.startswith("llmperf sweep grid") for line in result.outlines)
+    result = run(project, "--collect-only", "-q", "--perf-sweep=kvv")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--perf-sweep=kvv: no collected test runs sweep 'kvv'; collected sweeps: grid, kv*"]
+    )
+
+
+def test_shard_from_the_environment(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMPERF_SHARD", "2/3")
+    result = run(project, "test_grid.py", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*shard 2/3 leaves out 16, from LLMPERF_SHARD=2/3*"])
+    everything = load_sweep(project.path / "sweeps.yaml", "grid").points().ids()
+    assert collected_ids(result, "test_grid") == shard(everything, 2, 3)
+    result = run(project, "test_grid.py", "--collect-only", "-q", "--perf-shard=1/3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the shard sources disagree: --perf-shard=1/3 *LLMPERF_SHARD*"])
 
 
 def test_shard_results_merge(project: pytest.Pytester) -> None:

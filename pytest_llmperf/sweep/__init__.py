@@ -14,13 +14,14 @@ One module per concern:
 - :mod:`.ranking`: rank, the ranking file, deepen (the two phases)
 - :mod:`.stream`: JSONL results, resume, shards, merge
 - :mod:`.progress`: plan summary and progress lines
+- :mod:`.context`, :mod:`.files`: errors that name the file and key, or the path and fix
 
 and the session side, still without pytest (:mod:`pytest_llmperf.sweep_plugin` is the
-glue): :mod:`.options` (validated options, the shard), :mod:`.collect` (markers into
-plans, shard and resume selection), :mod:`.phases` (ranking in a session, the deep
-phase's winners), :mod:`.planner` (plan lines and estimates), :mod:`.recorder` (result
-records and progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf
-merge``).
+glue): :mod:`.options` (validated options), :mod:`.fleet` (the shard, from the option or
+a scheduler's environment), :mod:`.collect` (markers into plans, shard and resume
+selection), :mod:`.phases` (the ranking file, the deep phase's winners),
+:mod:`.planner` (plan lines and estimates), :mod:`.recorder` (result records and
+progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf merge``).
 """
 
 from pytest_llmperf.sweep.points import PointList, SweepPoint

@@ -223,23 +223,29 @@ class Collector:
 
     def select(self, collected: Iterable[tuple[str, Any]]) -> set[str]:
         """Find the sweep items among ``(nodeid, llmperf_config value)`` pairs; return the
-        node ids to deselect: those outside this shard and those done before."""
-        found: dict[str, SweepItem] = {}
-        for nodeid, cfg in collected:
-            if not isinstance(cfg, Config) or not cfg.sweep or cfg.sweep not in self.plans:
-                continue
-            plan = self.plans[cfg.sweep]
-            point = plan.by_id.get(cfg.name)
-            if point is None:
-                continue
-            found[nodeid] = SweepItem(plan, point, cfg)
-            plan.collected += 1
-        if not found:
-            return set()
-        drop: set[str] = set()
+        node ids to deselect: with ``--perf-sweep``, every test of other sweeps or of
+        none; those outside this shard; those done before."""
         o = self.options
+        if o.only is not None and o.only not in self.plans:
+            raise UsageError(
+                f"--perf-sweep={o.only}: no collected test runs sweep {o.only!r}; collected "
+                f"sweeps: {', '.join(sorted(self.plans)) or '(none)'}; check the name, or "
+                "the tests given"
+            )
+        found: dict[str, SweepItem] = {}
+        drop: set[str] = set()
+        for nodeid, cfg in collected:
+            point = None
+            if isinstance(cfg, Config) and cfg.sweep in self.plans:
+                point = self.plans[cfg.sweep].by_id.get(cfg.name)
+            if o.only is not None and (point is None or cfg.sweep != o.only):
+                drop.add(nodeid)
+            elif point is not None:
+                plan = self.plans[cfg.sweep]
+                found[nodeid] = SweepItem(plan, point, cfg)
+                plan.collected += 1
         if o.shard is not None:
-            i, n = o.shard
+            i, n = o.shard.index, o.shard.count
             keep = {name: set(shard(sorted(plan.by_id), i, n)) for name, plan in self.plans.items()}
             for nodeid, it in found.items():
                 if it.point.id not in keep[it.plan.name]:

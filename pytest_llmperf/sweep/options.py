@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,9 +12,9 @@ from typing import Any
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import METRICS
 from pytest_llmperf.sweep.files import check_output
+from pytest_llmperf.sweep.fleet import Shard, resolve_shard
 from pytest_llmperf.sweep.ranking import RANKING_SUFFIXES
 from pytest_llmperf.sweep.sampling import Sampling
-from pytest_llmperf.sweep.stream import parse_shard
 
 PHASES = ("explore", "deep")
 
@@ -37,14 +39,19 @@ class SweepOptions:
     metric: str | None = None
     results: Path | None = None
     resume: bool = False
-    shard: tuple[int, int] | None = None
+    shard: Shard | None = None
+    #: shard variables of the environment seen but not used, for the plan
+    shard_notes: tuple[str, ...] = ()
     phase: str = "explore"
     ranking: str | None = None
     top_k: int | None = None
+    #: run only this sweep's tests (--perf-sweep)
+    only: str | None = None
 
     @classmethod
-    def from_namespace(cls, opt: Any) -> SweepOptions:
-        """The options from parsed command-line values (``config.option``)."""
+    def from_namespace(cls, opt: Any, environ: Mapping[str, str] | None = None) -> SweepOptions:
+        """The options from parsed command-line values (``config.option``) and the
+        environment (the shard of a Slurm array, a Kubernetes Indexed Job, a CI matrix)."""
         metric = opt.perf_sweep_metric
         if metric is not None and metric not in METRICS:
             raise UsageError(
@@ -55,12 +62,7 @@ class SweepOptions:
             raise UsageError(
                 "--perf-resume needs --perf-sweep-results=FILE.jsonl (the results to resume)"
             )
-        shard_spec = None
-        if opt.perf_shard is not None:
-            try:
-                shard_spec = parse_shard(opt.perf_shard)
-            except UsageError as exc:
-                raise UsageError(f"--perf-shard: {exc}") from None
+        shard, notes = resolve_shard(opt.perf_shard, os.environ if environ is None else environ)
         if results is not None:
             check_output(results, "--perf-sweep-results", "results.jsonl")
         ranking = str(Path(opt.perf_ranking).absolute()) if opt.perf_ranking else None
@@ -84,10 +86,12 @@ class SweepOptions:
             metric=metric,
             results=results,
             resume=bool(opt.perf_resume),
-            shard=shard_spec,
+            shard=shard,
+            shard_notes=tuple(notes),
             phase=opt.perf_phase,
             ranking=ranking,
             top_k=opt.perf_top_k,
+            only=opt.perf_sweep,
         )
 
     def ranking_path(self, sweep: str) -> Path | None:

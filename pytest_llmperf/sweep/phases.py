@@ -3,82 +3,25 @@ file at the end, and the deep phase's winners and points at collection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.sweep.collect import SweepPlan
 from pytest_llmperf.sweep.options import SweepOptions
 from pytest_llmperf.sweep.points import PointList
-from pytest_llmperf.sweep.ranking import Ranked, deepen, rank, read_ranking, write_ranking
+from pytest_llmperf.sweep.ranking import (
+    DEFAULT_TOP_K,
+    deepen,
+    explore_records,
+    rank_records,
+    ranking_lines,
+    read_ranking,
+    write_ranking,
+)
 from pytest_llmperf.sweep.sampling import Sampling
 from pytest_llmperf.sweep.spec import Sweep
 from pytest_llmperf.sweep.stream import read_quietly
-
-DEFAULT_METRIC = "tg_tps"
-DEFAULT_TOP_K = 3
-
-
-def with_fallback(metric: str) -> list[str]:
-    """tg_tps falls back on pp_tps for points that generate nothing."""
-    return [metric, "pp_tps"] if metric == "tg_tps" else [metric]
-
-
-def _flat_rows(
-    records: Iterable[Mapping[str, Any]], metric: str, workload: str | None
-) -> list[dict[str, Any]]:
-    """Records ``{id, metrics: {workload: {metric: median}}}`` as the flat rows of
-    :func:`~pytest_llmperf.sweep.rank`: the metric of ``workload``, or of the first
-    workload that has it."""
-    out: list[dict[str, Any]] = []
-    for rec in records:
-        metrics = rec.get("metrics")
-        if not isinstance(metrics, Mapping):
-            continue
-        for wl_name, values in metrics.items():
-            if workload is not None and wl_name != workload:
-                continue
-            if isinstance(values, Mapping) and values.get(metric) is not None:
-                out.append(
-                    {
-                        "id": rec.get("id"),
-                        "error": rec.get("error"),
-                        "workload": wl_name,
-                        "metrics": {metric: values[metric]},
-                    }
-                )
-                break
-    return out
-
-
-def rank_records(
-    sweep: Sweep, records: Sequence[Mapping[str, Any]], top_k: int | None, metric: str | None
-) -> list[Ranked]:
-    """Result records of ``sweep``, best first: by ``metric``, else the sweep's
-    ``deep.metric`` (on ``deep.workload`` when set), tg_tps falling back on pp_tps."""
-    spec = sweep.deep
-    chosen = metric or (spec.metric if spec else DEFAULT_METRIC)
-    for name in [metric] if metric else with_fallback(chosen):
-        rows = _flat_rows(records, name, spec.workload if spec else None)
-        better = spec.better if spec is not None and name == spec.metric else None
-        ranked = rank(rows, name, top_k=top_k, better=better)
-        if ranked:
-            return ranked
-    return []
-
-
-def explore_records(
-    rows: Iterable[Mapping[str, Any]], sweep: str, ids: Iterable[str]
-) -> list[Mapping[str, Any]]:
-    """The explore-phase records of ``sweep`` whose id is one of ``ids``."""
-    known = set(ids)
-    return [
-        r
-        for r in rows
-        if r.get("sweep") == sweep
-        and r.get("phase", "explore") == "explore"
-        and r.get("id") in known
-    ]
 
 
 class Phases:
@@ -108,7 +51,7 @@ class Phases:
             mine = [r for r in rows if r.get("sweep") == sweep.name]
             known = sweep.find_points({str(r["id"]) for r in mine})
             ranked = rank_records(
-                sweep, explore_records(mine, sweep.name, known), None, self.options.metric
+                explore_records(mine, sweep.name, known), sweep.deep, None, self.options.metric
             )
             if ranked:
                 return [r.id for r in ranked], f"the explore results in {results.name}"
@@ -138,15 +81,11 @@ class Phases:
             if o.results is not None and o.results.is_file():
                 rows, _warns = read_quietly(o.results)
                 records = explore_records(rows, plan.name, plan.by_id)
-            ranked = rank_records(plan.sweep, records, self.top_k(plan.sweep), o.metric)
+            ranked = rank_records(records, plan.sweep.deep, self.top_k(plan.sweep), o.metric)
             if ranked:
                 write_ranking(path, ranked)
         except (OSError, LLMPerfError) as exc:
             return [], [f"ranking of sweep {plan.name}: {exc}"]
         if not ranked:
             return [f"ranking of sweep {plan.name} NOT written: no successful result to rank"], []
-        return [
-            f"ranking of sweep {plan.name} by {ranked[0].metric} (top {len(ranked)}): {path}",
-            *(f"  {i}. {r.id}  {r.value:g}" for i, r in enumerate(ranked, 1)),
-            f"  edit it if you like, then: --perf-phase=deep --perf-ranking={path}",
-        ], []
+        return ranking_lines(plan.name, ranked, path), []

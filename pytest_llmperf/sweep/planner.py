@@ -31,6 +31,8 @@ class Planner:
                 continue  # deselected by -k / -m (e.g. the smoke run): no plan to show
             selected = [items[nodeid] for nodeid in plan.selected]
             out.extend(self._plan_lines(plan, selected))
+        if out:
+            out.extend(f"llmperf sweep shard: {note}" for note in self.options.shard_notes)
         return out
 
     def _plan_lines(self, plan: SweepPlan, selected: Sequence[SweepItem]) -> list[str]:
@@ -51,8 +53,7 @@ class Planner:
         o = self.options
         parts: list[str] = []
         if o.shard is not None:
-            i, n = o.shard
-            parts.append(f"shard {i}/{n} leaves out {plan.shard_skipped}")
+            parts.append(f"shard {o.shard} leaves out {plan.shard_skipped}, from {o.shard.source}")
         if o.resume:
             name = o.results.name if o.results else ""
             parts.append(f"resume: {plan.resume_skipped} already done in {name}")

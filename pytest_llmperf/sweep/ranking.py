@@ -22,6 +22,8 @@ from pytest_llmperf.sweep.sampling import Sampling, sample_indices
 from pytest_llmperf.sweep.spec import Axis, DeepSpec, Sweep, parse_axes
 
 RANKING_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_METRIC = "tg_tps"
+DEFAULT_TOP_K = 3
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,72 @@ def rank(
     return [Ranked(pid, values[pid], metric, better) for pid in order]
 
 
+def with_fallback(metric: str) -> list[str]:
+    """tg_tps falls back on pp_tps for points that generate nothing."""
+    return [metric, "pp_tps"] if metric == "tg_tps" else [metric]
+
+
+def _flat_rows(
+    records: Iterable[Mapping[str, Any]], metric: str, workload: str | None
+) -> list[dict[str, Any]]:
+    """Records ``{id, metrics: {workload: {metric: median}}}`` as the flat rows of
+    :func:`~pytest_llmperf.sweep.rank`: the metric of ``workload``, or of the first
+    workload that has it."""
+    out: list[dict[str, Any]] = []
+    for rec in records:
+        metrics = rec.get("metrics")
+        if not isinstance(metrics, Mapping):
+            continue
+        for wl_name, values in metrics.items():
+            if workload is not None and wl_name != workload:
+                continue
+            if isinstance(values, Mapping) and values.get(metric) is not None:
+                out.append(
+                    {
+                        "id": rec.get("id"),
+                        "error": rec.get("error"),
+                        "workload": wl_name,
+                        "metrics": {metric: values[metric]},
+                    }
+                )
+                break
+    return out
+
+
+def rank_records(
+    records: Iterable[Mapping[str, Any]],
+    spec: DeepSpec | None,
+    top_k: int | None,
+    metric: str | None = None,
+) -> list[Ranked]:
+    """Result records (``{id, metrics: {workload: {metric: median}}}``) best first: by
+    ``metric``, else the deep phase's ``metric`` (on its ``workload`` when set), tg_tps
+    falling back on pp_tps for points that generate nothing."""
+    records = list(records)
+    chosen = metric or (spec.metric if spec else DEFAULT_METRIC)
+    for name in [metric] if metric else with_fallback(chosen):
+        rows = _flat_rows(records, name, spec.workload if spec else None)
+        better = spec.better if spec is not None and name == spec.metric else None
+        ranked = rank(rows, name, top_k=top_k, better=better)
+        if ranked:
+            return ranked
+    return []
+
+
+def explore_records(
+    rows: Iterable[Mapping[str, Any]], sweep: str, ids: Iterable[str]
+) -> list[Mapping[str, Any]]:
+    """The explore-phase records of ``sweep`` whose id is one of ``ids``."""
+    known = set(ids)
+    return [
+        r
+        for r in rows
+        if r.get("sweep") == sweep
+        and r.get("phase", "explore") == "explore"
+        and r.get("id") in known
+    ]
+
+
 def write_ranking(path: PathLike, ranked: Sequence[Ranked | str]) -> None:
     """Write a ranking file the user can edit (reorder, delete lines): a list of ids.
 
@@ -131,6 +199,15 @@ def write_ranking(path: PathLike, ranked: Sequence[Ranked | str]) -> None:
         write_atomic(p, text)
     except OSError as exc:
         raise write_error(p, exc, "ranking file", "ranking.yaml") from None
+
+
+def ranking_lines(sweep: str, ranked: Sequence[Ranked], path: Path) -> list[str]:
+    """What a written ranking file says to the user."""
+    return [
+        f"ranking of sweep {sweep} by {ranked[0].metric} (top {len(ranked)}): {path}",
+        *(f"  {i}. {r.id}  {r.value:g}" for i, r in enumerate(ranked, 1)),
+        f"  edit it if you like, then: --perf-phase=deep --perf-ranking={path}",
+    ]
 
 
 def read_ranking(path: PathLike) -> list[str]:

@@ -12,8 +12,8 @@ from pytest_llmperf.metrics import METRICS
 from pytest_llmperf.results import TestReport
 from pytest_llmperf.sweep.collect import SweepItem
 from pytest_llmperf.sweep.options import SweepOptions
-from pytest_llmperf.sweep.phases import DEFAULT_METRIC, with_fallback
 from pytest_llmperf.sweep.progress import ProgressLine, first_line
+from pytest_llmperf.sweep.ranking import DEFAULT_METRIC, with_fallback
 from pytest_llmperf.sweep.stream import append_result
 
 
