@@ -287,6 +287,6 @@ def add_subcommands(sub: Any) -> None:
             )
             p.add_argument("--all", action="store_true", help="allow removing every entry")
             p.add_argument("--dry-run", action="store_true", help="show only (the default)")
-    from pytest_llmperf.sweep_cli import add_merge_subcommand
+    from pytest_llmperf.sweep.cli import add_merge_subcommand
 
     add_merge_subcommand(sub)
