@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.params import KNOBS, LoadParams, Workload
 from pytest_llmperf.thresholds import RULE_KEYS
 
 
@@ -41,21 +41,47 @@ class Config:
     axes: tuple[tuple[str, str], ...] = ()
     #: the sweep this config belongs to ("" outside sweeps)
     sweep: str = ""
+    #: the llama.cpp build the worker runs ("default": the installed llama-cpp-python)
+    build: str = "default"
+    #: the launcher (command prefix) of the worker ("": none)
+    launcher: str = ""
+
+    def __post_init__(self) -> None:
+        for what in ("build", "launcher"):
+            value = getattr(self, what)
+            if not isinstance(value, str) or (what == "build" and not value):
+                raise UsageError(f"{what}={value!r}: write the name of a registry {what}")
 
     @property
     def id(self) -> str:
         if self.name:
             return self.name
+        parts = [self.model]
         sid = self.params.short_id()
-        return self.model if sid == "default" else f"{self.model}-{sid}"
+        if sid != "default":
+            parts.append(sid)
+        if self.build != "default":
+            parts.append(f"b{self.build}")
+        if self.launcher:
+            parts.append(f"l{self.launcher}")
+        return "-".join(parts)
 
-    def key(self) -> tuple[str, LoadParams]:
-        return (self.model, self.params)
+    def key(self) -> tuple[str, LoadParams, str, str]:
+        """What makes one loaded model: one worker per key."""
+        return (self.model, self.params, self.build, self.launcher)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+#: Config fields that are not load params but are set the same way
+CONFIG_FIELDS: tuple[str, ...] = ("build", "launcher")
 
 
 def config(model: str, args: str | None = None, **params: Any) -> Config:
-    """One Config: ``config("tiny-moe-mxfp4", "-t 2 -b 256", cpu_moe=True)``."""
-    return Config(model, LoadParams().merged(args, **params))
+    """One Config: ``config("tiny-moe-mxfp4", "-t 2 -b 256", cpu_moe=True, build="main")``."""
+    extra = {k: params.pop(k) for k in CONFIG_FIELDS if k in params}
+    return Config(model, LoadParams().merged(args, **params), **extra)
 
 
 def configs(models: str | Sequence[str], args: str | None = None, **axes: Any) -> list[Any]:
@@ -104,6 +130,8 @@ class MarkerSpec:
     config: Config | None
     run: RunOptions = field(default_factory=RunOptions)
     rules: Mapping[str, Any] = field(default_factory=dict)
+    #: what differs in the configuration this test is judged against (paired verdicts)
+    reference: Mapping[str, Any] | None = None
 
 
 def parse_marker(
@@ -116,6 +144,8 @@ def parse_marker(
     model = data.pop("model", None)
     profile = data.pop("profile", None)
     args = data.pop("args", None)
+    extra = {k: data.pop(k) for k in CONFIG_FIELDS if k in data}
+    reference = data.pop("reference", None)
     base: dict[str, Any] = {}
     if profile is not None:
         if str(profile) not in profiles:
@@ -128,11 +158,82 @@ def parse_marker(
         params = LoadParams.from_dict(base, source=where).merged(args, **data)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
+    ref = _reference(reference, where) if reference is not None else None
     if model is None:
-        if params != LoadParams():
+        if params != LoadParams() or extra:
             raise UsageError(f"{where}: sets load params but no model; add model=...")
-        return MarkerSpec(None, run, rules)
-    return MarkerSpec(Config(str(model), params), run, rules)
+        return MarkerSpec(None, run, rules, ref)
+    try:
+        cfg = Config(str(model), params, **extra)
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return MarkerSpec(cfg, run, rules, ref)
+
+
+def _reference(raw: Any, where: str) -> dict[str, Any]:
+    """``reference={"build": "main"}`` (or any of model, build, launcher, args and load
+    params): what to change in the test's config to get the configuration it is judged
+    against."""
+    if isinstance(raw, str):
+        return parse_reference(raw, where)
+    if not isinstance(raw, Mapping) or not raw:
+        raise UsageError(
+            f"{where}: reference={raw!r}: write a mapping of what differs, e.g. "
+            "reference={'build': 'main'} or {'cpu_moe': False}"
+        )
+    allowed = {"model", "args", *CONFIG_FIELDS, *LoadParams().to_dict()}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise UsageError(
+            f"{where}: reference: unknown key(s) {', '.join(unknown)}; accepted: model, build, "
+            "launcher, args and the load params"
+        )
+    return dict(raw)
+
+
+def parse_reference(text: str, where: str = "--perf-reference") -> dict[str, Any]:
+    """``"build:main"``, ``"model:tiny-moe-q8_0,cpu_moe:false"`` -> a reference mapping."""
+    out: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, value = part.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(
+                f"{where}: {part!r}: write key:value pairs, e.g. build:main or "
+                "model:tiny-moe-q8_0,cpu_moe:false"
+            )
+        key, text = name.strip(), value.strip()
+        if key in KNOBS:
+            try:
+                out[key] = KNOBS[key].kind.parse(text)
+            except ValueError as exc:
+                raise UsageError(f"{where}: {key}: {exc}") from None
+        else:
+            out[key] = text
+    return _reference(out, where)
+
+
+def apply_reference(cfg: Config, reference: Mapping[str, Any], where: str) -> Config:
+    """The configuration ``cfg`` is judged against: ``cfg`` with ``reference`` applied."""
+    data = dict(reference)
+    model = str(data.pop("model", cfg.model))
+    extra = {k: str(data.pop(k)) for k in CONFIG_FIELDS if k in data}
+    args = data.pop("args", None)
+    try:
+        params = cfg.params.merged(args, **data)
+        ref = Config(
+            model,
+            params,
+            build=extra.get("build", cfg.build),
+            launcher=extra.get("launcher", cfg.launcher),
+        )
+    except UsageError as exc:
+        raise UsageError(f"{where}: reference: {exc}") from None
+    if ref.key() == cfg.key():
+        raise UsageError(
+            f"{where}: the reference {dict(reference)} is the test's own configuration; "
+            "name what differs"
+        )
+    return ref
 
 
 def _run_options(extras: Mapping[str, Any], where: str) -> RunOptions:

@@ -6,6 +6,8 @@ llmperf compare A B                        # results or baseline files: table, e
 llmperf report RESULTS -o DIR              # re-render a report from results.json
 llmperf baseline list|show|prune           # inspect and clean the baseline store
 llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shards
+llmperf ab --model M --build-b main -n 128 # is B slower than A? paired rounds, exit 0/1
+llmperf build NAME --cmake-args "..."      # build a named llama.cpp variant; --list
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
     t.set_defaults(func=_cmd_tiny)
 
-    from pytest_llmperf import commands
+    from pytest_llmperf import ab, commands
 
     commands.add_subcommands(sub)
+    ab.add_subcommands(sub)
     return parser
 
 

@@ -283,6 +283,13 @@ def _cpuinfo() -> dict[str, str]:
     return out
 
 
+def default_threads() -> int:
+    """llama-bench's default thread count: the number of physical cores."""
+    import psutil
+
+    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+
+
 def cpu_model() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
@@ -343,3 +350,65 @@ def machine_info() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "arch": platform.machine(),
     }
+
+
+# -- contention -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU accounting at one moment: the machine's busy jiffies (all CPUs, steal
+    included), this process's own (all its threads), and the kernel's CPU pressure
+    counter (microseconds some task waited for a CPU; None without PSI)."""
+
+    wall: float
+    busy: int
+    own: int
+    stall_us: int | None
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_snapshot() -> CpuSnapshot | None:
+    """Now's counters, or None where /proc does not tell (not Linux)."""
+    import time
+
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()[1:]
+        with open("/proc/self/stat") as fh:
+            own_fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal: busy is all but idle and iowait
+    vals = [int(x) for x in fields[:8]]
+    busy = sum(vals) - vals[3] - vals[4]
+    own = int(own_fields[11]) + int(own_fields[12])  # utime + stime, all threads
+    stall: int | None = None
+    try:
+        with open("/proc/pressure/cpu") as fh:
+            for line in fh:
+                if line.startswith("some"):
+                    stall = int(line.rsplit("total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        stall = None
+    return CpuSnapshot(time.perf_counter(), busy, own, stall)
+
+
+def contention(before: CpuSnapshot | None, after: CpuSnapshot | None) -> dict[str, float]:
+    """What other processes did between two snapshots: ``others_cpu``, the share of the
+    machine's CPU capacity they used (busy time minus this process's own); and
+    ``cpu_stall``, the share of the wall time some task waited for a CPU (PSI). Jiffies
+    are 10 ms: below a few of them the first figure is noise, so it is reported as 0."""
+    if before is None or after is None:
+        return {}
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return {}
+    cpus = os.cpu_count() or 1
+    others = max(0, (after.busy - before.busy) - (after.own - before.own))
+    out = {"others_cpu": 0.0 if others <= 2 else others / _TICKS / (wall * cpus)}
+    if before.stall_us is not None and after.stall_us is not None:
+        out["cpu_stall"] = max(0, after.stall_us - before.stall_us) / 1e6 / wall
+    return {k: round(v, 4) for k, v in out.items()}

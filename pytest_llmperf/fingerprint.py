@@ -25,9 +25,11 @@ def machine() -> dict[str, Any]:
 def software() -> dict[str, Any]:
     from pytest_llmperf.native import llama_lib
 
+    library: dict[str, str] = {}
     try:
         system_info = llama_lib.system_info()
         llama_version = llama_lib.version()
+        library = llama_lib.library()
     except Exception as exc:  # llama-cpp-python unusable: still describe the rest
         system_info = f"unavailable: {exc}"
         llama_version = "unavailable"
@@ -36,6 +38,7 @@ def software() -> dict[str, Any]:
         "llama_cpp": llama_version,
         "llama_system_info": system_info,
         "pytest_llmperf": __version__,
+        **{k: v for k, v in library.items() if k in ("lib_sha256", "ggml_version", "ggml_commit")},
     }
 
 

@@ -601,6 +601,15 @@ _COLUMNS: tuple[tuple[str, int, str], ...] = (
     ("threshold", 16, "<"),
     ("verdict", 19, "<"),
 )
+#: the columns of a paired comparison: the reference, the candidate and the ratio's interval
+_PAIRED_COLUMNS: tuple[tuple[str, int, str], ...] = (
+    ("metric", 0, "<"),
+    ("reference", 12, ">"),
+    ("candidate", 12, ">"),
+    ("ratio [interval]", 22, ">"),
+    ("threshold", 10, "<"),
+    ("verdict", 12, "<"),
+)
 _SEP = "  "
 
 
@@ -618,25 +627,35 @@ def format_table(comparisons: Sequence[MetricComparison]) -> list[str]:
     """Aligned rows: metric, baseline median, current median, change %, threshold,
     verdict (with p), then one wrapped line of reason per non-passing row. At most
     :data:`TABLE_WIDTH` columns."""
+    paired = any(c.ratio is not None for c in comparisons)
+    columns = _PAIRED_COLUMNS if paired else _COLUMNS
+
+    def change(c: MetricComparison) -> str:
+        if paired:
+            if c.ratio is None or c.ratio_low is None or c.ratio_high is None:
+                return "-"
+            return f"{c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]"
+        return _pct(c.change_pct) if c.change_pct is not None else "-"
+
     rows = [
         [
             c.metric,
             fmt_value(c.baseline_median, c.unit),
             fmt_value(c.current_median, c.unit),
-            _pct(c.change_pct) if c.change_pct is not None else "-",
+            change(c),
             c.threshold or "-",
             _verdict_cell(c),
         ]
         for c in comparisons
     ]
-    header = [h for h, _w, _a in _COLUMNS]
+    header = [h for h, _w, _a in columns]
     natural = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    widths = [min(cap, w) if cap else w for w, (_h, cap, _a) in zip(natural, _COLUMNS, strict=True)]
+    widths = [min(cap, w) if cap else w for w, (_h, cap, _a) in zip(natural, columns, strict=True)]
     room = TABLE_WIDTH - sum(widths[1:]) - len(_SEP) * (len(widths) - 1)
     widths[0] = max(min(natural[0], room), len(header[0]))
 
     def line(cells: Sequence[str]) -> str:
-        cols = zip(cells, widths, _COLUMNS, strict=True)
+        cols = zip(cells, widths, columns, strict=True)
         parts = [f"{_cell(t, w):{a}{w}}" for t, w, (_h, _c, a) in cols]
         return _SEP.join(parts).rstrip()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -155,6 +155,11 @@ def inter_token_gaps_ms(token_ns: Sequence[int]) -> list[float]:
     return [float(x) / 1e6 for x in np.diff(np.asarray(token_ns, dtype=np.int64))]
 
 
+#: a repetition during which other processes took more than this share of the machine's
+#: CPU time, or some task waited for a CPU this share of the wall time, is contaminated
+CONTAMINATION_LIMIT = 0.10
+
+
 @dataclass
 class Sample:
     """One timed repetition. Times are ns relative to the start of generation."""
@@ -167,9 +172,20 @@ class Sample:
     end_ns: int
     #: llama.cpp's own counters for this repetition (llama_perf_context)
     llama: dict[str, float]
+    #: what else ran meanwhile (:func:`pytest_llmperf.devices.contention`): the share of
+    #: the machine's CPU time other processes took, and of the wall time some task waited
+    #: for a CPU; empty where the system does not tell
+    contention: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def contaminated(self) -> bool:
+        """Another process competed for the CPU during this repetition (see
+        :data:`CONTAMINATION_LIMIT`)."""
+        return any(v > CONTAMINATION_LIMIT for v in self.contention.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "contention": dict(self.contention),
             "n_prompt": self.n_prompt,
             "n_gen": self.n_gen,
             "n_depth": self.n_depth,
@@ -189,6 +205,7 @@ class Sample:
             token_ns=[int(x) for x in data.get("token_ns", [])],
             end_ns=int(data["end_ns"]),
             llama=dict(data.get("llama", {})),
+            contention={k: float(v) for k, v in (data.get("contention") or {}).items()},
         )
 
     def metrics(self) -> dict[str, float]:

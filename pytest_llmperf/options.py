@@ -77,6 +77,14 @@ def non_negative(text: str) -> float:
     return value
 
 
+def positive_percent(text: str) -> float:
+    """A percentage > 0 and < 100 ('5', '5%')."""
+    value = _number(text.strip().removesuffix("%"))
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: a percentage between 0 and 100, e.g. 5")
+    return value
+
+
 def probability(text: str) -> float:
     """A significance level strictly between 0 and 1."""
     value = _number(text)

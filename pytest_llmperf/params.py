@@ -195,6 +195,8 @@ class Switch(Kind):
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
         raise ValueError(f"must be {self.accepted}")
 
     def parse(self, text: str) -> bool:

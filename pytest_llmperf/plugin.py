@@ -14,15 +14,17 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf import options
-from pytest_llmperf.api import Config
+from pytest_llmperf import options, paired
+from pytest_llmperf.api import Config, parse_reference
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner
 from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
+from pytest_llmperf.devices import default_threads
 from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.judge import ACCEPT_MODES, MISSING_MODES, Policy
 from pytest_llmperf.params import LoadParams
 from pytest_llmperf.registry import load_registry
 from pytest_llmperf.session import (
+    OVERSUBSCRIBED,
     PerfOutcome,
     PerfSession,
     Recorder,
@@ -30,6 +32,7 @@ from pytest_llmperf.session import (
     TestSpec,
     default_missing_mode,
     group_by_config,
+    oversubscription,
 )
 
 session_key = pytest.StashKey[PerfSession]()
@@ -158,6 +161,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-bmf", default=None, metavar="FILE", help="write results in Bencher Metric Format"
     )
     g.addoption(
+        "--perf-reference",
+        default=None,
+        metavar="KEY:VALUE,...",
+        help="judge every test against this reference configuration side by side, in "
+        "interleaved rounds (paired verdicts), instead of its stored baseline: "
+        "build:main, model:tiny-moe-q8_0, cpu_moe:false, launcher:pin, args:'-t 4'",
+    )
+    g.addoption(
+        "--perf-rounds",
+        type=options.int_at_least(2),
+        default=None,
+        metavar="N",
+        help=f"paired verdicts: rounds per load of both sides (default {paired.DEFAULT_ROUNDS})",
+    )
+    g.addoption(
+        "--perf-paired-threshold",
+        type=options.positive_percent,
+        default=None,
+        metavar="PCT",
+        help="paired verdicts: the smallest change that fails (default "
+        f"{paired.DEFAULT_THRESHOLD_PCT:g}%%)",
+    )
+    g.addoption(
         "--perf-no-reorder",
         action="store_true",
         help="keep collection order (default: tests sharing a model config run together)",
@@ -174,6 +200,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("llmperf_timeout", "per-measurement timeout in seconds", default=None)
     parser.addini("llmperf_max_loaded", "models kept loaded at once", default=None)
+    parser.addini(
+        "llmperf_paired_threshold",
+        "paired verdicts: the smallest change that fails, in percent",
+        default=None,
+    )
     parser.addini(
         "llmperf_history",
         f"accepted sessions kept per baseline entry (default {DEFAULT_HISTORY}, at most "
@@ -264,6 +295,19 @@ def build_settings(config: pytest.Config) -> Settings:
                 machine = options.check_machine_id(str(value))
             except ValueError as exc:
                 raise UsageError(f"{source}: {exc}") from None
+    reference = None
+    if opt.perf_reference:
+        reference = parse_reference(opt.perf_reference)
+    design = paired.Design(
+        rounds=opt.perf_rounds or paired.DEFAULT_ROUNDS,
+        threshold_pct=pick(
+            opt.perf_paired_threshold,
+            "llmperf_paired_threshold",
+            paired.DEFAULT_THRESHOLD_PCT,
+            options.positive_percent,
+        ),
+        alpha=opt.perf_alpha if opt.perf_alpha is not None else 0.05,
+    )
     policy = Policy(
         accept=opt.perf_accept,
         force_accept=bool(opt.perf_force_accept),
@@ -289,6 +333,8 @@ def build_settings(config: pytest.Config) -> Settings:
         benchmark_json=out_path(opt.perf_benchmark_json),
         bmf_json=out_path(opt.perf_bmf),
         ini_rules=_ini_rules(config),
+        reference=reference,
+        paired=design,
     )
 
 
@@ -366,6 +412,13 @@ def pytest_collection_modifyitems(
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         keys.append(None if spec is None else spec.config.key())
+    if _is_xdist_worker(config):
+        workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+        threads = [k[1].n_threads or default_threads() for k in keys if k is not None]
+        warning = oversubscription(workers, max(threads, default=0))
+        if warning:
+            perf.notice(warning)
+            perf.oversubscribed = warning
     if not config.option.perf_no_reorder:
         modules = [item.nodeid.split("::", 1)[0] for item in items]
         items[:] = [items[i] for i in group_by_config(modules, keys)]
@@ -384,6 +437,12 @@ class LLMModel:
         path, reason = session.resolve_path(spec.config)
         if path is None:
             pytest.skip(reason)
+        try:
+            runtime, _launcher, why = session.runtime(spec.config)
+        except LLMPerfError:  # a broken build fails the test when its runner starts
+            runtime, why = None, ""
+        if runtime is None and why:
+            pytest.skip(why)
         self.path: str = path
 
     @property
@@ -479,6 +538,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, A
         and rec.report is not None
         and _is_xdist_worker(item.config)
     ):
+        if rec.session.oversubscribed and rec.session.oversubscribed not in rec.report.notes:
+            rec.report.notes.append(rec.session.oversubscribed)
         rep.llmperf = rec.report.to_dict()
     return rep
 
@@ -502,7 +563,11 @@ class _XdistCollector:
         if isinstance(data, dict):
             from pytest_llmperf.results import TestReport
 
-            self.perf.reports.append(TestReport.from_dict(data))
+            rep = TestReport.from_dict(data)
+            self.perf.reports.append(rep)
+            for note in rep.notes:
+                if note.startswith(OVERSUBSCRIBED) and note not in self.perf.notices:
+                    self.perf.notice(note)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:

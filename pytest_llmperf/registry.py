@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf import builds as builds_mod
 from pytest_llmperf import tiny
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import read_yaml
 from pytest_llmperf.params import LoadParams
 from pytest_llmperf.thresholds import RULE_KEYS, RuleSource, RuleTier
 
-CONFIG_KEYS = ("models", "profiles", *RULE_KEYS, "sweeps")
+CONFIG_KEYS = ("models", "profiles", *RULE_KEYS, "sweeps", "builds", "launchers")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,34 @@ class Registry:
     #: gate rules written in the registry files (pyproject, then YAML)
     rule_sources: list[RuleSource] = field(default_factory=list)
     sweeps: dict[str, Any] = field(default_factory=dict)
+    builds: dict[str, builds_mod.BuildSource] = field(default_factory=dict)
+    launchers: dict[str, builds_mod.Launcher] = field(default_factory=dict)
+
+    def build(self, name: str) -> builds_mod.BuildSource:
+        """A build by name: the registry's, a cached ``llmperf build``, or ``default``."""
+        if name == builds_mod.DEFAULT:
+            return builds_mod.BuildSource(builds_mod.DEFAULT)
+        if name in self.builds:
+            return self.builds[name]
+        cached = builds_mod.cached_builds().get(name)
+        if cached is not None:
+            return builds_mod.BuildSource(name, lib=str(cached.lib), defined_in="llmperf build")
+        known = sorted({builds_mod.DEFAULT, *self.builds, *builds_mod.cached_builds()})
+        raise UsageError(
+            f"unknown build {name!r}; known: {', '.join(known)}. Add it under 'builds:' in "
+            "llmperf.yaml ({lib: DIR}, {python: PATH} or {env: VAR}) or build it with "
+            f"`llmperf build {name}`"
+        )
+
+    def launcher(self, name: str) -> builds_mod.Launcher | None:
+        if not name:
+            return None
+        if name not in self.launchers:
+            raise UsageError(
+                f"unknown launcher {name!r}; known: {', '.join(sorted(self.launchers)) or '(none)'}"
+                ". Add it under 'launchers:' in llmperf.yaml, e.g. pin: 'taskset -c 0-3'"
+            )
+        return self.launchers[name]
 
     def model(self, model_id: str) -> ModelSource:
         if model_id in self.models:
@@ -227,6 +256,15 @@ def parse_config(data: Any, source: str, base_dir: Path, tier: RuleTier = "yaml"
     if not isinstance(sweeps, Mapping):
         raise _err(source, "sweeps", "must be a mapping of sweep name -> definition")
     cfg.sweeps = dict(sweeps)
+    for key, parse in (("builds", builds_mod.parse_build), ("launchers", None)):
+        section = data.get(key) or {}
+        if not isinstance(section, Mapping):
+            raise _err(source, key, f"must be a mapping of name -> {key[:-1]}")
+        for name, value in section.items():
+            if parse is not None:
+                cfg.builds[str(name)] = parse(str(name), value, source, base_dir)
+            else:
+                cfg.launchers[str(name)] = builds_mod.parse_launcher(str(name), value, source)
     return cfg
 
 
@@ -275,5 +313,7 @@ def load_registry(rootdir: Path, explicit: str | None = None) -> Registry:
         merged.models.update(c.models)
         merged.profiles.update(c.profiles)
         merged.sweeps.update(c.sweeps)
+        merged.builds.update(c.builds)
+        merged.launchers.update(c.launchers)
         merged.rule_sources.extend(c.rule_sources)
     return merged

@@ -205,6 +205,12 @@ class MetricComparison:
     detectable_pct: float | None = None
     #: the relative part of the threshold (percent), for comparing with the above
     threshold_pct: float | None = None
+    #: paired verdicts: the median ratio candidate/reference and its interval, and the
+    #: clean rounds it rests on
+    ratio: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    rounds: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -231,6 +237,10 @@ class MetricComparison:
             drift_pct=number("drift_pct"),
             detectable_pct=number("detectable_pct"),
             threshold_pct=number("threshold_pct"),
+            ratio=number("ratio"),
+            ratio_low=number("ratio_low"),
+            ratio_high=number("ratio_high"),
+            rounds=None if data.get("rounds") is None else int(data["rounds"]),
         )
 
 
@@ -248,6 +258,8 @@ class TestReport:
     notes: list[str] = field(default_factory=list)
     #: where the baseline came from: "baselines/x.json" entry key, or "" when new
     baseline_key: str = ""
+    #: the reference configuration's id, for a test judged side by side (paired)
+    reference: str = ""
 
     def all_comparisons(self) -> list[MetricComparison]:
         return [c for comps in self.comparisons.values() for c in comps]
@@ -260,6 +272,7 @@ class TestReport:
             "comparisons": {k: [c.to_dict() for c in v] for k, v in self.comparisons.items()},
             "notes": list(self.notes),
             "baseline_key": self.baseline_key,
+            "reference": self.reference,
         }
 
     @classmethod
@@ -274,4 +287,5 @@ class TestReport:
             verdict=as_verdict(data.get("verdict", "pass")),
             notes=list(data.get("notes", [])),
             baseline_key=str(data.get("baseline_key", "")),
+            reference=str(data.get("reference", "")),
         )

@@ -9,6 +9,7 @@ and queues accepted entries.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import subprocess
@@ -19,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
+from pytest_llmperf import builds, gguf_info, judge, thresholds
 from pytest_llmperf import fingerprint as fp_mod
-from pytest_llmperf import gguf_info, judge, thresholds
-from pytest_llmperf.api import Config, MarkerSpec, RunOptions, parse_marker
+from pytest_llmperf import paired as paired_mod
+from pytest_llmperf.api import Config, MarkerSpec, RunOptions, apply_reference, parse_marker
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner, make_runner
-from pytest_llmperf.errors import BackendCrash, LLMPerfError, UsageError
+from pytest_llmperf.errors import BackendCrash, BackendError, LLMPerfError, UsageError
 from pytest_llmperf.params import Workload
 from pytest_llmperf.registry import Registry
 from pytest_llmperf.results import Measurement, MetricComparison, TestReport
@@ -51,6 +53,10 @@ class Settings:
     bmf_json: Path | None = None
     #: rules from the pytest ini section (``llmperf_thresholds`` ...)
     ini_rules: Mapping[str, Any] = field(default_factory=dict)
+    #: judge every test against this reference (``--perf-reference``), e.g. {"build": "main"}
+    reference: Mapping[str, Any] | None = None
+    #: how paired comparisons run and are judged
+    paired: paired_mod.Design = field(default_factory=paired_mod.Design)
 
     def __post_init__(self) -> None:
         if self.repetitions < 1:
@@ -81,6 +87,8 @@ class TestSpec:
     run: RunOptions
     #: the session's rules with the marker's merged over them
     rules: GateRules
+    #: the configuration this test is judged against, side by side (paired verdicts)
+    reference: Config | None = None
 
 
 class RunnerPool:
@@ -148,6 +156,8 @@ class PerfSession:
         self._store: baseline_mod.BaselineStore | None = None
         self._models: dict[str, gguf_info.ModelInfo] = {}
         self.flush_report: baseline_mod.FlushReport | None = None
+        #: the warning when pytest-xdist workers x threads exceed the cores (else "")
+        self.oversubscribed = ""
         sources = list(registry.rule_sources)
         if settings.ini_rules:
             sources.append(RuleSource("pytest ini llmperf_*", "ini", settings.ini_rules))
@@ -182,7 +192,9 @@ class PerfSession:
         if cfg is None:
             return None
         self.runners.expect(cfg.key())
-        return TestSpec(cfg, marker.run, rules)
+        ref_spec = marker.reference if marker.reference is not None else self.settings.reference
+        reference = apply_reference(cfg, ref_spec, where) if ref_spec else None
+        return TestSpec(cfg, marker.run, rules, reference)
 
     # -- baseline store -----------------------------------------------------------------
     @property
@@ -218,12 +230,28 @@ class PerfSession:
         self, cfg: Config, path: str, software: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """What makes this config's measurements comparable: machine (this session's),
-        software (as reported by the process that ran llama.cpp) and model file."""
-        return fp_mod.compose(
+        software (as reported by the process that ran llama.cpp), model file, and the
+        build and launcher when they are not the default (strict fields then)."""
+        doc = fp_mod.compose(
             fp_mod.machine(),
             dict(software) if software is not None else {},
             fp_mod.model(self._model_info(path), cfg.model),
         )
+        if cfg.build != builds.DEFAULT:
+            doc["build"] = cfg.build
+        if cfg.launcher:
+            doc["launcher"] = cfg.launcher
+        return doc
+
+    def runtime(self, cfg: Config) -> tuple[builds.Runtime | None, tuple[str, ...], str]:
+        """The build's runtime and the launcher's command prefix of ``cfg``; a runtime of
+        None comes with the reason (a build whose variable is unset: skip)."""
+        source = self.registry.build(cfg.build)
+        runtime, reason = source.runtime()
+        if runtime is None and not source.env:
+            raise BackendError(reason)
+        launcher = self.registry.launcher(cfg.launcher)
+        return runtime, launcher.argv if launcher else (), reason
 
     def baseline_key(self, cfg: Config, workloads: Iterable[Workload]) -> str | None:
         """The baseline key of ``cfg`` measured with ``workloads``, without loading the
@@ -237,20 +265,30 @@ class PerfSession:
             return None
         return baseline_mod.baseline_key(fingerprint, cfg.params, workloads)
 
+    def start_runner(
+        self, cfg: Config, path: str, isolate: bool | None = None, timeout_s: float | None = None
+    ) -> Runner:
+        """A new runner for ``cfg`` (not pooled: the caller closes it)."""
+        st = self.settings
+        runtime, launcher, reason = self.runtime(cfg)
+        if runtime is None:
+            raise UsageError(reason)
+        return make_runner(
+            path,
+            cfg.params,
+            cfg.model,
+            isolate=st.isolate if isolate is None else isolate,
+            timeout_s=timeout_s or st.timeout_s,
+            runtime=runtime,
+            launcher=launcher,
+            build=cfg.build,
+        )
+
     def runner(
         self, cfg: Config, path: str, isolate: bool | None = None, timeout_s: float | None = None
     ) -> Runner:
-        st = self.settings
-        return self.runners.get(
-            cfg.key(),
-            lambda: make_runner(
-                path,
-                cfg.params,
-                cfg.model,
-                isolate=st.isolate if isolate is None else isolate,
-                timeout_s=timeout_s or st.timeout_s,
-            ),
-        )
+        """The pooled runner of ``cfg`` (started on first use, kept for its later tests)."""
+        return self.runners.get(cfg.key(), lambda: self.start_runner(cfg, path, isolate, timeout_s))
 
     def close(self) -> None:
         self.runners.close()
@@ -307,6 +345,8 @@ class Recorder:
         self.measurements: list[Measurement] = []
         self.report: TestReport | None = None
         self._requests: list[tuple[Workload, int, int]] = []
+        #: workload name -> the paired comparison with the reference (paired tests)
+        self.paired: dict[str, paired_mod.PairedResult] = {}
 
     @property
     def repetitions(self) -> int:
@@ -338,9 +378,42 @@ class Recorder:
             raise UsageError(f"{self.nodeid}: workload {wl.name} measured twice in one test")
         reps = repetitions or self.repetitions
         wu = self.warmup if warmup is None else warmup
-        m = self._run(wl, reps, wu)
+        if self.spec.reference is not None and wl.kind != "load":
+            m = self._run_paired(wl, wu)
+        else:
+            m = self._run(wl, reps, wu)
         self._requests.append((wl, reps, wu))
         self.measurements.append(m)
+        return m
+
+    def _run_paired(self, workload: Workload, warmup: int) -> Measurement:
+        """Both configurations side by side (see :mod:`pytest_llmperf.paired`); returns
+        the candidate's rounds as one Measurement."""
+        session, ref = self.session, self.spec.reference
+        assert ref is not None
+        ref_path, reason = session.resolve_path(ref)
+        if ref_path is None:
+            raise UsageError(f"{self.nodeid}: the reference cannot run: {reason}")
+        timeout = self.spec.run.timeout
+        design = dataclasses.replace(session.settings.paired, warmup=max(warmup, 1))
+        result = paired_mod.run(
+            lambda: session.start_runner(ref, ref_path, True, timeout),
+            lambda: session.start_runner(self.config, self.path, True, timeout),
+            workload,
+            self.spec.rules,
+            design,
+        )
+        self.paired[workload.name] = result
+        result.reference.fingerprint = session.fingerprint(ref, ref_path)
+        m = result.candidate
+        m.fingerprint = session.fingerprint(self.config, self.path)
+        m.resolved["paired"] = {
+            "reference": ref.id,
+            "blocks": len(result.runs.blocks),
+            "rounds": len(result.runs.rounds),
+            "contaminated_rounds": result.runs.contaminated(),
+            "seconds": round(result.seconds, 2),
+        }
         return m
 
     def measure_all(self) -> list[Measurement]:
@@ -386,6 +459,9 @@ class Recorder:
         session, st = self.session, self.session.settings
         if not self.measurements:
             return report
+        report.notes.extend(_contention_notes(self.measurements))
+        if self.paired:
+            return self._gate_paired(report)
         store = session.store
         doc = self._fingerprint_doc()
         key = baseline_mod.baseline_key(doc, self.config.params, doc["workloads"])
@@ -444,6 +520,36 @@ class Recorder:
             raise PerfOutcome(verdict.outcome, verdict.message)
         return report
 
+    def _gate_paired(self, report: TestReport) -> TestReport:
+        """A test judged against its reference: the paired comparisons decide; the stored
+        baseline is neither used nor written."""
+        st = self.session.settings
+        ref = self.spec.reference
+        assert ref is not None
+        comparisons: dict[str, list[MetricComparison]] = {
+            wl: result.comparisons for wl, result in self.paired.items()
+        }
+        loads = [m for m in self.measurements if m.workload.name not in self.paired]
+        plain = judge.compare(loads, None, self.spec.rules) if loads else {}
+        comparisons.update(plain)
+        verdict = judge.judge(
+            self.nodeid,
+            comparisons,
+            dataclasses.replace(st.policy, accept=None, missing="record"),
+            has_entry=True,
+            notes=[f"judged against the reference {ref.id} (paired rounds, same session)"],
+        )
+        report.comparisons = comparisons
+        report.verdict = verdict.verdict
+        report.notes.extend(verdict.notes)
+        report.reference = ref.id
+        if st.policy.accept is not None:
+            why = "judged against a reference: the stored baseline is not used"
+            self.session.left_alone.append((self.nodeid, why))
+        if verdict.outcome != "pass":
+            raise PerfOutcome(verdict.outcome, verdict.message)
+        return report
+
     def _fingerprint_doc(self) -> dict[str, Any]:
         """The fingerprint an entry stores: machine, software, model file, the non-default
         load params and the workloads."""
@@ -463,6 +569,42 @@ class Recorder:
             values={m.workload.name: dict(m.values) for m in self.measurements},
             absent={m.workload.name: dict(m.absent) for m in self.measurements if m.absent},
         )
+
+
+OVERSUBSCRIBED = "WARNING: oversubscribed"
+
+
+def oversubscription(workers: int, threads: int, cores: int | None = None) -> str:
+    """The loud warning for pytest-xdist workers x llama.cpp threads beyond the cores:
+    llama.cpp's threads spin-wait, so processes sharing cores slow each other far more
+    than their share (a 3 s test took minutes beside another), and nothing in the timings
+    says so. Empty when they fit."""
+    cores = cores or os.cpu_count() or 1
+    if workers <= 1 or workers * threads <= cores:
+        return ""
+    return (
+        f"{OVERSUBSCRIBED}: {workers} pytest-xdist workers x {threads} llama.cpp threads = "
+        f"{workers * threads} > {cores} cores: llama.cpp's threads spin-wait, so the workers "
+        "slow each other far beyond their share and every timing is off; run with "
+        f"-n {max(1, cores // max(threads, 1))} or fewer threads per model"
+    )
+
+
+def _contention_notes(measurements: list[Measurement]) -> list[str]:
+    """A note per workload whose repetitions another process competed with."""
+    notes = []
+    for m in measurements:
+        dirty = sum(s.contaminated for s in m.samples)
+        if dirty:
+            worst_share = max(
+                (max(s.contention.values(), default=0.0) for s in m.samples), default=0.0
+            )
+            notes.append(
+                f"contaminated: {dirty} of {len(m.samples)} repetitions of {m.workload.name} "
+                f"ran while other processes competed for the CPU (up to {worst_share:.0%}); "
+                "its numbers may be off: measure on a quiet machine"
+            )
+    return notes
 
 
 def group_by_config(modules: list[str], keys: list[Any]) -> list[int]:

@@ -798,7 +798,11 @@ def test_strict_and_warn_fields_are_documented() -> None:
         "software.llama_cpp",
         "software.llama_system_info",
         "software.pytest_llmperf",
+        "software.ggml_version",
+        "software.ggml_commit",
+        "software.lib_sha256",
     }
+    assert {"build", "launcher"} <= set(bl.STRICT_FIELDS)
     assert not set(bl.STRICT_FIELDS) & set(bl.WARN_FIELDS)
 
 

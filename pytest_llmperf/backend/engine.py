@@ -56,11 +56,7 @@ def expert_override_patterns(params: LoadParams) -> list[str]:
     return [rf"blk\.{i}{EXPERT_PATTERN}" for i in range(params.n_cpu_moe)]
 
 
-def default_threads() -> int:
-    """llama-bench's default: the number of physical cores."""
-    import psutil
-
-    return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+default_threads = devices.default_threads
 
 
 @dataclass
@@ -183,6 +179,9 @@ class LoadedModel:
             "sampler": "greedy",
             "n_params": int(lc.llama_model_n_params(model)),
             "backend": _backend_name(p),
+            "cpu_affinity": sorted(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else [],
         }
         if patterns:
             self._check_overrides(patterns, overridden)
@@ -377,7 +376,13 @@ class LoadedModel:
         try:
             for _ in range(max(warmup, 0)):
                 self.run_once(workload, sampler)
-            return [self.run_once(workload, sampler) for _ in range(repetitions)]
+            samples = []
+            for _ in range(repetitions):
+                before = devices.cpu_snapshot()  # outside the timed region
+                sample = self.run_once(workload, sampler)
+                sample.contention = devices.contention(before, devices.cpu_snapshot())
+                samples.append(sample)
+            return samples
         finally:
             if was_enabled:
                 gc.enable()

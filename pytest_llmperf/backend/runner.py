@@ -17,9 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pytest_llmperf import devices, fingerprint
+from pytest_llmperf.builds import DEFAULT as DEFAULT_BUILD
+from pytest_llmperf.builds import Runtime
 from pytest_llmperf.errors import (
     BackendCrash,
     BackendError,
@@ -208,31 +211,51 @@ class IsolatedRunner:
         model_id: str = "",
         check_memory: bool = True,
         timeout_s: float = DEFAULT_TIMEOUT_S,
-        env: dict[str, str] | None = None,
+        runtime: Runtime | None = None,
+        launcher: Sequence[str] = (),
+        build: str = DEFAULT_BUILD,
     ) -> None:
+        """``runtime``: the interpreter and environment of a build (default: this one);
+        ``launcher``: a command prefix for the worker (``taskset -c 0``); ``build``: the
+        build's name, for messages."""
         self.path = path
         self.params = params
         self.model_id = model_id or os.path.basename(path)
         self.timeout_s = timeout_s
+        self.build = build
+        rt = runtime or Runtime(sys.executable, {})
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pytest_llmperf.backend.worker",
-                str(req_r),
-                str(resp_w),
-                str(os.getpid()),  # the worker dies with this process
-            ],
-            pass_fds=(req_r, resp_w),
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
-            env={**os.environ, **(env or {})},
-            close_fds=True,
-        )
+        env = {**os.environ, **rt.env}
+        if "PYTHONPATH" in rt.env and os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = rt.env["PYTHONPATH"] + os.pathsep + os.environ["PYTHONPATH"]
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    *launcher,
+                    rt.python,
+                    "-m",
+                    "pytest_llmperf.backend.worker",
+                    str(req_r),
+                    str(resp_w),
+                    str(os.getpid()),  # the worker dies with this process
+                ],
+                pass_fds=(req_r, resp_w),
+                stdin=subprocess.DEVNULL,
+                stdout=self._stderr,
+                stderr=self._stderr,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            for fd in (req_r, req_w, resp_r, resp_w):
+                os.close(fd)
+            self._stderr.close()
+            what = f"launcher {' '.join(launcher)}" if launcher else f"interpreter {rt.python}"
+            raise BackendError(
+                f"cannot start the worker for {self.model_id}: {what}: {exc}"
+            ) from None
         os.close(req_r)
         os.close(resp_w)
         self._w = os.fdopen(req_w, "w", buffering=1)
@@ -251,8 +274,18 @@ class IsolatedRunner:
                 },
                 timeout_s=max(timeout_s, LOAD_TIMEOUT_S),
             )
-        except BaseException:
+        except BackendError as exc:
             self.close()  # a failed load must not leave the worker process behind
+            if build == DEFAULT_BUILD:
+                raise
+            raise type(exc)(
+                f"build {build!r}: the worker could not load llama.cpp or the model: "
+                f"{exc}\nhint: a build's library must match llama-cpp-python's C API "
+                "(rebuild it with `llmperf build`), and a build's interpreter needs "
+                "llama-cpp-python and numpy installed"
+            ) from None
+        except BaseException:
+            self.close()
             raise
         self.load_ms = float(reply["load_ms"])
         self.resolved = dict(reply["resolved"])
@@ -378,9 +411,21 @@ def make_runner(
     isolate: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     check_memory: bool = True,
+    runtime: Runtime | None = None,
+    launcher: Sequence[str] = (),
+    build: str = DEFAULT_BUILD,
 ) -> Runner:
-    if isolate:
+    """A runner for one configuration; another build or a launcher always runs isolated
+    (a process can hold one llama.cpp library only)."""
+    if isolate or build != DEFAULT_BUILD or launcher:
         return IsolatedRunner(
-            path, params, model_id, check_memory=check_memory, timeout_s=timeout_s
+            path,
+            params,
+            model_id,
+            check_memory=check_memory,
+            timeout_s=timeout_s,
+            runtime=runtime,
+            launcher=launcher,
+            build=build,
         )
     return InProcessRunner(path, params, model_id, check_memory=check_memory)

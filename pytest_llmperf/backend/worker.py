@@ -98,8 +98,18 @@ def die_with_parent(parent_pid: int | None) -> None:
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - no prctl here
         return
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before prctl took effect
+    if parent_pid is not None and os.getppid() != parent_pid and not _alive(parent_pid):
+        os._exit(1)  # the parent died before prctl took effect (a launcher may sit between)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main() -> int:

@@ -55,6 +55,9 @@ WARN_FIELDS: tuple[str, ...] = (
     "software.llama_cpp",
     "software.llama_system_info",
     "software.pytest_llmperf",
+    "software.ggml_version",
+    "software.ggml_commit",
+    "software.lib_sha256",
 )
 
 ABSENT = object()

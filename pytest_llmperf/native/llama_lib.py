@@ -121,3 +121,32 @@ def version() -> str:
         return str(llama_cpp.__version__)
     except Exception:  # pragma: no cover
         return "unknown"
+
+
+def library() -> dict[str, str]:
+    """Which llama.cpp library this process runs: its file, sha256, and the version and
+    commit ggml reports (where the build has those functions)."""
+    import hashlib
+
+    lc = load()
+    out: dict[str, str] = {}
+    path = str(getattr(lc._lib, "_name", "") or "")
+    if path:
+        out["lib"] = path
+        try:
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out["lib_sha256"] = h.hexdigest()
+        except OSError:
+            pass
+    for name in ("ggml_version", "ggml_commit"):
+        try:
+            fn = _ggml_fn(name, ctypes.c_char_p, [])
+            value = fn()
+        except (AttributeError, OSError):
+            continue
+        if value:
+            out[name] = value.decode("utf-8", errors="replace")
+    return out

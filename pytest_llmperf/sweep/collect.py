@@ -204,6 +204,8 @@ class Collector:
                     repetitions=point.repetitions,
                     axes=tuple(point.axes.items()),
                     sweep=plan.name,
+                    build=point.build,
+                    launcher=point.launcher,
                 )
             )
         return out

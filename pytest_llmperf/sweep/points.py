@@ -39,6 +39,9 @@ class SweepPoint:
     #: the id of the exploration point a deep point was built around
     parent: str | None = None
     phase: Literal["explore", "deep"] = "explore"
+    #: the llama.cpp build and the launcher of the worker (a ``build`` / ``launcher`` axis)
+    build: str = "default"
+    launcher: str = ""
 
     @property
     def axes(self) -> dict[str, str]:
@@ -70,6 +73,8 @@ class SweepPoint:
             "args": self.params.to_args(),
             "workloads": [w.name for w in self.workloads],
             "repetitions": self.repetitions,
+            "build": self.build,
+            "launcher": self.launcher,
         }
 
 
@@ -107,6 +112,12 @@ class Root:
     params: LoadParams
     variants: tuple[tuple[str, str], ...] = ()
     parent: str | None = None
+    build: str = "default"
+    launcher: str = ""
+
+
+#: axes that choose the worker rather than load params: plain names of registry entries
+CONFIG_AXES: dict[str, str] = {"build": "b", "launcher": "l"}
 
 
 def point_id(root: Root, axes: Sequence[Axis], combo: Sequence[int], deep: bool) -> str:
@@ -149,9 +160,10 @@ def build(
                     "that could join into another variant's name)"
                 )
             seen[pid] = (f"model={root.model}", *label)
-            values = dict(base)
+            values: dict[str, Any] = dict(base, build=root.build, launcher=root.launcher)
             for variant in chosen:
                 values.update(dict(variant.overrides))
+            worker = {k: str(values.pop(k)) for k in CONFIG_AXES}
             try:
                 params = LoadParams.from_dict(values, source=pid)
             except UsageError as exc:
@@ -169,6 +181,8 @@ def build(
                     sweep=sweep.name,
                     parent=root.parent,
                     phase="deep" if deep else "explore",
+                    build=worker["build"],
+                    launcher=worker["launcher"],
                 )
             )
     if invalid and not sweep.skip_invalid:

@@ -277,7 +277,15 @@ def deepen(
         )
     parents = [x if isinstance(x, SweepPoint) else found[x] for x in ordered]
     roots = [
-        Root(prefix=p.id, model=p.model, params=p.params, variants=p.variants, parent=p.id)
+        Root(
+            prefix=p.id,
+            model=p.model,
+            params=p.params,
+            variants=p.variants,
+            parent=p.id,
+            build=p.build,
+            launcher=p.launcher,
+        )
         for p in parents
     ]
     lengths = [len(a) for a in axes]

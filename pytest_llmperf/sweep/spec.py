@@ -30,7 +30,15 @@ from pytest_llmperf.sweep.context import (
     int_value,
     load_yaml,
 )
-from pytest_llmperf.sweep.points import PointList, Root, SweepPoint, build, point_id, slug
+from pytest_llmperf.sweep.points import (
+    CONFIG_AXES,
+    PointList,
+    Root,
+    SweepPoint,
+    build,
+    point_id,
+    slug,
+)
 from pytest_llmperf.sweep.sampling import Sampling, sample_indices
 
 _AXIS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -179,6 +187,29 @@ def _plain_axis(
     return Axis(name=name, variants=variants, field=name, default=index)
 
 
+def _worker_axis(
+    name: str, items: Sequence[tuple[Any, Where]], default: tuple[Any, Where] | None
+) -> Axis:
+    """A ``build`` or ``launcher`` axis: names of registry entries (``default`` is the
+    installed build); ids get ``b<name>`` / ``l<name>`` like configs()."""
+    values: list[str] = []
+    for item, where in items:
+        if not isinstance(item, str) or not SAFE_NAME.match(item):
+            raise where.error(f"{item!r}: write the name of a registry {name} ({SAFE_NAME_HELP})")
+        if item in values:
+            raise where.error(f"{name} {item!r} appears twice; remove one")
+        values.append(item)
+    prefix = CONFIG_AXES[name]
+    variants = tuple(Variant(f"{prefix}{v}", overrides=((name, v),), value=v) for v in values)
+    index = None
+    if default is not None:
+        raw, dwhere = default
+        if raw not in values:
+            raise dwhere.error(f"{raw!r} is not one of the {name}s of this axis: {values}")
+        index = values.index(raw)
+    return Axis(name=name, variants=variants, field=name, default=index)
+
+
 def _named_axis(
     name: str, items: Sequence[tuple[Any, Where]], default: tuple[Any, Where] | None
 ) -> Axis:
@@ -229,6 +260,8 @@ def parse_axis(name: str, raw: Any, where: Where) -> Axis:
         raise values_at.error("an axis needs at least one value")
     if name in KNOBS:
         return _plain_axis(name, items, default)
+    if name in CONFIG_AXES:
+        return _worker_axis(name, items, default)
     if all(not isinstance(item, Mapping | Variant) for item, _ in items):
         close = difflib.get_close_matches(name, list(KNOBS), n=1)
         hint = f" (did you mean the load parameter {close[0]!r}?)" if close else ""

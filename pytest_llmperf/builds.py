@@ -1,0 +1,300 @@
+"""Builds and launchers: which llama.cpp a worker runs, and what starts the worker.
+
+A **build** is one llama.cpp library: a folder holding libllama and the ggml libraries
+(llama-cpp-python loads from ``LLAMA_CPP_LIB_PATH``), the Python interpreter of another
+environment with its own llama-cpp-python, or an environment variable naming such a
+folder. The installed one is always there as ``default``. Builds come from ``builds:`` in
+llmperf.yaml (``[tool.llmperf.builds]``) and from ``llmperf build NAME``, which builds a
+named variant into the cache (see :func:`build`).
+
+A **launcher** is a command prefix for the worker process: ``numactl -N 0 -m 0``,
+``taskset -c 0-7``, ``nice -n -5``, ``env GGML_X=1``. The program must exist (checked
+when the registry is read).
+
+Pure apart from :func:`build`, which runs the compiler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf import paths
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import write_atomic
+
+DEFAULT = "default"
+#: the llama-cpp-python this project is pinned to (scripts/build-llama-cpp.sh)
+PINNED_VERSION = "0.3.36"
+#: CMake arguments every build gets: no multimodal, tests or examples (a shorter build)
+BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to start a worker for a build: its interpreter and environment."""
+
+    python: str
+    env: Mapping[str, str]
+    #: the library folder, when the build is one
+    lib: str = ""
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """A build in the registry: exactly one of ``lib``, ``python`` or ``env``."""
+
+    name: str
+    lib: str = ""
+    python: str = ""
+    env: str = ""
+    defined_in: str = "built-in"
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT and not (self.lib or self.python or self.env)
+
+    def runtime(self) -> tuple[Runtime | None, str]:
+        """(runtime, "") when the build is usable here, else (None, why and the fix)."""
+        if self.is_default:
+            return Runtime(sys.executable, {}), ""
+        where = f"build {self.name!r} ({self.defined_in})"
+        if self.python:
+            exe = shutil.which(self.python) or self.python
+            if not Path(exe).is_file():
+                return None, f"{where}: interpreter {self.python} does not exist; fix its path"
+            return Runtime(exe, {"PYTHONPATH": _package_root()}), ""
+        lib = self.lib
+        if self.env:
+            lib = os.environ.get(self.env, "")
+            if not lib:
+                return None, (
+                    f"{where}: set the environment variable {self.env} to the folder holding "
+                    "its libllama"
+                )
+        folder = Path(lib).expanduser()
+        if not folder.is_dir():
+            return None, f"{where}: folder {folder} does not exist; build it or fix the path"
+        if not any(folder.glob("libllama.*")) and not any(folder.glob("llama.dll")):
+            return None, (
+                f"{where}: {folder} holds no libllama (.so, .dylib or .dll); point it at the "
+                "folder with the built libraries (llama_cpp/lib of a llama-cpp-python wheel, "
+                "or build/bin of a llama.cpp build with BUILD_SHARED_LIBS=ON)"
+            )
+        return Runtime(sys.executable, {"LLAMA_CPP_LIB_PATH": str(folder)}, str(folder)), ""
+
+
+def _package_root() -> str:
+    """The folder holding pytest_llmperf, for a worker started by another interpreter."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def parse_build(name: str, value: Any, source: str, base: Path) -> BuildSource:
+    key = f"builds.{name}"
+    if name == DEFAULT:
+        raise UsageError(
+            f"{source}: {key}: 'default' is the installed llama-cpp-python; pick another name"
+        )
+    if isinstance(value, str):
+        value = {"lib": value}
+    if not isinstance(value, Mapping):
+        raise UsageError(
+            f"{source}: {key}: expected {{lib: DIR}}, {{python: PATH}} or {{env: VAR}}, got "
+            f"{type(value).__name__}"
+        )
+    kinds = [k for k in ("lib", "python", "env") if k in value]
+    unknown = sorted(set(value) - {"lib", "python", "env", "description"})
+    if unknown or len(kinds) != 1:
+        raise UsageError(
+            f"{source}: {key}: give exactly one of lib, python or env"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    text = value[kinds[0]]
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError(f"{source}: {key}.{kinds[0]}: must be a non-empty string")
+    if (
+        kinds[0] in ("lib", "python")
+        and not os.path.isabs(os.path.expanduser(text))
+        and ("/" in text or kinds[0] == "lib")
+    ):
+        text = str(base / text)
+    return BuildSource(name, **{kinds[0]: text}, defined_in=source)
+
+
+@dataclass(frozen=True)
+class Launcher:
+    name: str
+    argv: tuple[str, ...]
+    defined_in: str = "built-in"
+
+
+def parse_launcher(name: str, value: Any, source: str) -> Launcher:
+    key = f"launchers.{name}"
+    if isinstance(value, str):
+        argv = tuple(shlex.split(value))
+    elif isinstance(value, list) and all(isinstance(x, str) for x in value):
+        argv = tuple(value)
+    else:
+        raise UsageError(
+            f"{source}: {key}: write the command prefix as a string ('taskset -c 0-3') or a "
+            "list of words"
+        )
+    if not argv:
+        raise UsageError(f"{source}: {key}: empty command")
+    if shutil.which(argv[0]) is None:
+        raise UsageError(
+            f"{source}: {key}: program {argv[0]!r} not found on PATH; install it or fix the command"
+        )
+    return Launcher(name, argv, source)
+
+
+# -- llmperf build ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltInfo:
+    name: str
+    key: str
+    lib: Path
+    version: str
+    cmake_args: str
+    source: str
+    reused: bool
+
+
+def build_key(version: str, cmake_args: str, source: str) -> str:
+    blob = json.dumps([version, cmake_args, source, sys.platform, os.uname().machine])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_builds() -> dict[str, BuiltInfo]:
+    """Named builds in the cache, newest per name."""
+    out: dict[str, BuiltInfo] = {}
+    root = paths.builds_dir()
+    if not root.is_dir():
+        return out
+    for meta in sorted(root.glob("*/build.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            data = json.loads(meta.read_text())
+            info = BuiltInfo(
+                data["name"],
+                data["key"],
+                meta.parent / "lib",
+                data["version"],
+                data["cmake_args"],
+                data.get("source", ""),
+                True,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        out[info.name] = info
+    return out
+
+
+def build(
+    name: str,
+    *,
+    version: str = PINNED_VERSION,
+    cmake_args: str = "",
+    source: str = "",
+    log: Any = None,
+) -> BuiltInfo:
+    """Build llama.cpp as build ``name`` into the cache: llama-cpp-python ``version`` from
+    the package registry with ``cmake_args`` (its library folder is kept), or a local
+    llama.cpp source tree ``source`` built with BUILD_SHARED_LIBS. The same version, args and
+    source twice reuse the first build."""
+    if not name or name == DEFAULT or "/" in name:
+        raise UsageError(f"build name {name!r}: pick a name other than 'default', without '/'")
+    args = f"{BASE_CMAKE_ARGS} {cmake_args}".strip()
+    src = str(Path(source).resolve()) if source else ""
+    key = build_key(version if not src else "", args, src)
+    root = paths.builds_dir() / key
+    meta = root / "build.json"
+    if meta.is_file() and (root / "lib").is_dir():
+        _write_meta(meta, name, key, version, args, src)
+        return BuiltInfo(name, key, root / "lib", version, args, src, True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{key}.", dir=root.parent) as tmp:
+        work = Path(tmp)
+        lib = work / "lib"
+        lib.mkdir()
+        if src:
+            _build_source(Path(src), work, args, lib, log)
+        else:
+            _build_wheel(version, args, work, lib, log)
+        if not any(lib.glob("libllama.*")):
+            raise UsageError(f"build {name}: the build produced no libllama; see its output above")
+        if root.exists():
+            shutil.rmtree(root)
+        work.rename(root)
+    _write_meta(meta, name, key, version, args, src)
+    return BuiltInfo(name, key, root / "lib", version, args, src, False)
+
+
+def _write_meta(meta: Path, name: str, key: str, version: str, args: str, src: str) -> None:
+    data = {"name": name, "key": key, "version": version, "cmake_args": args, "source": src}
+    write_atomic(meta, json.dumps(data, indent=2) + "\n")
+
+
+def _run(cmd: list[str], env: Mapping[str, str] | None, log: Any) -> None:
+    proc = subprocess.run(cmd, env=dict(env) if env else None, stdout=log, stderr=log, check=False)
+    if proc.returncode != 0:
+        raise UsageError(f"build failed ({' '.join(cmd[:4])} ...: exit {proc.returncode})")
+
+
+def _build_wheel(version: str, args: str, work: Path, lib: Path, log: Any) -> None:
+    env = dict(os.environ, CMAKE_ARGS=args)
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
+    wheels = work / "wheel"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-cache-dir",
+            "-w",
+            str(wheels),
+            f"llama-cpp-python=={version}",
+        ],
+        env,
+        log,
+    )
+    wheel = next(wheels.glob("llama_cpp_python-*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        for item in zf.namelist():
+            if item.startswith("llama_cpp/lib/") and not item.endswith("/"):
+                target = lib / Path(item).name
+                target.write_bytes(zf.read(item))
+    shutil.rmtree(wheels)
+
+
+def _build_source(src: Path, work: Path, args: str, lib: Path, log: Any) -> None:
+    if not (src / "CMakeLists.txt").is_file():
+        raise UsageError(f"--source {src}: not a llama.cpp source tree (no CMakeLists.txt)")
+    out = work / "cmake"
+    flags = [
+        *shlex.split(args),
+        "-DBUILD_SHARED_LIBS=ON",
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_BUILD_SERVER=OFF",
+        "-DLLAMA_BUILD_TOOLS=OFF",
+    ]
+    _run(["cmake", "-S", str(src), "-B", str(out), *flags], None, log)
+    _run(["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1)], None, log)
+    for so in [*out.glob("bin/lib*.so*"), *out.glob("bin/*.dylib"), *out.glob("**/libllama.so*")]:
+        if so.is_file():
+            shutil.copy2(so, lib / so.name)

@@ -1,0 +1,275 @@
+"""Builds and launchers: the registry, ids, a second copy of the library as a real build,
+bad builds failing only their tests, launchers reaching the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf import baseline as bl
+from pytest_llmperf import builds
+from pytest_llmperf.api import Config, config
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.params import LoadParams
+from pytest_llmperf.registry import parse_config
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+RUN = ["-p", "no:cacheprovider", "--perf-repetitions=1", "--perf-warmup=0", "--perf-machine=m"]
+
+
+def installed_lib() -> Path:
+    import llama_cpp
+
+    return Path(llama_cpp.__file__).parent / "lib"
+
+
+@pytest.fixture(scope="module")
+def lib_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second copy of the installed llama.cpp library: a real build of its own."""
+    dst = tmp_path_factory.mktemp("build") / "lib"
+    shutil.copytree(installed_lib(), dst, symlinks=True)
+    return dst
+
+
+# -- registry ------------------------------------------------------------------------
+
+
+def test_builds_and_launchers_in_the_registry(tmp_path: Path) -> None:
+    reg = parse_config(
+        {
+            "builds": {
+                "main": {"lib": "libs/main"},
+                "py": {"python": sys.executable},
+                "ci": {"env": "X_LIB"},
+            },
+            "launchers": {"pin": "taskset -c 0", "low": ["nice", "-n", "5"]},
+        },
+        "llmperf.yaml",
+        tmp_path,
+    )
+    assert reg.build("main").lib == str(tmp_path / "libs/main")
+    assert reg.build("py").python == sys.executable
+    assert reg.build("ci").env == "X_LIB"
+    assert reg.build("default").is_default
+    assert reg.launcher("pin") is not None and reg.launcher("pin").argv == ("taskset", "-c", "0")  # type: ignore[union-attr]
+    assert reg.launcher("") is None
+    with pytest.raises(UsageError, match=r"unknown build 'nope'.*llmperf build nope"):
+        reg.build("nope")
+    with pytest.raises(UsageError, match="unknown launcher 'nope'"):
+        reg.launcher("nope")
+
+
+@pytest.mark.parametrize(
+    ("section", "fragment"),
+    [
+        ({"builds": {"default": {"lib": "x"}}}, "'default' is the installed"),
+        ({"builds": {"a": {"lib": "x", "python": "y"}}}, "exactly one of lib, python or env"),
+        ({"builds": {"a": {"path": "x"}}}, "unknown: path"),
+        ({"builds": {"a": 3}}, "expected {lib: DIR}"),
+        (
+            {"launchers": {"a": "no-such-program-xyz -c 0"}},
+            "program 'no-such-program-xyz' not found",
+        ),
+        ({"launchers": {"a": ""}}, "empty command"),
+    ],
+)
+def test_bad_registry_entries_name_the_key(
+    tmp_path: Path, section: dict[str, object], fragment: str
+) -> None:
+    with pytest.raises(UsageError, match=r"llmperf\.yaml") as exc:
+        parse_config(section, "llmperf.yaml", tmp_path)
+    assert fragment in str(exc.value)
+
+
+def test_runtime_of_bad_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = builds.BuildSource("gone", lib=str(tmp_path / "gone"))
+    assert missing.runtime()[0] is None and "does not exist" in missing.runtime()[1]
+    (tmp_path / "empty").mkdir()
+    empty = builds.BuildSource("empty", lib=str(tmp_path / "empty"))
+    assert "holds no libllama" in empty.runtime()[1]
+    monkeypatch.delenv("X_LIB_UNSET", raising=False)
+    env = builds.BuildSource("ci", env="X_LIB_UNSET")
+    assert "set the environment variable X_LIB_UNSET" in env.runtime()[1]
+    nopy = builds.BuildSource("py", python=str(tmp_path / "python9"))
+    assert "does not exist" in nopy.runtime()[1]
+
+
+def test_ids_and_keys_name_non_default_builds_and_launchers() -> None:
+    plain = config("tiny-moe-mxfp4", n_threads=2)
+    main = config("tiny-moe-mxfp4", n_threads=2, build="main")
+    pinned = config("tiny-moe-mxfp4", n_threads=2, launcher="pin")
+    assert plain.id == "tiny-moe-mxfp4-t2"
+    assert main.id == "tiny-moe-mxfp4-t2-bmain"
+    assert pinned.id == "tiny-moe-mxfp4-t2-lpin"
+    assert len({plain.key(), main.key(), pinned.key()}) == 3
+    # the baseline key changes only for a non-default build
+    fp = {"machine": {"cpu": "x"}, "model": {"id": "m"}}
+    assert bl.baseline_key(fp, LoadParams(), ["tg8"]) == bl.baseline_key(
+        dict(fp), LoadParams(), ["tg8"]
+    )
+    assert bl.baseline_key(dict(fp, build="main"), LoadParams(), ["tg8"]) != bl.baseline_key(
+        fp, LoadParams(), ["tg8"]
+    )
+    with pytest.raises(UsageError, match="build=''"):
+        Config("m", build="")
+
+
+# -- real sessions ------------------------------------------------------------------------
+
+
+def _project(pytester: pytest.Pytester, builds_yaml: str, tests: str, launchers: str = "") -> None:
+    pytester.makefile(
+        ".yaml",
+        llmperf=f"builds:\n{builds_yaml}\n" + (f"launchers:\n{launchers}\n" if launchers else ""),
+    )
+    pytester.makepyfile(test_perf=tests)
+
+
+def test_a_copy_of_the_library_runs_as_its_own_build(
+    pytester: pytest.Pytester, lib_copy: Path
+) -> None:
+    _project(
+        pytester,
+        f"  copy: {{lib: {json.dumps(str(lib_copy))}}}",
+        """
+import pytest
+from pytest_llmperf import configs
+
+@pytest.mark.parametrize("llmperf_config", configs("tiny-moe-q8_0", n_threads=2, n_ctx=256,
+                                                   build=["default", "copy"]))
+def test_decode(llm_perf):
+    m = llm_perf.measure("tg8")
+    assert len(m.samples[0].token_ns) == 8
+""",
+    )
+    res = pytester.runpytest(*RUN, "--collect-only", "-q")
+    res.stdout.fnmatch_lines(
+        ["*test_decode[[]tiny-moe-q8_0-c256-t2[]]", "*test_decode[[]tiny-moe-q8_0-c256-t2-bcopy[]]"]
+    )
+    res = pytester.runpytest(*RUN, "--perf-accept", "--perf-in-process")  # a build always isolates
+    res.assert_outcomes(passed=2)
+    store = bl.BaselineStore(pytester.path / "baselines", "m").load()
+    entries = {e.nodeid: store.entries_for(e.nodeid) for e in store.list_entries()}
+    [copy] = entries["test_perf.py::test_decode[tiny-moe-q8_0-c256-t2-bcopy]"].values()
+    [plain] = entries["test_perf.py::test_decode[tiny-moe-q8_0-c256-t2]"].values()
+    assert copy.fingerprint["build"] == "copy" and "build" not in plain.fingerprint
+    # the same bytes: the same library identity, recorded by the worker that loaded it
+    assert copy.fingerprint["software"]["lib_sha256"] == plain.fingerprint["software"]["lib_sha256"]
+
+
+def test_bad_builds_fail_only_their_tests_with_the_fix(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "libllama.so").write_bytes(b"not a library")
+    (tmp_path / "empty").mkdir()
+    _project(
+        pytester,
+        f"  gone: {{lib: {json.dumps(str(tmp_path / 'gone'))}}}\n"
+        f"  empty: {{lib: {json.dumps(str(tmp_path / 'empty'))}}}\n"
+        f"  fake: {{lib: {json.dumps(str(fake))}}}\n"
+        "  unset: {env: LLMPERF_TEST_UNSET_BUILD}",
+        """
+import pytest
+from pytest_llmperf import configs
+
+@pytest.mark.parametrize("llmperf_config", configs("tiny-moe-q8_0", n_threads=2, n_ctx=256,
+                         build=["gone", "empty", "fake", "unset", "default"]))
+def test_x(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    res = pytester.runpytest(*RUN, "-rs")
+    res.assert_outcomes(passed=1, failed=3, skipped=1)
+    out = res.stdout.str()
+    assert "build 'gone'" in out and "does not exist; build it or fix the path" in out
+    assert "holds no libllama" in out
+    assert "build 'fake': the worker could not load llama.cpp" in out and "llmperf build" in out
+    assert "set the environment variable LLMPERF_TEST_UNSET_BUILD" in out
+
+
+def test_an_interpreter_without_llama_cpp_is_named(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    _project(
+        pytester,
+        f"  bare: {{python: {json.dumps(str(venv / 'bin' / 'python'))}}}",
+        """
+import pytest
+
+@pytest.mark.llmperf(model="tiny-moe-q8_0", n_threads=2, n_ctx=256, build="bare")
+def test_x(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    res = pytester.runpytest(*RUN)
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "build 'bare'" in out and "ModuleNotFoundError" in out
+    assert "needs llama-cpp-python and numpy installed" in out
+
+
+@pytest.mark.skipif(
+    shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2,
+    reason="needs taskset and two CPUs",
+)
+def test_a_launcher_pins_the_worker(pytester: pytest.Pytester) -> None:
+    _project(
+        pytester,
+        "  {}",
+        """
+import pytest
+
+@pytest.mark.llmperf(model="tiny-moe-q8_0", n_threads=1, n_ctx=256, launcher="pin")
+def test_pinned(llm_perf):
+    m = llm_perf.measure("tg8")
+    assert m.resolved["cpu_affinity"] == [1]
+    assert m.fingerprint["launcher"] == "pin"
+""",
+        launchers="  pin: taskset -c 1",
+    )
+    res = pytester.runpytest(*RUN, "--collect-only", "-q")
+    res.stdout.fnmatch_lines(["*test_pinned*"])
+    pytester.runpytest(*RUN).assert_outcomes(passed=1)
+
+
+def test_a_sweep_over_builds(pytester: pytest.Pytester, lib_copy: Path) -> None:
+    """Seed 000's exploratory phase: builds x params as a sweep YAML."""
+    pytester.makefile(
+        ".yaml",
+        llmperf=f"builds:\n  copy: {{lib: {json.dumps(str(lib_copy))}}}\n",
+        sweeps="""
+sweeps:
+  builds:
+    models: [tiny-moe-q8_0]
+    workloads: [tg8]
+    repetitions: 1
+    base: "-c 256"
+    axes:
+      build: [default, copy]
+      n_threads: [1, 2]
+""",
+    )
+    pytester.makepyfile(
+        test_sweep="""
+import pytest
+
+@pytest.mark.llmperf_sweep(file="sweeps.yaml", name="builds")
+def test_sweep(llm_perf):
+    llm_perf.measure_all()
+    assert llm_perf.config.build in ("default", "copy")
+"""
+    )
+    res = pytester.runpytest(*RUN, "--perf-missing=record", "-v")
+    res.assert_outcomes(passed=4)
+    res.stdout.fnmatch_lines(["*test_sweep[[]tiny-moe-q8_0-bcopy-t2[]] PASSED*"])

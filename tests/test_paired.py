@@ -1,0 +1,221 @@
+"""Paired verdicts: the rule on known rounds, then real interleaved runs of real models
+(a candidate several times slower is caught; the same configuration twice is not), the
+plugin's reference= and --perf-reference, llmperf ab, and contamination."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_llmperf import paired
+from pytest_llmperf.api import apply_reference, config, parse_reference
+from pytest_llmperf.cli import main
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.thresholds import default_rules
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+RULES = default_rules()
+DESIGN = paired.Design()
+
+
+def runs(
+    ratio: float, noise: float, blocks: int = 3, rounds: int = 5, seed: int = 1
+) -> paired.PairedRuns:
+    """Rounds whose tg_tps ratio B/A is ``ratio`` times lognormal noise, on a machine whose
+    speed drifts wildly from round to round (both sides alike)."""
+    rng = np.random.default_rng(seed)
+    out = paired.PairedRuns("tg64")
+    for _ in range(blocks):
+        block = []
+        for i in range(rounds):
+            speed = 500 * float(rng.uniform(0.6, 1.4))  # the machine's mood: +-40%
+            a = speed
+            b = speed * ratio * math.exp(float(rng.normal(0, noise)))
+            block.append(paired.Round("AB" if i % 2 == 0 else "BA", {"tg_tps": a}, {"tg_tps": b}))
+        out.blocks.append(block)
+    return out
+
+
+def verdict(r: paired.PairedRuns) -> str:
+    [c] = paired.compare(r, RULES, DESIGN)
+    return c.verdict
+
+
+def test_drift_cancels_and_a_10_percent_slowdown_is_caught() -> None:
+    assert verdict(runs(0.90, 0.02)) == "regressed"
+    assert verdict(runs(1.00, 0.02)) == "pass"
+    assert verdict(runs(1.12, 0.02)) == "improved"
+    assert verdict(runs(0.98, 0.01)) == "pass"  # a 2% change is below the 5% threshold
+
+
+def test_a_wide_interval_is_inconclusive_not_a_coin_flip() -> None:
+    assert verdict(runs(0.93, 0.25, blocks=2, rounds=3)) == "inconclusive"
+
+
+def test_the_comparison_says_ratio_interval_and_rounds() -> None:
+    [c] = paired.compare(runs(0.90, 0.02), RULES, DESIGN)
+    assert c.ratio is not None and c.ratio_low is not None and c.ratio_high is not None
+    assert c.ratio_low < c.ratio < c.ratio_high < 1
+    assert c.rounds == 15 and c.threshold == "-5%"
+    assert "ratio B/A 0.9" in c.reason and "3 load(s)" in c.reason
+
+
+def test_contaminated_rounds_are_left_out_and_counted() -> None:
+    r = runs(1.0, 0.01)
+    for rnd in r.blocks[0]:
+        rnd.contaminated = True
+        rnd.b["tg_tps"] *= 0.5  # what a neighbour did to B
+    [c] = paired.compare(r, RULES, DESIGN)
+    assert c.verdict == "pass" and "5 contaminated round(s) left out" in c.reason
+
+
+def test_design_and_reference_validation() -> None:
+    with pytest.raises(ValueError, match="rounds"):
+        paired.Design(rounds=1)
+    assert parse_reference("build:main,cpu_moe:false") == {"build": "main", "cpu_moe": False}
+    with pytest.raises(UsageError, match="key:value"):
+        parse_reference("main")
+    with pytest.raises(UsageError, match="unknown key"):
+        parse_reference("colour:blue")
+    cfg = config("tiny-moe-mxfp4", n_threads=2, cpu_moe=True)
+    ref = apply_reference(cfg, {"cpu_moe": "false"}, "here")
+    assert ref.params.cpu_moe is False and ref.params.n_threads == 2
+    with pytest.raises(UsageError, match="the test's own configuration"):
+        apply_reference(cfg, {"cpu_moe": True}, "here")
+
+
+# -- real rounds -------------------------------------------------------------------------
+
+REGISTRY = """
+models:
+  fast: {tiny: {moe: true, n_layer: 4, quant: q8_0}}
+  slow: {tiny: {moe: true, n_layer: 24, quant: q8_0}}
+"""
+RUN = ["-p", "no:cacheprovider", "--perf-machine=m", "--perf-warmup=1", "--perf-rounds=3"]
+
+
+def test_reference_marker_catches_a_slower_candidate(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", llmperf=REGISTRY)
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+
+@pytest.mark.llmperf(model="slow", n_threads=2, n_ctx=256, reference={"model": "fast"})
+def test_slow_candidate(llm_perf):
+    llm_perf.measure("tg16")
+
+@pytest.mark.llmperf(model="fast", n_threads=2, n_ctx=256, reference={"model": "slow"})
+def test_fast_candidate(llm_perf):
+    llm_perf.measure("tg16")
+"""
+    )
+    res = pytester.runpytest(*RUN, "-rf")
+    res.assert_outcomes(failed=1, passed=1)
+    res.stdout.fnmatch_lines(
+        [
+            "*metric*reference*candidate*ratio [[]interval[]]*threshold*verdict*",
+            "*tg_tps*regressed*",
+            "*judged against the reference slow-c256-t2*",
+            "FAILED test_perf.py::test_slow_candidate*",
+        ]
+    )
+    # nothing was stored: a paired test does not use the baseline files
+    assert not (pytester.path / "baselines").exists()
+
+
+def test_session_reference_on_the_same_configuration_is_refused(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", llmperf=REGISTRY)
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+
+@pytest.mark.llmperf(model="fast", n_threads=2, n_ctx=256)
+def test_x(llm_perf):
+    llm_perf.measure("tg8")
+"""
+    )
+    res = pytester.runpytest(*RUN, "--perf-reference=n_threads:2")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "is the test's own configuration" in res.stderr.str()
+    res = pytester.runpytest(*RUN, "--perf-reference=model:slow")
+    res.assert_outcomes(passed=1)  # the candidate is much faster than its reference
+    res.stdout.fnmatch_lines(["*improved*"])
+
+
+def test_llmperf_ab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "llmperf.yaml").write_text(REGISTRY)
+    code = main(
+        [
+            "ab",
+            "--model",
+            "fast",
+            "--model-b",
+            "slow",
+            "--args",
+            "-t 2 -c 256",
+            "-n",
+            "16",
+            "--rounds",
+            "3",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| tg16 | tg_tps |" in out and "regressed" in out
+    code = main(
+        [
+            "ab",
+            "--model",
+            "fast",
+            "--model-b",
+            "slow",
+            "--args",
+            "-t 2 -c 256",
+            "-p",
+            "32",
+            "--rounds",
+            "3",
+            "-o",
+            "json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1 and data["results"][0]["test"] == "pp32" and data["results"][0]["rounds_data"]
+    assert main(["ab", "--model", "fast", "--args", "-t 2", "-n", "8"]) == 2
+    assert "A and B are the same configuration" in capsys.readouterr().err
+
+
+# -- contamination ------------------------------------------------------------------------
+
+HOG = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
+
+
+def test_a_busy_neighbour_marks_repetitions_contaminated(tiny_model: object) -> None:
+    from pytest_llmperf.backend.runner import IsolatedRunner
+    from pytest_llmperf.params import LoadParams, Workload
+
+    model = tiny_model("moe-q8_0")  # type: ignore[operator]
+    runner = IsolatedRunner(str(model), LoadParams(n_threads=1, n_ctx=256), "m")
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG, "20"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        time.sleep(0.5)
+        m = runner.measure(Workload.parse("tg64"), repetitions=3, warmup=0)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        runner.close()
+    assert all(s.contaminated for s in m.samples), [s.contention for s in m.samples]
+    assert max(s.contention["others_cpu"] for s in m.samples) > 0.3
