@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import KNOBS, LoadParams, Workload
+from pytest_llmperf.params import KNOBS, LoadParams, Workload, split_run_args
 from pytest_llmperf.thresholds import RULE_KEYS
 
 
@@ -117,6 +117,8 @@ class RunOptions:
     timeout: float | None = None
     isolate: bool | None = None
     remeasure: int | None = None
+    #: seconds to pause before each workload (llama-bench's --delay, for thermals)
+    delay: float | None = None
 
 
 RUN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunOptions))
@@ -140,10 +142,17 @@ def parse_marker(
     """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config, run options and rules."""
     data = dict(kwargs)
     rules = {k: data.pop(k) for k in list(data) if k in RULE_KEYS}
-    run = _run_options({k: data.pop(k) for k in list(data) if k in RUN_KEYS}, where)
+    args = data.pop("args", None)
+    run_from_args: dict[str, Any] = {}
+    if args:
+        try:
+            args, run_from_args = split_run_args(args)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    run_kw = {**run_from_args, **{k: data.pop(k) for k in list(data) if k in RUN_KEYS}}
+    run = _run_options(run_kw, where)
     model = data.pop("model", None)
     profile = data.pop("profile", None)
-    args = data.pop("args", None)
     extra = {k: data.pop(k) for k in CONFIG_FIELDS if k in data}
     reference = data.pop("reference", None)
     base: dict[str, Any] = {}
@@ -244,6 +253,11 @@ def _run_options(extras: Mapping[str, Any], where: str) -> RunOptions:
             not isinstance(value, int) or isinstance(value, bool) or value < low
         ):
             raise UsageError(f"{where}: {name}={value!r}: must be an integer >= {low}")
+    delay = extras.get("delay")
+    if delay is not None and (
+        isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay < 3600
+    ):
+        raise UsageError(f"{where}: delay={delay!r}: must be a number of seconds >= 0")
     timeout = extras.get("timeout")
     if timeout is not None and (
         isinstance(timeout, bool)

@@ -283,6 +283,25 @@ def _cpuinfo() -> dict[str, str]:
     return out
 
 
+def thread_affinities() -> list[str]:
+    """The CPUs each thread of this process may run on (Cpus_allowed_list), distinct,
+    sorted: after a run, where the compute threads were placed."""
+    out: set[str] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/status") as fh:
+                for line in fh:
+                    if line.startswith("Cpus_allowed_list:"):
+                        out.add(line.split(":", 1)[1].strip())
+        except OSError:
+            continue
+    return sorted(out)
+
+
 def default_threads() -> int:
     """llama-bench's default thread count: the number of physical cores."""
     import psutil

@@ -257,6 +257,83 @@ FLASH_ATTN = Choice(
     accepted="on, off, auto (or 1, 0, -1)",
 )
 KV_TYPE = Choice("KV cache type", KV_CACHE_TYPES)
+SPLIT_MODE = Choice("split mode", ("none", "layer", "row", "tensor"))
+NUMA = Choice("NUMA mode", ("disabled", "distribute", "isolate", "numactl", "mirror"))
+
+
+class Text(Kind):
+    """A value written as text, checked by ``check`` (which returns it canonical or raises
+    ValueError); ids show it sanitized and, when long, shortened with a hash."""
+
+    def __init__(self, accepted: str, check: Any) -> None:
+        self.accepted = accepted
+        self._check = check
+
+    def coerce(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be text: {self.accepted}")
+        return str(self._check(value))
+
+    def parse(self, text: str) -> str:
+        try:
+            return self.coerce(text)
+        except ValueError as exc:
+            raise ValueError(f"{text!r}: {exc}") from None
+
+    def id_part(self, prefix: str, value: Any) -> str:
+        safe = re.sub(r"[^A-Za-z0-9]+", "_", str(value)).strip("_")
+        if len(safe) > 24:
+            import hashlib
+
+            safe = safe[:16] + "_" + hashlib.sha256(str(value).encode()).hexdigest()[:6]
+        return f"{prefix}{safe}"
+
+
+def _check_overrides(text: str) -> str:
+    """``PATTERN=BUFT[;PATTERN=BUFT...]`` (llama.cpp's -ot), each pattern a regex."""
+    parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
+    if not parts:
+        raise ValueError("write PATTERN=BUFFER_TYPE, e.g. 'exps=CPU' (several: ';' between)")
+    for part in parts:
+        pattern, sep, buft = part.rpartition("=")
+        if not sep or not pattern or not buft:
+            raise ValueError(f"{part!r} is not PATTERN=BUFFER_TYPE (e.g. 'exps=CPU')")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+    return ";".join(parts)
+
+
+def _check_split(text: str) -> str:
+    """``3/1`` or ``3,1``: proportions per GPU."""
+    parts = [p for p in re.split(r"[/,]", text.strip()) if p != ""]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError("write proportions per GPU, e.g. '3/1'") from None
+    if not values or any(v < 0 or v != v for v in values):
+        raise ValueError("write non-negative proportions per GPU, e.g. '3/1'")
+    return "/".join(f"{v:g}" for v in values)
+
+
+def _check_devices(text: str) -> str:
+    """``CUDA0/CUDA1``, or ``none`` (no offload device)."""
+    parts = [p.strip() for p in re.split(r"[/,]", text) if p.strip()]
+    if not parts:
+        raise ValueError("write device names, e.g. 'CUDA0/CUDA1', or 'none'")
+    return "/".join(parts)
+
+
+def _check_mask(text: str) -> str:
+    """A hexadecimal CPU mask, ``0x3`` or ``3``."""
+    body = text.strip().lower().removeprefix("0x")
+    if not body or re.fullmatch(r"[0-9a-f]+", body) is None:
+        raise ValueError("write a hexadecimal CPU mask, e.g. 0x3")
+    return "0x" + body
+
+
+OVERRIDES = Text("PATTERN=BUFFER_TYPE[;...], e.g. exps=CPU", _check_overrides)
 
 
 # -- the spec of each parameter ------------------------------------------------------------
@@ -424,13 +501,145 @@ class LoadParams:
     use_mlock: bool = knob(
         False, Switch(), set_true=("--mlock",), prefix="mlock", help="lock the model in memory"
     )
+    override_tensor: str = knob(
+        "",
+        OVERRIDES,
+        "-ot",
+        "--override-tensor",
+        prefix="ot",
+        bench="tensor_buft_overrides",
+        help="tensors whose name matches PATTERN go to buffer type BUFT (CPU, CUDA0, ...)",
+    )
+    split_mode: str = knob(
+        "layer",
+        SPLIT_MODE,
+        "-sm",
+        "--split-mode",
+        prefix="sm",
+        bench="split_mode",
+        bench_md="sm",
+        help="how to split the model across GPUs",
+    )
+    main_gpu: int = knob(
+        0,
+        Int(0),
+        "-mg",
+        "--main-gpu",
+        prefix="mg",
+        bench="main_gpu",
+        bench_md="mg",
+        help="the GPU of split mode none",
+    )
+    tensor_split: str = knob(
+        "",
+        Text("proportions per GPU, e.g. 3/1", _check_split),
+        "-ts",
+        "--tensor-split",
+        prefix="ts",
+        bench="tensor_split",
+        bench_md="ts",
+        help="proportion of the model on each GPU",
+    )
+    no_kv_offload: bool = knob(
+        False,
+        Switch(),
+        "-nkvo",
+        "--no-kv-offload",
+        prefix="nkvo",
+        bench="no_kv_offload",
+        bench_md="nkvo",
+        bare=True,
+        help="keep the KV cache on the CPU",
+    )
+    no_op_offload: bool = knob(
+        False,
+        Switch(),
+        "-nopo",
+        "--no-op-offload",
+        prefix="nopo",
+        bench="no_op_offload",
+        bench_md="nopo",
+        bare=True,
+        help="do not offload host tensor operations to the GPU",
+    )
+    device: str = knob(
+        "",
+        Text("device names, e.g. CUDA0/CUDA1, or none", _check_devices),
+        "-dev",
+        "--device",
+        prefix="dev",
+        bench="devices",
+        bench_md="dev",
+        help="the devices to offload to",
+    )
+    embeddings: bool = knob(
+        False,
+        Switch(),
+        "-embd",
+        "--embeddings",
+        prefix="embd",
+        bench="embeddings",
+        bench_md="embd",
+        bare=True,
+        help="compute embeddings (an embeddings context)",
+    )
+    repack: bool = knob(
+        True,
+        Switch(),
+        "--repack",
+        prefix="repack",
+        bench="repack",
+        bare=True,
+        help="repack weights into the CPU's faster layouts (extra buffer types)",
+    )
+    no_host: bool = knob(
+        False,
+        Switch(),
+        "--no-host",
+        prefix="nohost",
+        bench="no_host",
+        bare=True,
+        help="bypass the host buffer, so extra buffer types can be used",
+    )
+    numa: str = knob(
+        "disabled", NUMA, "--numa", prefix="numa", help="NUMA placement of the threads"
+    )
+    cpu_mask: str = knob(
+        "",
+        Text("a hexadecimal CPU mask, e.g. 0x3", _check_mask),
+        "-C",
+        "--cpu-mask",
+        prefix="C",
+        bench="cpu_mask",
+        help="the CPUs the compute threads may run on",
+    )
+    cpu_strict: bool = knob(
+        False,
+        Switch(),
+        "--cpu-strict",
+        prefix="strict",
+        bench="cpu_strict",
+        bare=True,
+        help="one thread per CPU of the mask, in order",
+    )
+    poll: int = knob(
+        50,
+        Int(0, 100),
+        "--poll",
+        prefix="poll",
+        bench="poll",
+        help="how hard idle compute threads poll for work (0-100)",
+    )
+    prio: int = knob(
+        0, Int(-1, 3), "--prio", prefix="prio", help="priority of the compute threads (-1..3)"
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             name, spec = f.name, f.metadata["knob"]
             value = getattr(self, name)
-            if value is None and f.default is None:
-                continue
+            if value is f.default or (type(value) is type(f.default) and value == f.default):
+                continue  # the default is valid by definition (an empty text, None)
             try:
                 canonical = spec.kind.coerce(value)
             except ValueError as exc:
@@ -522,7 +731,7 @@ class LoadParams:
             spec = _knob(self, name)
             if spec.shown(value):
                 out.extend(spec.canonical_args(value))
-        return " ".join(out)
+        return shlex.join(out)
 
 
 def _knobs() -> dict[str, Knob]:
@@ -553,6 +762,50 @@ def value_id(name: str, value: Any) -> str:
     """The test-id fragment of one parameter value: ``t2``, ``cpumoe``, ``nglall``."""
     spec = KNOBS[name]
     return spec.kind.id_part(spec.prefix, value)
+
+
+#: llama-bench's run flags (not load params): -r, --no-warmup, --delay
+RUN_FLAGS: dict[str, str] = {
+    "-r": "repetitions",
+    "--repetitions": "repetitions",
+    "--no-warmup": "warmup",
+    "--delay": "delay",
+}
+
+
+def split_run_args(args: str | Iterable[str]) -> tuple[list[str], dict[str, Any]]:
+    """llama-bench arguments split into load arguments and run options:
+    ``-r N`` (repetitions), ``--no-warmup`` (warmup 0), ``--delay S`` (seconds between
+    workloads, as llama-bench pauses between tests for thermals)."""
+    tokens = shlex.split(args) if isinstance(args, str) else list(args)
+    load: list[str] = []
+    run: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        flag, eq, inline = tokens[i].partition("=")
+        name = RUN_FLAGS.get(flag)
+        if name is None:
+            load.append(tokens[i])
+            i += 1
+            continue
+        if name == "warmup":
+            run["warmup"] = 0
+            i += 1
+            continue
+        if eq:
+            text, i = inline, i + 1
+        elif i + 1 < len(tokens):
+            text, i = tokens[i + 1], i + 2
+        else:
+            raise UsageError(f"argument {flag} needs a value")
+        try:
+            value = float(text) if name == "delay" else int(text)
+        except ValueError:
+            raise UsageError(f"argument {flag}: {text!r} is not a number") from None
+        if value < (0 if name == "delay" else 1):
+            raise UsageError(f"argument {flag}: {text} must be >= {0 if name == 'delay' else 1}")
+        run[name] = value
+    return load, run
 
 
 def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import os
 import subprocess
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -378,6 +379,8 @@ class Recorder:
             raise UsageError(f"{self.nodeid}: workload {wl.name} measured twice in one test")
         reps = repetitions or self.repetitions
         wu = self.warmup if warmup is None else warmup
+        if self.spec.run.delay and self._requests:
+            time.sleep(self.spec.run.delay)  # llama-bench's --delay: a pause between tests
         if self.spec.reference is not None and wl.kind != "load":
             m = self._run_paired(wl, wu)
         else:

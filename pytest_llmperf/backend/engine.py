@@ -22,7 +22,7 @@ from pytest_llmperf import devices, gguf_info
 from pytest_llmperf.errors import BackendError, UsageError
 from pytest_llmperf.metrics import Sample
 from pytest_llmperf.native import llama_lib
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.params import KNOBS, LoadParams, Workload
 
 GGML_TYPES: dict[str, int] = {
     "f32": 0,
@@ -90,6 +90,8 @@ class LoadedModel:
         self._model: int | None = None
         self._ctx: int | None = None
         self._keep: list[Any] = []
+        self._threadpool: int | None = None
+        self._threadpool_batch: int | None = None
         self._sampler: Any = None
         self._logits_view: np.ndarray[Any, np.dtype[np.float32]] | None = None
         self.warnings: list[str] = []
@@ -108,42 +110,62 @@ class LoadedModel:
             self.warnings.append(
                 f"n_cpu_moe={p.n_cpu_moe} exceeds the model's {self.info.n_layer} layers"
             )
+        overrides = self._overrides()
         mparams = lc.llama_model_default_params()
-        mparams.n_gpu_layers = ALL_LAYERS if p.n_gpu_layers < 0 else p.n_gpu_layers
-        mparams.use_mmap = p.use_mmap
-        mparams.use_mlock = p.use_mlock
-        patterns = expert_override_patterns(p) if self.info.n_expert else []
-        if patterns:
-            buft = llama_lib.cpu_buffer_type()
-            arr = (_BuftOverride * (len(patterns) + 1))()
-            for i, pat in enumerate(patterns):
+        _set(
+            mparams,
+            n_gpu_layers=ALL_LAYERS if p.n_gpu_layers < 0 else p.n_gpu_layers,
+            load_mode=_load_mode(p),
+            split_mode=SPLIT_MODES[p.split_mode],
+            main_gpu=p.main_gpu,
+            use_extra_bufts=p.repack,
+            no_host=p.no_host,
+        )
+        if p.tensor_split:
+            split = (ctypes.c_float * int(lc.llama_max_devices()))()
+            for i, v in enumerate(p.tensor_split.split("/")[: len(split)]):
+                split[i] = float(v)
+            self._keep.append(split)
+            _set(mparams, tensor_split=ctypes.cast(split, ctypes.POINTER(ctypes.c_float)))
+        if p.device:
+            _set(mparams, devices=self._devices(p.device))
+        if overrides:
+            arr = (_BuftOverride * (len(overrides) + 1))()
+            for i, (pat, _name, buft) in enumerate(overrides):
                 raw = pat.encode()
                 self._keep.append(raw)
                 arr[i].pattern = raw
                 arr[i].buft = buft
-            arr[len(patterns)].pattern = None
-            arr[len(patterns)].buft = None
+            arr[len(overrides)].pattern = None
+            arr[len(overrides)].buft = None
             self._keep.append(arr)  # must outlive the model
-            mparams.tensor_buft_overrides = ctypes.cast(arr, ctypes.c_void_p)
+            _set(mparams, tensor_buft_overrides=ctypes.cast(arr, ctypes.c_void_p))
 
         n_threads = p.n_threads or default_threads()
         n_threads_batch = p.n_threads_batch or n_threads
         cparams = lc.llama_context_default_params()
-        cparams.n_ctx = p.n_ctx
-        cparams.n_batch = p.n_batch
-        cparams.n_ubatch = p.ubatch
-        cparams.n_seq_max = 1
-        cparams.n_threads = n_threads
-        cparams.n_threads_batch = n_threads_batch
-        cparams.flash_attn_type = FLASH_ATTN_TYPES[p.flash_attn]
-        cparams.type_k = GGML_TYPES[p.type_k]
-        cparams.type_v = GGML_TYPES[p.type_v]
-        cparams.no_perf = False
+        _set(
+            cparams,
+            n_ctx=p.n_ctx,
+            n_batch=p.n_batch,
+            n_ubatch=p.ubatch,
+            n_seq_max=1,
+            n_threads=n_threads,
+            n_threads_batch=n_threads_batch,
+            flash_attn_type=FLASH_ATTN_TYPES[p.flash_attn],
+            type_k=GGML_TYPES[p.type_k],
+            type_v=GGML_TYPES[p.type_v],
+            no_perf=False,
+            offload_kqv=not p.no_kv_offload,
+            op_offload=not p.no_op_offload,
+            embeddings=p.embeddings,
+        )
         if p.n_ctx > self.info.n_ctx_train > 0:
             self.warnings.append(
                 f"n_ctx={p.n_ctx} is larger than the model's training context "
                 f"({self.info.n_ctx_train})"
             )
+        llama_lib.numa_init(p.numa)
 
         capture = llama_lib.log_capture()
         capture.lines = []
@@ -163,6 +185,19 @@ class LoadedModel:
             self._ctx = ctx
         finally:
             capture.active = False
+        # a persistent threadpool, as llama-bench attaches one (without it, ggml makes a
+        # disposable one for every graph): the compute threads' mask, priority and polling
+        self._threadpool = llama_lib.new_threadpool(
+            n_threads, _mask_cpus(p.cpu_mask), p.cpu_strict, p.poll, p.prio
+        )
+        self._threadpool_batch = (
+            llama_lib.new_threadpool(
+                n_threads_batch, _mask_cpus(p.cpu_mask), p.cpu_strict, p.poll, p.prio
+            )
+            if n_threads_batch != n_threads
+            else None
+        )
+        llama_lib.attach_threadpool(ctx, self._threadpool, self._threadpool_batch)
         log = list(capture.lines)
         overridden = {m.group(1): m.group(2) for line in log if (m := _OVERRIDE_RE.search(line))}
         resolved: dict[str, Any] = {
@@ -171,20 +206,35 @@ class LoadedModel:
             "n_ubatch": int(lc.llama_n_ubatch(ctx)),
             "n_ctx": int(lc.llama_n_ctx(ctx)),
             "flash_attn": _flash_attn_from_log(log, p.flash_attn),
+            "load_mode": _load_mode_from_log(log),
             "n_layer": self.info.n_layer,
             "n_expert": self.info.n_expert,
             "n_vocab": self.info.n_vocab,
             "quant": self.info.quant,
-            "cpu_moe_tensors": len(overridden),
+            "cpu_moe_tensors": len(
+                [n for n, _b in overridden.items() if gguf_info.EXPERT_TENSOR_RE.search(n)]
+            ),
+            "overridden_tensors": len(overridden),
             "sampler": "greedy",
             "n_params": int(lc.llama_model_n_params(model)),
             "backend": _backend_name(p),
             "cpu_affinity": sorted(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity")
             else [],
+            "threadpool": {
+                "cpu_mask": p.cpu_mask or "all",
+                "strict": p.cpu_strict,
+                "poll": p.poll,
+                "prio": p.prio,
+            },
+            "numa": p.numa,
         }
-        if patterns:
-            self._check_overrides(patterns, overridden)
+        ineffective = self._ineffective()
+        if ineffective:
+            resolved["ineffective"] = ineffective
+            self.warnings.extend(f"{k} has no effect here: {why}" for k, why in ineffective.items())
+        if overrides:
+            self._check_overrides([(pat, name) for pat, name, _b in overrides], overridden)
         return LoadReport(
             load_ms=(t2 - t0) / 1e6,
             model_load_ms=(t1 - t0) / 1e6,
@@ -193,6 +243,66 @@ class LoadedModel:
             overridden=overridden,
             log_tail=log[-40:],
         )
+
+    def _overrides(self) -> list[tuple[str, str, int]]:
+        """(pattern, buffer type name, buffer type) of every tensor override: -ot entries,
+        then cpu-moe's and n-cpu-moe's expert patterns (to the CPU)."""
+        p = self.params
+        wanted: list[tuple[str, str]] = []
+        for part in filter(None, p.override_tensor.split(";")):
+            pattern, _sep, name = part.rpartition("=")
+            wanted.append((pattern, name))
+        if self.info.n_expert:
+            wanted += [(pat, "CPU") for pat in expert_override_patterns(p)]
+        if not wanted:
+            return []
+        bufts = llama_lib.buffer_types()
+        out: list[tuple[str, str, int]] = []
+        for pattern, name in wanted:
+            if name not in bufts:
+                raise UsageError(
+                    f"-ot {pattern}={name}: no buffer type {name!r} in this llama.cpp build; "
+                    f"accepted: {', '.join(sorted(bufts))}"
+                )
+            out.append((pattern, name, bufts[name]))
+        return out
+
+    def _devices(self, names: str) -> Any:
+        """A NULL-terminated array of the named devices (``none``: no device)."""
+        by_name = {d["name"]: d["handle"] for d in llama_lib.devices()}
+        chosen = [] if names == "none" else names.split("/")
+        unknown = [n for n in chosen if n not in by_name]
+        if unknown:
+            raise UsageError(
+                f"-dev {names}: no device {', '.join(unknown)} in this llama.cpp build; "
+                f"accepted: {', '.join(sorted(by_name))} or none"
+            )
+        arr = (ctypes.c_void_p * (len(chosen) + 1))(*[by_name[n] for n in chosen], None)
+        self._keep.append(arr)
+        return ctypes.cast(arr, ctypes.c_void_p)
+
+    def _ineffective(self) -> dict[str, str]:
+        """Knobs set here that this build or machine ignores, and why: never silently."""
+        p, lc = self.params, self.lc
+        out: dict[str, str] = {}
+        if not lc.llama_supports_gpu_offload():
+            why = "this llama.cpp build has no GPU backend"
+            for name in (
+                "split_mode",
+                "main_gpu",
+                "tensor_split",
+                "no_kv_offload",
+                "no_op_offload",
+            ):
+                if KNOBS[name].shown(getattr(p, name)):
+                    out[name] = why
+            if p.n_gpu_layers != 0:
+                out["n_gpu_layers"] = why
+        if p.numa != "disabled" and llama_lib.numa_nodes() == 1:
+            out["numa"] = "this machine has one NUMA node"
+        if p.poll != KNOBS["poll"].default and "OPENMP = 1" in llama_lib.system_info():
+            out["poll"] = "this build's compute threads are OpenMP's, which do not poll ggml's way"
+        return out
 
     def _failure(self, call: str, log: list[str]) -> str:
         tail = [line for line in log if line.strip()][-12:]
@@ -220,19 +330,33 @@ class LoadedModel:
             + hint
         )
 
-    def _check_overrides(self, patterns: list[str], overridden: dict[str, str]) -> None:
-        """The expert tensors, and only they, must have been overridden to the CPU."""
-        regexes = [re.compile(p) for p in patterns]
-        expected = {n for n in self.info.tensor_names if any(r.search(n) for r in regexes)}
+    def _check_overrides(
+        self, overrides: list[tuple[str, str]], overridden: dict[str, str]
+    ) -> None:
+        """Exactly the tensors the patterns match (first match wins, as in llama.cpp) must
+        show in llama.cpp's log as overridden, each to its buffer type (a CPU override may
+        show as CPU_REPACK)."""
+        regexes = [(re.compile(p), name) for p, name in overrides]
+        expected: dict[str, str] = {}
+        for tensor in self.info.tensor_names:
+            for rx, name in regexes:
+                if rx.search(tensor):
+                    expected[tensor] = name
+                    break
         got = set(overridden)
-        wrong_buft = {n: b for n, b in overridden.items() if not b.upper().startswith("CPU")}
-        if got != expected or wrong_buft:
-            missing = sorted(expected - got)[:5]
-            extra = sorted(got - expected)[:5]
+        wrong = {
+            n: b
+            for n, b in overridden.items()
+            if n in expected and not b.upper().startswith(expected[n].upper())
+        }
+        if got != set(expected) or wrong:
+            missing = sorted(set(expected) - got)[:5]
+            extra = sorted(got - set(expected))[:5]
             raise BackendError(
-                f"cpu-moe override check failed for {self.path}: llama.cpp's log shows "
-                f"{len(got)} tensors overridden, expected {len(expected)} expert tensors; "
-                f"missing {missing}, unexpected {extra}, not on CPU {wrong_buft}"
+                f"tensor override check failed for {self.path} "
+                f"({self.params.to_args() or 'defaults'}): llama.cpp's log shows {len(got)} "
+                f"tensors overridden, expected {len(expected)}; missing {missing}, unexpected "
+                f"{extra}, on another buffer type {wrong}"
             )
 
     def _bind(self) -> None:
@@ -394,6 +518,11 @@ class LoadedModel:
         if self._ctx is not None:
             self.lc.llama_free(self._ctx)
             self._ctx = None
+        for name in ("_threadpool", "_threadpool_batch"):
+            tp = getattr(self, name, None)
+            if tp:
+                llama_lib.free_threadpool(tp)
+            setattr(self, name, None)
         if self._model is not None:
             self.lc.llama_model_free(self._model)
             self._model = None
@@ -410,6 +539,47 @@ class LoadedModel:
             self.close()
         except Exception:
             pass
+
+
+SPLIT_MODES: dict[str, int] = {"none": 0, "layer": 1, "row": 2, "tensor": 3}
+#: llama.cpp's load modes (llama_model_params.load_mode)
+LOAD_MODES: dict[str, int] = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3}
+
+
+def _load_mode(p: LoadParams) -> int:
+    """use_mmap / use_mlock as llama.cpp's load mode (its default, auto, maps the file)."""
+    if p.use_mlock:
+        return LOAD_MODES["mmap+mlock" if p.use_mmap else "mlock"]
+    return LOAD_MODES["auto" if p.use_mmap else "none"]
+
+
+def _load_mode_from_log(log: list[str]) -> str:
+    for line in log:
+        m = re.search(r"\(load_mode = ([\w+]+)\)", line)
+        if m:
+            return m.group(1)
+    return "unknown"
+
+
+def _mask_cpus(mask: str) -> list[int]:
+    """The CPUs of a hexadecimal mask (``0x5`` -> [0, 2]); none for an empty mask."""
+    if not mask:
+        return []
+    bits = int(mask, 16)
+    return [i for i in range(bits.bit_length()) if bits >> i & 1]
+
+
+def _set(struct: Any, **fields: Any) -> None:
+    """Set fields of a ctypes struct, refusing a name the struct does not declare (ctypes
+    would silently add a Python attribute that llama.cpp never sees)."""
+    declared = {f[0] for f in type(struct)._fields_}
+    for name, value in fields.items():
+        if name not in declared:
+            raise BackendError(
+                f"{type(struct).__name__} has no field {name!r} in this llama-cpp-python: "
+                "the knob cannot be applied; use the llama-cpp-python this project pins"
+            )
+        setattr(struct, name, value)
 
 
 def _flash_attn_from_log(log: list[str], requested: str) -> str:

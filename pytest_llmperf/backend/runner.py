@@ -118,7 +118,12 @@ class InProcessRunner:
         self._rss.sample()
         self._vram.sample()
         values, absent = self._run_values([self.load_ms])
-        resolved = dict(self.resolved, vram_mode=self._vram.mode or None, rss_exact=self._rss.exact)
+        resolved = dict(
+            self.resolved,
+            vram_mode=self._vram.mode or None,
+            rss_exact=self._rss.exact,
+            thread_affinity=devices.thread_affinities(),
+        )
         return Measurement.from_samples(
             model=self.model_id,
             model_path=self.path,

@@ -96,19 +96,6 @@ def devices() -> list[dict[str, Any]]:
     return out
 
 
-def cpu_buffer_type() -> int:
-    """The CPU device's buffer type (a ``ggml_backend_buffer_type_t``)."""
-    buft = _ggml_fn("ggml_backend_dev_buffer_type", ctypes.c_void_p, [ctypes.c_void_p])
-    for dev in devices():
-        if dev["name"].upper() == "CPU":
-            ptr = buft(dev["handle"])
-            if ptr:
-                return int(ptr)
-    from pytest_llmperf.errors import BackendError
-
-    raise BackendError("llama.cpp has no CPU device: cannot keep expert tensors on the CPU")
-
-
 def system_info() -> str:
     lc = load()
     return str(lc.llama_print_system_info().decode("utf-8", errors="replace")).strip()
@@ -150,3 +137,113 @@ def library() -> dict[str, str]:
         if value:
             out[name] = value.decode("utf-8", errors="replace")
     return out
+
+
+# -- buffer types, NUMA, threadpools ----------------------------------------------------
+
+
+def buffer_types() -> dict[str, int]:
+    """Buffer types by name, as llama-bench's -ot knows them: each device's own (CPU,
+    CUDA0, ...) and its host buffer type (CUDA_Host, ...)."""
+    dev_buft = _ggml_fn("ggml_backend_dev_buffer_type", ctypes.c_void_p, [ctypes.c_void_p])
+    host_buft = _ggml_fn("ggml_backend_dev_host_buffer_type", ctypes.c_void_p, [ctypes.c_void_p])
+    name = _ggml_fn("ggml_backend_buft_name", ctypes.c_char_p, [ctypes.c_void_p])
+    out: dict[str, int] = {}
+    for dev in devices():
+        for fn in (dev_buft, host_buft):
+            ptr = fn(dev["handle"])
+            if ptr:
+                out.setdefault((name(ptr) or b"").decode(), int(ptr))
+    return out
+
+
+_NUMA = {"disabled": 0, "distribute": 1, "isolate": 2, "numactl": 3, "mirror": 4}
+
+
+def numa_init(mode: str) -> None:
+    """llama_numa_init, once per process (llama.cpp keeps the first)."""
+    if mode == "disabled" or _state.get("numa"):
+        return
+    lc = load()
+    lc.llama_numa_init(_NUMA[mode])
+    _state["numa"] = mode
+
+
+#: ggml's GGML_MAX_N_THREADS (the size of a threadpool's cpumask)
+MAX_N_THREADS = 512
+
+
+class ThreadpoolParams(ctypes.Structure):
+    """``struct ggml_threadpool_params``."""
+
+    _fields_ = [
+        ("cpumask", ctypes.c_bool * MAX_N_THREADS),
+        ("n_threads", ctypes.c_int),
+        ("prio", ctypes.c_int),
+        ("poll", ctypes.c_uint32),
+        ("strict_cpu", ctypes.c_bool),
+        ("paused", ctypes.c_bool),
+    ]
+
+
+def _cpu_fn(name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """A function of ggml's CPU backend: linked in, or through the backend registry (a
+    GGML_BACKEND_DL build loads the CPU backend as a module)."""
+    lc = load()
+    try:
+        fn = getattr(lc._lib, name)
+    except AttributeError:
+        get = _ggml_fn("ggml_backend_dev_by_type", ctypes.c_void_p, [ctypes.c_int])
+        reg = _ggml_fn("ggml_backend_dev_backend_reg", ctypes.c_void_p, [ctypes.c_void_p])
+        proc = _ggml_fn(
+            "ggml_backend_reg_get_proc_address", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]
+        )
+        addr = proc(reg(get(0)), name.encode())
+        if not addr:
+            from pytest_llmperf.errors import BackendError
+
+            raise BackendError(f"this llama.cpp build has no {name}") from None
+        fn = ctypes.CFUNCTYPE(restype, *argtypes)(addr)
+        return fn
+    fn.restype = restype
+    fn.argtypes = argtypes
+    return fn
+
+
+def new_threadpool(n_threads: int, cpumask: list[int], strict: bool, poll: int, prio: int) -> int:
+    """A ggml threadpool with these settings (ggml_threadpool_new); free it with
+    :func:`free_threadpool` after the context that uses it."""
+    defaults = _ggml_fn("ggml_threadpool_params_default", ThreadpoolParams, [ctypes.c_int])
+    params = defaults(n_threads)
+    for cpu in cpumask:
+        if 0 <= cpu < MAX_N_THREADS:
+            params.cpumask[cpu] = True
+    params.strict_cpu = strict
+    params.poll = poll
+    params.prio = prio
+    new = _cpu_fn("ggml_threadpool_new", ctypes.c_void_p, [ctypes.POINTER(ThreadpoolParams)])
+    tp = new(ctypes.byref(params))
+    if not tp:
+        from pytest_llmperf.errors import BackendError
+
+        raise BackendError("ggml_threadpool_new failed")
+    return int(tp)
+
+
+def free_threadpool(tp: int) -> None:
+    free = _cpu_fn("ggml_threadpool_free", None, [ctypes.c_void_p])
+    free(ctypes.c_void_p(tp))
+
+
+def attach_threadpool(ctx: int, tp: int, tp_batch: int | None = None) -> None:
+    fn = _ggml_fn(
+        "llama_attach_threadpool", None, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    )
+    fn(ctypes.c_void_p(ctx), ctypes.c_void_p(tp), ctypes.c_void_p(tp_batch or 0))
+
+
+def numa_nodes() -> int:
+    """NUMA nodes of this machine (1 where the system does not say)."""
+    import glob
+
+    return max(1, len(glob.glob("/sys/devices/system/node/node[0-9]*")))
