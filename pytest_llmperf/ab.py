@@ -96,6 +96,11 @@ def add_subcommands(sub: Any) -> None:
     b.add_argument("--version", default=builds.PINNED_VERSION, help="llama-cpp-python version")
     b.add_argument("--cmake-args", default="", help="extra CMake arguments")
     b.add_argument("--source", default="", help="a local llama.cpp source tree instead")
+    b.add_argument(
+        "--llama-bench",
+        action="store_true",
+        help="build the llama-bench binary (measured as its own backend) instead of the library",
+    )
     b.set_defaults(func=cmd_build)
 
 
@@ -238,13 +243,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         version=args.version,
         cmake_args=args.cmake_args,
         source=args.source,
+        kind="llama_bench" if args.llama_bench else "lib",
         log=sys.stderr,
     )
     state = "reused" if info.reused else "built"
     print(f"{state} build {info.name}: {info.lib}", file=sys.stderr)
+    key = "llama_bench" if info.kind == "llama_bench" else "lib"
     print(
         f"use it as build={info.name!r}, or in llmperf.yaml:  "
-        f"builds: {{{info.name}: {{lib: {info.lib}}}}}",
+        f"builds: {{{info.name}: {{{key}: {info.lib}}}}}",
         file=sys.stderr,
     )
     print(info.lib)

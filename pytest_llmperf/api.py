@@ -45,6 +45,8 @@ class Config:
     build: str = "default"
     #: the launcher (command prefix) of the worker ("": none)
     launcher: str = ""
+    #: arguments passed untouched to a llama-bench build (a fork's own flags)
+    bench_args: str = ""
 
     def __post_init__(self) -> None:
         for what in ("build", "launcher"):
@@ -66,16 +68,16 @@ class Config:
             parts.append(f"l{self.launcher}")
         return "-".join(parts)
 
-    def key(self) -> tuple[str, LoadParams, str, str]:
+    def key(self) -> tuple[str, LoadParams, str, str, str]:
         """What makes one loaded model: one worker per key."""
-        return (self.model, self.params, self.build, self.launcher)
+        return (self.model, self.params, self.build, self.launcher, self.bench_args)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
 
 #: Config fields that are not load params but are set the same way
-CONFIG_FIELDS: tuple[str, ...] = ("build", "launcher")
+CONFIG_FIELDS: tuple[str, ...] = ("build", "launcher", "bench_args")
 
 
 def config(model: str, args: str | None = None, **params: Any) -> Config:
@@ -234,6 +236,7 @@ def apply_reference(cfg: Config, reference: Mapping[str, Any], where: str) -> Co
             params,
             build=extra.get("build", cfg.build),
             launcher=extra.get("launcher", cfg.launcher),
+            bench_args=extra.get("bench_args", cfg.bench_args),
         )
     except UsageError as exc:
         raise UsageError(f"{where}: reference: {exc}") from None

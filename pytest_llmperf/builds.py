@@ -49,6 +49,8 @@ class Runtime:
     env: Mapping[str, str]
     #: the library folder, when the build is one
     lib: str = ""
+    #: the llama-bench binary, when the build is one
+    llama_bench: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class BuildSource:
     lib: str = ""
     python: str = ""
     env: str = ""
+    #: a llama-bench binary: measured through it (pytest_llmperf.backend.llamabench)
+    llama_bench: str = ""
     defined_in: str = "built-in"
 
     @property
@@ -70,6 +74,11 @@ class BuildSource:
         if self.is_default:
             return Runtime(sys.executable, {}), ""
         where = f"build {self.name!r} ({self.defined_in})"
+        if self.llama_bench:
+            exe = shutil.which(self.llama_bench) or self.llama_bench
+            if not Path(exe).is_file():
+                return None, f"{where}: llama-bench {self.llama_bench} does not exist; fix its path"
+            return Runtime(exe, {}, llama_bench=exe), ""
         if self.python:
             exe = shutil.which(self.python) or self.python
             if not Path(exe).is_file():
@@ -113,18 +122,18 @@ def parse_build(name: str, value: Any, source: str, base: Path) -> BuildSource:
             f"{source}: {key}: expected {{lib: DIR}}, {{python: PATH}} or {{env: VAR}}, got "
             f"{type(value).__name__}"
         )
-    kinds = [k for k in ("lib", "python", "env") if k in value]
-    unknown = sorted(set(value) - {"lib", "python", "env", "description"})
+    kinds = [k for k in ("lib", "python", "env", "llama_bench") if k in value]
+    unknown = sorted(set(value) - {"lib", "python", "env", "llama_bench", "description"})
     if unknown or len(kinds) != 1:
         raise UsageError(
-            f"{source}: {key}: give exactly one of lib, python or env"
+            f"{source}: {key}: give exactly one of lib, python, env or llama_bench"
             + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
     text = value[kinds[0]]
     if not isinstance(text, str) or not text.strip():
         raise UsageError(f"{source}: {key}.{kinds[0]}: must be a non-empty string")
     if (
-        kinds[0] in ("lib", "python")
+        kinds[0] in ("lib", "python", "llama_bench")
         and not os.path.isabs(os.path.expanduser(text))
         and ("/" in text or kinds[0] == "lib")
     ):
@@ -166,11 +175,18 @@ def parse_launcher(name: str, value: Any, source: str) -> Launcher:
 class BuiltInfo:
     name: str
     key: str
+    #: the library folder (kind "lib"), or the llama-bench binary (kind "llama_bench")
     lib: Path
     version: str
     cmake_args: str
     source: str
     reused: bool
+    kind: str = "lib"
+
+    def source_entry(self) -> BuildSource:
+        if self.kind == "llama_bench":
+            return BuildSource(self.name, llama_bench=str(self.lib), defined_in="llmperf build")
+        return BuildSource(self.name, lib=str(self.lib), defined_in="llmperf build")
 
 
 def build_key(version: str, cmake_args: str, source: str) -> str:
@@ -187,19 +203,40 @@ def cached_builds() -> dict[str, BuiltInfo]:
     for meta in sorted(root.glob("*/build.json"), key=lambda p: p.stat().st_mtime):
         try:
             data = json.loads(meta.read_text())
+            kind = data.get("kind", "lib")
+            target = meta.parent / ("bin/llama-bench" if kind == "llama_bench" else "lib")
             info = BuiltInfo(
                 data["name"],
                 data["key"],
-                meta.parent / "lib",
+                target,
                 data["version"],
                 data["cmake_args"],
                 data.get("source", ""),
                 True,
+                kind,
             )
         except (OSError, ValueError, KeyError, TypeError):
             continue
         out[info.name] = info
     return out
+
+
+def _native_flags() -> str:
+    """What scripts/build-llama-cpp.sh adds to a native build: AMX off unless the kernel
+    grants this process AMX (a virtual machine may advertise it and refuse it)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    if "amx_tile" not in flags:
+        return ""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(158, 0x1023, 18) == 0:  # arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)
+        return ""
+    noamx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    return f"-DCMAKE_C_FLAGS='{noamx}' -DCMAKE_CXX_FLAGS='{noamx}'"
 
 
 def build(
@@ -208,42 +245,111 @@ def build(
     version: str = PINNED_VERSION,
     cmake_args: str = "",
     source: str = "",
+    kind: str = "lib",
     log: Any = None,
 ) -> BuiltInfo:
     """Build llama.cpp as build ``name`` into the cache: llama-cpp-python ``version`` from
     the package registry with ``cmake_args`` (its library folder is kept), or a local
-    llama.cpp source tree ``source`` built with BUILD_SHARED_LIBS. The same version, args and
-    source twice reuse the first build."""
+    llama.cpp source tree ``source`` built with BUILD_SHARED_LIBS; with ``kind``
+    "llama_bench", the llama-bench binary of that tree (the sdist's vendored llama.cpp by
+    default), linked statically. The same version, args, source and kind twice reuse the
+    first build."""
     if not name or name == DEFAULT or "/" in name:
         raise UsageError(f"build name {name!r}: pick a name other than 'default', without '/'")
-    args = f"{BASE_CMAKE_ARGS} {cmake_args}".strip()
+    if kind not in ("lib", "llama_bench"):
+        raise UsageError(f"build kind {kind!r}: lib or llama_bench")
+    args = f"{BASE_CMAKE_ARGS} {_native_flags()} {cmake_args}".strip()
     src = str(Path(source).resolve()) if source else ""
-    key = build_key(version if not src else "", args, src)
+    key = build_key(version if not src else "", args + f" kind={kind}", src)
     root = paths.builds_dir() / key
     meta = root / "build.json"
-    if meta.is_file() and (root / "lib").is_dir():
-        _write_meta(meta, name, key, version, args, src)
-        return BuiltInfo(name, key, root / "lib", version, args, src, True)
+    target = root / ("bin/llama-bench" if kind == "llama_bench" else "lib")
+    if meta.is_file() and target.exists():
+        _write_meta(meta, name, key, version, args, src, kind)
+        return BuiltInfo(name, key, target, version, args, src, True, kind)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{key}.", dir=root.parent) as tmp:
         work = Path(tmp)
-        lib = work / "lib"
-        lib.mkdir()
-        if src:
-            _build_source(Path(src), work, args, lib, log)
+        if kind == "llama_bench":
+            tree = Path(src) if src else _vendored_tree(version, work, log)
+            _build_llama_bench(tree, work, args, log)
         else:
-            _build_wheel(version, args, work, lib, log)
-        if not any(lib.glob("libllama.*")):
-            raise UsageError(f"build {name}: the build produced no libllama; see its output above")
+            lib = work / "lib"
+            lib.mkdir()
+            if src:
+                _build_source(Path(src), work, args, lib, log)
+            else:
+                _build_wheel(version, args, work, lib, log)
+            if not any(lib.glob("libllama.*")):
+                raise UsageError(f"build {name}: the build produced no libllama; see its output")
         if root.exists():
             shutil.rmtree(root)
         work.rename(root)
-    _write_meta(meta, name, key, version, args, src)
-    return BuiltInfo(name, key, root / "lib", version, args, src, False)
+    _write_meta(meta, name, key, version, args, src, kind)
+    return BuiltInfo(name, key, target, version, args, src, False, kind)
 
 
-def _write_meta(meta: Path, name: str, key: str, version: str, args: str, src: str) -> None:
-    data = {"name": name, "key": key, "version": version, "cmake_args": args, "source": src}
+def _vendored_tree(version: str, work: Path, log: Any) -> Path:
+    """llama.cpp as vendored in the llama-cpp-python sdist of ``version``."""
+    import tarfile
+
+    dl = work / "sdist"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            str(dl),
+            f"llama-cpp-python=={version}",
+        ],
+        None,
+        log,
+    )
+    archive = next(dl.glob("llama_cpp_python-*.tar.gz"))
+    with tarfile.open(archive) as tf:
+        tf.extractall(work / "src", filter="data")
+    return next((work / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
+
+
+def _build_llama_bench(tree: Path, work: Path, args: str, log: Any) -> None:
+    if not (tree / "CMakeLists.txt").is_file():
+        raise UsageError(f"{tree}: not a llama.cpp source tree (no CMakeLists.txt)")
+    out = work / "cmake"
+    flags = [
+        *shlex.split(args),
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_OPENSSL=OFF",
+        "-DLLAMA_BUILD_SERVER=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF",
+    ]
+    _run(["cmake", "-S", str(tree), "-B", str(out), *flags], None, log)
+    jobs = str(os.cpu_count() or 1)
+    _run(["cmake", "--build", str(out), "--target", "llama-bench", "-j", jobs], None, log)
+    (work / "bin").mkdir()
+    shutil.copy2(out / "bin" / "llama-bench", work / "bin" / "llama-bench")
+    shutil.rmtree(out)
+    shutil.rmtree(work / "src", ignore_errors=True)
+    shutil.rmtree(work / "sdist", ignore_errors=True)
+
+
+def _write_meta(
+    meta: Path, name: str, key: str, version: str, args: str, src: str, kind: str = "lib"
+) -> None:
+    data = {
+        "name": name,
+        "key": key,
+        "version": version,
+        "cmake_args": args,
+        "source": src,
+        "kind": kind,
+    }
     write_atomic(meta, json.dumps(data, indent=2) + "\n")
 
 

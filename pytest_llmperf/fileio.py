@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,17 @@ def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iter
             tmp.unlink()
     if durable:
         _fsync_dir(final.parent)
+
+
+def sync_tree(folders: Iterable[Path]) -> None:
+    """Make files written with ``durable=False`` durable: sync the file system, then each
+    folder (its renames)."""
+    folders = list(folders)
+    if not folders:
+        return
+    os.sync()
+    for folder in sorted(set(folders)):
+        _fsync_dir(folder)
 
 
 def write_atomic(

@@ -99,7 +99,7 @@ class Registry:
             return self.builds[name]
         cached = builds_mod.cached_builds().get(name)
         if cached is not None:
-            return builds_mod.BuildSource(name, lib=str(cached.lib), defined_in="llmperf build")
+            return cached.source_entry()
         known = sorted({builds_mod.DEFAULT, *self.builds, *builds_mod.cached_builds()})
         raise UsageError(
             f"unknown build {name!r}; known: {', '.join(known)}. Add it under 'builds:' in "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import os
+import shlex
 import subprocess
 import time
 from collections import OrderedDict
@@ -242,6 +243,8 @@ class PerfSession:
             doc["build"] = cfg.build
         if cfg.launcher:
             doc["launcher"] = cfg.launcher
+        if cfg.bench_args:
+            doc["bench_args"] = cfg.bench_args
         return doc
 
     def runtime(self, cfg: Config) -> tuple[builds.Runtime | None, tuple[str, ...], str]:
@@ -274,6 +277,25 @@ class PerfSession:
         runtime, launcher, reason = self.runtime(cfg)
         if runtime is None:
             raise UsageError(reason)
+        if runtime.llama_bench:
+            from pytest_llmperf.backend.llamabench import LlamaBenchRunner
+
+            return LlamaBenchRunner(
+                runtime.llama_bench,
+                path,
+                cfg.params,
+                cfg.model,
+                extra_args=shlex.split(cfg.bench_args),
+                launcher=launcher,
+                timeout_s=timeout_s or st.timeout_s,
+                build=cfg.build,
+            )
+        if cfg.bench_args:
+            raise UsageError(
+                f"bench_args={cfg.bench_args!r} is for a llama-bench build (builds: "
+                f"{{NAME: {{llama_bench: PATH}}}}); build {cfg.build!r} runs llama-cpp-python: "
+                "write its load params as args=..."
+            )
         return make_runner(
             path,
             cfg.params,

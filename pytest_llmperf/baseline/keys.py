@@ -33,6 +33,7 @@ STRICT_FIELDS: tuple[str, ...] = (
     "workloads",
     "build",
     "launcher",
+    "bench_args",
     "machine.cpu",
     "machine.cpu_family",
     "machine.cpu_model",

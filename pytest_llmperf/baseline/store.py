@@ -47,7 +47,7 @@ from pytest_llmperf import paths
 from pytest_llmperf.baseline import jsonfmt, legacy
 from pytest_llmperf.baseline.history import Entry, Session, diff_from
 from pytest_llmperf.errors import BaselineError, UsageError
-from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.fileio import sync_tree, write_atomic
 from pytest_llmperf.options import check_machine_id
 
 SCHEMA_VERSION = 2
@@ -185,6 +185,9 @@ class BaselineStore:
         """Read the machine's files (none is an empty store). Raises BaselineError for a
         manifest or schema-1 file that cannot be read."""
         self._disk = self._read()
+        for nodeid, by_key in self._disk.entries.items():
+            for entry in by_key.values():
+                self.notices.extend(entry.problems(self._where(self._disk, nodeid, entry.key)))
         self._loaded = True
         return self
 
@@ -203,15 +206,24 @@ class BaselineStore:
                 f"{path}: is a directory, not a baseline file; move it away"
             ) from None
         except NotADirectoryError:
+            blocker = next((q for q in path.parents if q.is_file()), self.directory)
+            if blocker in (self.directory, *self.directory.parents):
+                raise BaselineError(
+                    f"{path}: the baseline directory {self.directory} is a file (or lies "
+                    "under one); point --perf-baseline-dir (or llmperf_baseline_dir) at a "
+                    "directory"
+                ) from None
             raise BaselineError(
-                f"{path}: the baseline directory {self.directory} is a file (or lies under "
-                "one); point --perf-baseline-dir (or llmperf_baseline_dir) at a directory"
+                f"{path}: {blocker} is a file where a folder of baselines must be; move it "
+                "away (the baselines were not modified)"
             ) from None
         except OSError as exc:
             raise BaselineError(f"{path}: cannot read ({exc}); check its permissions") from None
         return parse_json(raw, path)
 
-    def _read(self) -> _Disk:
+    def _read(self, only: set[str] | None = None) -> _Disk:
+        """Everything on disk; with ``only``, just those tests' files (unless a schema-1
+        file is there: moving it needs every entry)."""
         disk = _Disk()
         manifests = [self.path] + [self.directory / f"{a}.json" for a in self.aliases]
         for i, path in enumerate(manifests):
@@ -234,16 +246,17 @@ class BaselineStore:
             if i == 0 and doc is not None:
                 break  # the machine's own manifest exists: aliases are not read
         if self.entries_dir.is_dir():
-            for path in sorted(self.entries_dir.rglob("*.json")):
+            if only is not None and not disk.legacy:
+                files = [self.entries_dir / entry_relpath(n) for n in sorted(only)]
+            else:
+                files = sorted(self.entries_dir.rglob("*.json"))
+            for path in files:
                 self._read_test_file(path, disk)
         elif self.entries_dir.exists():
             raise BaselineError(
                 f"{self.entries_dir}: is a file, not the folder of this machine's baselines; "
                 "move it away"
             )
-        for nodeid, by_key in disk.entries.items():
-            for entry in by_key.values():
-                self.notices.extend(entry.problems(self._where(disk, nodeid, entry.key)))
         return disk
 
     def _read_test_file(self, path: Path, disk: _Disk) -> None:
@@ -382,7 +395,7 @@ class BaselineStore:
             return report
         multi = {n for n, _k in self._queue if sum(1 for m, _ in self._queue if m == n) > 1}
         with self._lock():
-            disk = self._read()
+            disk = self._read(only={n for n, _k in self._queue})
             touched: set[str] = set()
             for (nodeid, key), pend in sorted(self._queue.items()):
                 label = f"{nodeid} [{key}]" if nodeid in multi else nodeid
@@ -404,8 +417,7 @@ class BaselineStore:
                     report.updated.append(label)
                 touched.add(nodeid)
             report.migrated = self._write(disk, touched)
-        self._disk = disk
-        self._loaded = True
+        self._loaded = False  # the next look reads the disk again, other tests included
         self._queue.clear()
         return report
 
@@ -478,6 +490,7 @@ class BaselineStore:
             self.entries_dir.mkdir(parents=True, exist_ok=True)
             for nodeid in sorted(touched | migrate):
                 self._write_test(disk, nodeid)
+            sync_tree({disk.files[n].parent for n in touched | migrate if n in disk.files})
             for path, doc in disk.legacy.items():
                 self._write_manifest(path, doc)
             if not disk.legacy or self.path not in disk.legacy:
@@ -506,7 +519,8 @@ class BaselineStore:
             entries={k: e.to_json() for k, e in sorted(entries.items())},
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, jsonfmt.dumps(doc))
+        # atomic; made durable by one sync of the folders when all are written (_write)
+        write_atomic(path, jsonfmt.dumps(doc), durable=False)
         disk.files[nodeid] = path
         disk.docs[path] = doc
 
