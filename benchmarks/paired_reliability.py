@@ -96,9 +96,8 @@ def main() -> int:
         runner.close()
 
     rules = default_rules()
-    print(
-        f"{'case':<28} {'paired fails':>12} {'median B/A':>10} {'s/verdict':>9} {'stored fails':>12}"
-    )
+    head = ("case", "paired fails", "median B/A", "s/verdict", "stored fails")
+    print(f"{head[0]:<28} {head[1]:>12} {head[2]:>10} {head[3]:>9} {head[4]:>12}")
     for key in args.cases.split(","):
         if key not in candidates:
             continue
