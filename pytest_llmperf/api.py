@@ -102,7 +102,20 @@ def configs(models: str | Sequence[str], args: str | None = None, **axes: Any) -
     for model in model_list:
         for combo in itertools.product(*grid.values()) if grid else [()]:
             values = dict(fixed, **dict(zip(grid, combo, strict=True)))
-            cfg = config(model, args, **values)
+            try:
+                cfg = config(model, args, **values)
+            except UsageError as exc:
+                call = ", ".join(
+                    [
+                        repr(models),
+                        *([repr(args)] if args else []),
+                        *(f"{k}={v!r}" for k, v in axes.items()),
+                    ]
+                )
+                shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+                raise UsageError(
+                    f"configs({call}): the combination model={model!r}, {shown}: {exc}"
+                ) from None
             if cfg.id in seen:
                 raise UsageError(f"configs(): two configs share the id {cfg.id!r}")
             seen.add(cfg.id)

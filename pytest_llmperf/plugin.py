@@ -368,6 +368,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()
 
 
+# -- a usage error while pytest imports a test module -------------------------------------
+
+
+class _Module(pytest.Module):
+    """A test module whose import may raise our UsageError (``configs(...)`` at module
+    level): shown as its message, which names the call and the fix, not as a traceback
+    through this package."""
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> Any:
+        if isinstance(excinfo.value, UsageError):
+            return f"{self.path.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(
+    module_path: Path, parent: pytest.Collector
+) -> pytest.Module | None:
+    if module_path.name == "__init__.py":
+        return None  # a package: pytest's own
+    return _Module.from_parent(parent, path=module_path)
+
+
 # -- per-item configuration ---------------------------------------------------------------
 
 

@@ -370,6 +370,8 @@ class Recorder:
         self._requests: list[tuple[Workload, int, int]] = []
         #: workload name -> the paired comparison with the reference (paired tests)
         self.paired: dict[str, paired_mod.PairedResult] = {}
+        #: what the backend said about the configuration (a knob without effect ...)
+        self._warnings: list[str] = []
 
     @property
     def repetitions(self) -> int:
@@ -388,6 +390,9 @@ class Recorder:
             self.session.runners.drop(self.config.key())
             raise
         m.fingerprint = self.session.fingerprint(self.config, self.path, runner.software)
+        for warning in runner.warnings:
+            if warning not in self._warnings:
+                self._warnings.append(warning)
         if self.config.axes:
             m.resolved["sweep_axes"] = dict(self.config.axes)
             m.resolved["sweep"] = self.config.sweep
@@ -484,6 +489,7 @@ class Recorder:
         session, st = self.session, self.session.settings
         if not self.measurements:
             return report
+        report.notes.extend(f"warning: {w}" for w in self._warnings)
         report.notes.extend(_contention_notes(self.measurements))
         if self.paired:
             return self._gate_paired(report)

@@ -143,6 +143,13 @@ class LoadedModel:
 
         n_threads = p.n_threads or default_threads()
         n_threads_batch = p.n_threads_batch or n_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if cores and max(n_threads, n_threads_batch) > cores:
+            self.warnings.append(
+                f"{max(n_threads, n_threads_batch)} threads on {cores} CPUs: llama.cpp's threads "
+                "spin-wait, so more threads than CPUs slow it down far beyond their share; "
+                f"the numbers say more about the oversubscription than the model (use -t {cores})"
+            )
         cparams = lc.llama_context_default_params()
         _set(
             cparams,
