@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from pytest_llmperf.errors import BackendCrash, BackendError, LLMPerfError, Usag
 from pytest_llmperf.params import Workload
 from pytest_llmperf.registry import Registry
 from pytest_llmperf.results import Measurement, MetricComparison, TestReport
+from pytest_llmperf.streaming import DEFAULT_MAX_TOKENS, stream_workload
 from pytest_llmperf.thresholds import GateRules, RuleSource
 
 
@@ -401,9 +402,17 @@ class Recorder:
     def measure(
         self, workload: str | Workload, repetitions: int | None = None, warmup: int | None = None
     ) -> Measurement:
-        wl = Workload.parse(workload)
+        try:
+            wl = Workload.parse(workload)
+        except UsageError as exc:
+            raise UsageError(f"{self.nodeid}: {exc}") from None
         if any(w == wl for w, _r, _u in self._requests):
             raise UsageError(f"{self.nodeid}: workload {wl.name} measured twice in one test")
+        if any(w.name == wl.name for w, _r, _u in self._requests):  # two streamed requests
+            raise UsageError(
+                f"{self.nodeid}: two different requests are both named {wl.name}; give "
+                "measure_stream(...) a distinct name="
+            )
         reps = repetitions or self.repetitions
         wu = self.warmup if warmup is None else warmup
         if self.spec.run.delay and self._requests:
@@ -415,6 +424,40 @@ class Recorder:
         self._requests.append((wl, reps, wu))
         self.measurements.append(m)
         return m
+
+    def measure_stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, str]] | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        sampling: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        chat_template: str | None = None,
+        chat_format: str | None = None,
+        repetitions: int | None = None,
+        warmup: int | None = None,
+    ) -> Measurement:
+        """A request streamed as an application makes it, through llama-cpp-python's
+        ``create_completion(prompt, stream=True)`` or ``create_chat_completion(messages,
+        stream=True)`` with these sampling settings, exactly ``max_tokens`` tokens; gated
+        like any workload, named ``stream:<name>`` (``name`` defaults to a hash of the
+        request). The engine runs the same token counts beside it (``stream_overhead``).
+        A model without a chat template needs ``chat_template=`` (Jinja) or
+        ``chat_format=`` (a llama-cpp-python format) for ``messages``."""
+        try:
+            wl = stream_workload(
+                prompt,
+                messages=messages,
+                max_tokens=max_tokens,
+                sampling=sampling,
+                name=name,
+                chat_template=chat_template,
+                chat_format=chat_format,
+            )
+        except UsageError as exc:
+            raise UsageError(f"{self.nodeid}: {exc}") from None
+        return self.measure(wl, repetitions, warmup)
 
     def _run_paired(self, workload: Workload, warmup: int) -> Measurement:
         """Both configurations side by side (see :mod:`pytest_llmperf.paired`); returns
