@@ -7,6 +7,11 @@ tg_tps from the engine against llama.cpp's own counter (n_eval / t_eval_ms) in t
 runs, the same for pp_tps, the coefficient of variation of tg_tps over the repetitions,
 and, for reference, llama-cpp-python's high-level generate() loop on the same model.
 Targets: tg ratio >= 0.98, pp ratio >= 0.97, CV < 3% on an idle machine.
+
+    .venv/bin/python benchmarks/bench_engine.py --llama-bench PATH [--model NAME=PATH]
+
+instead runs the engine and llama-bench of the same llama.cpp side by side (paired rounds)
+and prints the engine's rates as a fraction of llama-bench's (target >= 0.98).
 """
 
 from __future__ import annotations
@@ -69,11 +74,59 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--llama-bench", default="", help="a llama-bench binary to compare with")
+    ap.add_argument("--model", action="append", default=[], help="NAME=PATH of a real model")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    bench("tiny-moe-mxfp4", str(tiny.ensure_variant("tiny-moe-mxfp4")), args.reps, args.threads)
+    models = {"tiny-moe-mxfp4": str(tiny.ensure_variant("tiny-moe-mxfp4"))}
+    models.update(dict(m.split("=", 1) for m in args.model))
+    if args.llama_bench:
+        for name, path in models.items():
+            versus_llama_bench(name, path, args.llama_bench, args.threads, args.rounds)
+        return
+    bench("tiny-moe-mxfp4", models["tiny-moe-mxfp4"], args.reps, args.threads)
     big = tiny.ensure_model(BIG_VOCAB, "q8_0", family="tiny-256k").path
     bench("tiny-256k-vocab-q8_0", str(big), args.reps, args.threads)
 
 
 if __name__ == "__main__":
     main()
+
+
+def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: int) -> None:
+    """The engine against llama-bench of the same vendored llama.cpp, side by side in
+    interleaved rounds (the paired machinery): the ratio engine/llama-bench of tg and pp.
+    llama-bench's tg rate counts every decoded token, the engine's all but the first, so
+    the engine runs tg129 against llama-bench's -n 128."""
+    from pytest_llmperf import paired
+    from pytest_llmperf.backend.llamabench import LlamaBenchRunner
+    from pytest_llmperf.backend.runner import IsolatedRunner
+    from pytest_llmperf.thresholds import default_rules
+
+    params = LoadParams(n_threads=threads, n_ctx=1024)
+
+    class Bench(LlamaBenchRunner):
+        """llama-bench answering the engine's workload in its own terms."""
+
+        def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1):  # type: ignore[no-untyped-def]
+            bench_wl = Workload(n_prompt=workload.n_prompt, n_gen=max(workload.n_gen - 1, 0))
+            m = super().measure(bench_wl, repetitions, warmup)
+            m.workload = workload
+            return m
+
+    design = paired.Design(rounds=rounds, min_blocks=3, max_blocks=3)
+    print(f"{name}: engine vs llama-bench ({binary}), {threads} threads, 3 loads x {rounds} rounds")
+    for wl, metric in ((Workload(n_gen=129), "tg_tps"), (Workload(n_prompt=512), "pp_tps")):
+        result = paired.run(
+            lambda: Bench(binary, path, params, "m"),
+            lambda: IsolatedRunner(path, params, "m"),
+            wl,
+            default_rules(),
+            design,
+        )
+        c = paired.as_mapping(result.comparisons)[metric]
+        print(
+            f"  {metric}: llama-bench {c.baseline_median:8.1f}  engine {c.current_median:8.1f}  "
+            f"engine/llama-bench {c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]  "
+            "(target >= 0.98)"
+        )

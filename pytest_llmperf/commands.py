@@ -189,6 +189,28 @@ def _cmd_baseline_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from pytest_llmperf.report import history
+
+    store = _store(args)
+    nodeids = sorted({e.nodeid for e in store.list_entries() if args.test in e.nodeid})
+    if not nodeids:
+        raise UsageError(
+            f"{store.entries_dir}: no entry matches {args.test!r}; `llmperf baseline list` "
+            "shows the stored node ids"
+        )
+    entries = [e for n in nodeids for e in store.entries_for(n).values()]
+    for line in history.lines(entries):
+        print(line)
+    if args.output:
+        out = Path(args.output)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"history -o {out}: is a file; name a folder")
+        for path in history.write(entries, out):
+            print(path)
+    return 0
+
+
 def _keep_list(path: str) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -287,6 +309,17 @@ def add_subcommands(sub: Any) -> None:
             )
             p.add_argument("--all", action="store_true", help="allow removing every entry")
             p.add_argument("--dry-run", action="store_true", help="show only (the default)")
+    h = sub.add_parser(
+        "history",
+        help="each metric's accepted session medians over time, and where they stepped",
+    )
+    h.add_argument("test", nargs="?", default="", help="node ids containing this (default: all)")
+    h.add_argument("--dir", default="baselines", help="baseline directory")
+    h.add_argument("--machine", default=None, help="machine id (default: this machine)")
+    h.add_argument("--file", default=None, help="a machine's baseline file instead")
+    h.add_argument("-o", "--output", default=None, help="write history.md and plots here")
+    h.set_defaults(func=_cmd_history)
+
     from pytest_llmperf.sweep.cli import add_merge_subcommand
 
     add_merge_subcommand(sub)

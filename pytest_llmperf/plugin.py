@@ -169,6 +169,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "build:main, model:tiny-moe-q8_0, cpu_moe:false, launcher:pin, args:'-t 4'",
     )
     g.addoption(
+        "--perf-build",
+        default=None,
+        metavar="NAME",
+        help="run every test that names no build with this build (a registry entry or an "
+        "`llmperf build NAME`): with --perf-reference=build:main, a PR build against main",
+    )
+    g.addoption(
         "--perf-rounds",
         type=options.int_at_least(2),
         default=None,
@@ -335,6 +342,7 @@ def build_settings(config: pytest.Config) -> Settings:
         ini_rules=_ini_rules(config),
         reference=reference,
         paired=design,
+        build=opt.perf_build or "",
     )
 
 

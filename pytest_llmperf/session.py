@@ -58,6 +58,8 @@ class Settings:
     ini_rules: Mapping[str, Any] = field(default_factory=dict)
     #: judge every test against this reference (``--perf-reference``), e.g. {"build": "main"}
     reference: Mapping[str, Any] | None = None
+    #: run every test that names no build with this one (``--perf-build``)
+    build: str = ""
     #: how paired comparisons run and are judged
     paired: paired_mod.Design = field(default_factory=paired_mod.Design)
 
@@ -194,6 +196,8 @@ class PerfSession:
         cfg = param if param is not None else marker.config
         if cfg is None:
             return None
+        if self.settings.build and cfg.build == builds.DEFAULT:
+            cfg = cfg.replace(build=self.settings.build)
         self.runners.expect(cfg.key())
         ref_spec = marker.reference if marker.reference is not None else self.settings.reference
         reference = apply_reference(cfg, ref_spec, where) if ref_spec else None

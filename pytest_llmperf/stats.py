@@ -128,7 +128,43 @@ def paired_interval(
     return med, float(low), float(high)
 
 
+def change_points(values: Sequence[float]) -> list[int]:
+    """Where a history steps: the indices at which a new level starts, by optimal
+    partitioning with an L1 cost and a BIC-like penalty (the method of asv's step
+    detection: piecewise-constant medians, each extra segment paying
+    ``2 * noise * log(n)``, the noise estimated from the successive differences). Fewer
+    than 3 values: none."""
+    x = [float(v) for v in values]
+    n = len(x)
+    if n < 3:
+        return []
+    diffs = np.abs(np.diff(np.asarray(x)))
+    noise = float(np.median(diffs)) / 0.954 if diffs.size else 0.0  # MAD of a difference
+    noise = max(noise, 1e-9 * max(abs(v) for v in x))
+    penalty = 2.0 * noise * math.log(n)
+
+    def cost(i: int, j: int) -> float:
+        seg = np.asarray(x[i:j])
+        return float(np.abs(seg - np.median(seg)).sum())
+
+    best = [0.0] + [math.inf] * n
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(j):
+            c = best[i] + cost(i, j) + (penalty if i else 0.0)
+            if c < best[j]:
+                best[j], start[j] = c, i
+    steps: list[int] = []
+    j = n
+    while j > 0:
+        if start[j] > 0:
+            steps.append(start[j])
+        j = start[j]
+    return sorted(steps)
+
+
 __all__ = [
+    "change_points",
     "DRIFT_ALPHA",
     "MIN_SESSIONS",
     "N_BOOTSTRAP",

@@ -559,6 +559,22 @@ def test_a_bad_session_is_skipped_and_the_rest_used(tmp_path: Path) -> None:
     assert any("2025-09-01" in n and "skipped" in n for n in again.notices)
 
 
+def test_a_session_of_another_machine_is_skipped_with_a_notice(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.queue("t.py::a", KEY, pending(100.0, "2025-09-01T00:00:00+00:00"))
+    s.flush()
+    s.queue("t.py::a", KEY, pending(101.0, "2025-09-02T00:00:00+00:00"))
+    s.flush()
+    path = file_of(tmp_path, "t.py::a")
+    data = json.loads(path.read_text())
+    data["entries"][KEY]["sessions"][0]["fingerprint"] = {"machine.cpu": "AMD EPYC 7B13"}
+    path.write_text(json.dumps(data))
+    again = store(tmp_path)
+    entry = again.lookup("t.py::a", KEY)
+    assert entry is not None and len(entry.usable) == 1
+    assert any("recorded on another machine" in n and "AMD EPYC 7B13" in n for n in again.notices)
+
+
 def test_future_schema_names_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"schema_version": 3, "entries": {"x": 1}}))

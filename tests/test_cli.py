@@ -177,3 +177,29 @@ def test_tiny_model_prune_removes_only_stale_builtin_files(
     assert main(["tiny-model", "--prune", "--cache-dir", str(tmp_path)]) == 0
     assert current.exists() and custom.exists() and not stale.exists()
     assert str(stale) in capsys.readouterr().out
+
+
+def test_history_prints_medians_and_steps_and_writes_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = BaselineStore(tmp_path / "bl", "box", history=10)
+    store.load()
+    for day, rate in enumerate([100.0, 101.0, 99.0, 100.0, 80.0, 81.0, 79.0, 80.0], start=1):
+        m = measurement(rate)
+        session = Session(
+            accepted_at=f"2026-11-{day:02d}T00:00:00+00:00",
+            git_commit=None,
+            repetitions=5,
+            warmup=1,
+            values={"tg32": dict(m.values)},
+        )
+        store.queue("t.py::a", "k1", Pending("m", {"params": {}, "workloads": ["tg32"]}, session))
+        store.flush()
+    args = ["--file", str(store.path)]
+    assert main(["history", *args, "t.py::a", "-o", str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "t.py::a [tg32]  8 session(s)" in out
+    tg = next(line for line in out.splitlines() if line.strip().startswith("tg_tps"))
+    assert tg.index("step ->") > tg.index("100")  # the step before the 80s
+    assert (tmp_path / "h" / "history.md").is_file()
+    assert main(["history", *args, "t.py::zzz"]) == 2

@@ -46,6 +46,7 @@ from typing import Any
 from pytest_llmperf import paths
 from pytest_llmperf.baseline import jsonfmt, legacy
 from pytest_llmperf.baseline.history import Entry, Session, diff_from
+from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key
 from pytest_llmperf.errors import BaselineError, UsageError
 from pytest_llmperf.fileio import sync_tree, write_atomic
 from pytest_llmperf.options import check_machine_id
@@ -379,6 +380,11 @@ class BaselineStore:
         check = Session.from_json(json.loads(json.dumps(pending.session.to_json())))
         if not check.usable:
             raise BaselineError(f"{nodeid}: not recorded: {check.problem}")
+        fp = pending.fingerprint
+        try:  # the key the entry will have when read back (keys follow fingerprints)
+            key = baseline_key(fp, fp.get("params", {}), fp.get("workloads") or [])
+        except (UsageError, TypeError, ValueError):
+            pass
         self._queue[(nodeid, key)] = pending
 
     @property
@@ -672,6 +678,17 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
         entry.key = legacy.rekey(entry)
     except Exception:  # a fingerprint this version cannot read: keep the stored key
         pass
+    for session in entry.sessions:
+        other = sorted(
+            k for k in session.fingerprint_diff if k in STRICT_FIELDS or k.startswith("params.")
+        )
+        if session.usable and other:
+            session.raw = session.to_json()
+            session.problem = (
+                "recorded on another machine or configuration ("
+                + ", ".join(f"{k}: {session.fingerprint_diff[k]!r}" for k in other)
+                + "): not comparable with this entry"
+            )
     return entry
 
 
