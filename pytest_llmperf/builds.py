@@ -316,13 +316,13 @@ def _vendored_tree(version: str, work: Path, log: Any) -> Path:
     return next((work / "src").glob("llama_cpp_python-*")) / "vendor" / "llama.cpp"
 
 
-def _build_llama_bench(tree: Path, work: Path, args: str, log: Any) -> None:
+def _cmake(tree: Path, out: Path, args: str, log: Any, *, shared: bool, target: str = "") -> None:
+    """Configure and build a llama.cpp tree: Release, no curl, server or tests."""
     if not (tree / "CMakeLists.txt").is_file():
         raise UsageError(f"{tree}: not a llama.cpp source tree (no CMakeLists.txt)")
-    out = work / "cmake"
     flags = [
         *shlex.split(args),
-        "-DBUILD_SHARED_LIBS=OFF",
+        f"-DBUILD_SHARED_LIBS={'ON' if shared else 'OFF'}",
         "-DCMAKE_BUILD_TYPE=Release",
         "-DLLAMA_CURL=OFF",
         "-DLLAMA_OPENSSL=OFF",
@@ -330,8 +330,13 @@ def _build_llama_bench(tree: Path, work: Path, args: str, log: Any) -> None:
         "-DLLAMA_BUILD_TESTS=OFF",
     ]
     _run(["cmake", "-S", str(tree), "-B", str(out), *flags], None, log)
-    jobs = str(os.cpu_count() or 1)
-    _run(["cmake", "--build", str(out), "--target", "llama-bench", "-j", jobs], None, log)
+    targets = ["--target", target] if target else []
+    _run(["cmake", "--build", str(out), *targets, "-j", str(os.cpu_count() or 1)], None, log)
+
+
+def _build_llama_bench(tree: Path, work: Path, args: str, log: Any) -> None:
+    out = work / "cmake"
+    _cmake(tree, out, args, log, shared=False, target="llama-bench")
     (work / "bin").mkdir()
     shutil.copy2(out / "bin" / "llama-bench", work / "bin" / "llama-bench")
     shutil.rmtree(out)
@@ -388,19 +393,8 @@ def _build_wheel(version: str, args: str, work: Path, lib: Path, log: Any) -> No
 
 
 def _build_source(src: Path, work: Path, args: str, lib: Path, log: Any) -> None:
-    if not (src / "CMakeLists.txt").is_file():
-        raise UsageError(f"--source {src}: not a llama.cpp source tree (no CMakeLists.txt)")
     out = work / "cmake"
-    flags = [
-        *shlex.split(args),
-        "-DBUILD_SHARED_LIBS=ON",
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DLLAMA_CURL=OFF",
-        "-DLLAMA_BUILD_SERVER=OFF",
-        "-DLLAMA_BUILD_TOOLS=OFF",
-    ]
-    _run(["cmake", "-S", str(src), "-B", str(out), *flags], None, log)
-    _run(["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1)], None, log)
+    _cmake(src, out, f"{args} -DLLAMA_BUILD_TOOLS=OFF", log, shared=True)
     for so in [*out.glob("bin/lib*.so*"), *out.glob("bin/*.dylib"), *out.glob("**/libllama.so*")]:
         if so.is_file():
             shutil.copy2(so, lib / so.name)
