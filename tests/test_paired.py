@@ -219,3 +219,32 @@ def test_a_busy_neighbour_marks_repetitions_contaminated(tiny_model: object) -> 
         runner.close()
     assert all(s.contaminated for s in m.samples), [s.contention for s in m.samples]
     assert max(s.contention["others_cpu"] for s in m.samples) > 0.3
+
+
+def test_xdist_workers_times_threads_beyond_the_cores_is_warned_loudly(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    from pytest_llmperf.session import oversubscription
+
+    assert oversubscription(2, 1, cores=2) == ""
+    assert "2 pytest-xdist workers x 2 llama.cpp threads = 4 > 2 cores" in oversubscription(
+        2, 2, cores=2
+    )
+    cores = os.cpu_count() or 1
+    pytester.makefile(".yaml", llmperf=REGISTRY)
+    pytester.makepyfile(
+        test_perf="".join(
+            f"""
+import pytest
+
+@pytest.mark.llmperf(model="fast", n_threads={cores}, n_ctx=256)
+def test_{i}(llm_perf):
+    llm_perf.measure("tg8", repetitions=1)
+"""
+            for i in range(2)
+        )
+    )
+    res = pytester.runpytest(*RUN, "-n", "2", "--perf-missing=record")
+    res.assert_outcomes(passed=2)
+    res.stdout.fnmatch_lines([f"*WARNING: oversubscribed: 2 pytest-xdist workers x {cores}*"])
