@@ -8,6 +8,11 @@ Definitions (the README's "What is measured" table); every time is from
 - ``tg_tps``: (N-1) / (t_last - t_first) over N generated tokens; ``tpot_ms`` its inverse
 - ``itl_*_ms``: statistics of the per-token gaps t_i - t_(i-1), i >= 2
 - ``e2e_ms``: start to the last token (or to the end of the prompt for pp)
+
+A streamed request (``Sample.stream``) has its own metrics, ``stream_*``, timed from the
+application's call: ``stream_ttft_ms`` to the first chunk carrying text, ``stream_itl_*``
+over the gaps between such chunks, ``stream_tps`` over the sampled tokens, and
+``stream_overhead``, the engine's tg_tps on the same token counts over ``stream_tps``.
 """
 
 from __future__ import annotations
@@ -83,6 +88,79 @@ METRICS: dict[str, MetricDef] = {
             "t/s",
             "higher",
             "llama.cpp's own counter: n_eval / t_eval_ms",
+            informational=True,
+        ),
+        # a request streamed through llama-cpp-python's high-level API (backend/stream.py)
+        MetricDef(
+            "stream_ttft_ms",
+            "ms",
+            "lower",
+            "the create_(chat_)completion call to the first streamed chunk carrying text "
+            "(tokenization and chat template included)",
+        ),
+        MetricDef(
+            "stream_itl_p50_ms", "ms", "lower", "median gap between streamed chunks carrying text"
+        ),
+        MetricDef(
+            "stream_itl_p95_ms",
+            "ms",
+            "lower",
+            "95th percentile gap between streamed chunks carrying text",
+        ),
+        MetricDef(
+            "stream_itl_p99_ms",
+            "ms",
+            "lower",
+            "99th percentile gap between streamed chunks carrying text",
+        ),
+        MetricDef(
+            "stream_tps",
+            "t/s",
+            "higher",
+            "(N-1) / (t_last - t_first) over the N tokens the stream sampled (as tg_tps)",
+        ),
+        MetricDef("stream_e2e_ms", "ms", "lower", "the call to the end of the stream"),
+        MetricDef(
+            "stream_overhead",
+            "x",
+            "lower",
+            "engine tg_tps / stream_tps on the same model, params and token counts: how many "
+            "times slower tokens arrive through the application's path (1 = no overhead)",
+        ),
+        MetricDef(
+            "stream_empty_chunks",
+            "chunks",
+            "lower",
+            "streamed chunks carrying no text (a token without visible text: a control "
+            "token, or the part of a character split across tokens)",
+            informational=True,
+        ),
+        MetricDef(
+            "stream_load_ms",
+            "ms",
+            "lower",
+            "load of llama-cpp-python's Llama for streaming (a second load of the model file)",
+            informational=True,
+        ),
+        MetricDef(
+            "engine_tg_tps",
+            "t/s",
+            "higher",
+            "the engine's tg_tps on the streamed request's token counts, beside each repetition",
+            informational=True,
+        ),
+        MetricDef(
+            "engine_ttft_ms",
+            "ms",
+            "lower",
+            "the engine's ttft_ms on the streamed request's token counts",
+            informational=True,
+        ),
+        MetricDef(
+            "engine_itl_p95_ms",
+            "ms",
+            "lower",
+            "the engine's itl_p95_ms on the streamed request's token counts",
             informational=True,
         ),
     )
@@ -176,6 +254,15 @@ class Sample:
     #: the machine's CPU time other processes took, and of the wall time some task waited
     #: for a CPU; empty where the system does not tell
     contention: dict[str, float] = field(default_factory=dict)
+    #: a streamed request (llama-cpp-python's high-level path): times are ns from the
+    #: call, ``token_ns`` when each token was sampled, ``chunk_ns`` when each chunk reached
+    #: the caller and ``chunk_chars`` the characters of text it carried (0: none); the
+    #: chat role and finish chunks carry no content and are not kept
+    stream: bool = False
+    chunk_ns: list[int] = field(default_factory=list)
+    chunk_chars: list[int] = field(default_factory=list)
+    #: the engine's metrics on the same token counts, measured beside this repetition
+    engine: dict[str, float] = field(default_factory=dict)
 
     @property
     def contaminated(self) -> bool:
@@ -184,7 +271,7 @@ class Sample:
         return any(v > CONTAMINATION_LIMIT for v in self.contention.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "contention": dict(self.contention),
             "n_prompt": self.n_prompt,
             "n_gen": self.n_gen,
@@ -194,6 +281,14 @@ class Sample:
             "end_ns": self.end_ns,
             "llama": dict(self.llama),
         }
+        if self.stream:  # only then: an engine sample's dict is what it always was
+            out.update(
+                stream=True,
+                chunk_ns=list(self.chunk_ns),
+                chunk_chars=list(self.chunk_chars),
+                engine=dict(self.engine),
+            )
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Sample:
@@ -206,10 +301,20 @@ class Sample:
             end_ns=int(data["end_ns"]),
             llama=dict(data.get("llama", {})),
             contention={k: float(v) for k, v in (data.get("contention") or {}).items()},
+            stream=bool(data.get("stream", False)),
+            chunk_ns=[int(x) for x in data.get("chunk_ns", [])],
+            chunk_chars=[int(x) for x in data.get("chunk_chars", [])],
+            engine={k: float(v) for k, v in (data.get("engine") or {}).items()},
         )
+
+    def text_chunk_ns(self) -> list[int]:
+        """When each streamed chunk that carried text reached the caller."""
+        return [t for t, n in zip(self.chunk_ns, self.chunk_chars, strict=True) if n > 0]
 
     def metrics(self) -> dict[str, float]:
         """The per-repetition metrics this sample defines (absent ones are left out)."""
+        if self.stream:
+            return self._stream_metrics()
         out: dict[str, float] = {}
         if self.n_prompt and self.prompt_ns:
             out["pp_tps"] = self.n_prompt / (self.prompt_ns / 1e9)
@@ -238,6 +343,44 @@ class Sample:
         if n_e and t_e:
             out["llama_tg_tps"] = float(n_e) / float(t_e) * 1000
         return out
+
+    def _stream_metrics(self) -> dict[str, float]:
+        """A streamed request's metrics, named apart from the engine's (``stream_*``)."""
+        out: dict[str, float] = {"stream_e2e_ms": self.end_ns / 1e6}
+        empty = sum(1 for n in self.chunk_chars if n == 0)
+        if empty:  # a count of 0 is no value (stored values are positive): absent then
+            out["stream_empty_chunks"] = float(empty)
+        text = self.text_chunk_ns()
+        if text:
+            out["stream_ttft_ms"] = text[0] / 1e6
+        if len(text) >= 2:
+            gaps = np.diff(np.asarray(text, dtype=np.int64)).astype(float) / 1e6
+            p50, p95, p99 = np.percentile(gaps, [50, 95, 99])
+            out["stream_itl_p50_ms"] = float(p50)
+            out["stream_itl_p95_ms"] = float(p95)
+            out["stream_itl_p99_ms"] = float(p99)
+        toks = self.token_ns
+        if len(toks) >= 2 and toks[-1] > toks[0]:
+            out["stream_tps"] = (len(toks) - 1) / ((toks[-1] - toks[0]) / 1e9)
+            engine_tps = self.engine.get("tg_tps")
+            if engine_tps:
+                out["stream_overhead"] = engine_tps / out["stream_tps"]
+        for name in ("tg_tps", "ttft_ms", "itl_p95_ms"):
+            if name in self.engine:
+                out[f"engine_{name}"] = float(self.engine[name])
+        n_e, t_e = self.llama.get("n_eval", 0), self.llama.get("t_eval_ms", 0)
+        if n_e and t_e:
+            out["llama_tg_tps"] = float(n_e) / float(t_e) * 1000
+        return out
+
+
+def chunk_gaps_ms(sample: Sample) -> list[float]:
+    """Gaps between the streamed chunks that carried text, in ms (empty for an engine
+    sample)."""
+    text = sample.text_chunk_ns()
+    if len(text) < 2:
+        return []
+    return [float(x) / 1e6 for x in np.diff(np.asarray(text, dtype=np.int64))]
 
 
 def per_sample_metrics(samples: Iterable[Sample]) -> dict[str, list[float]]:

@@ -873,6 +873,8 @@ class Workload:
     - ``pg N,M``: a prompt of N tokens, then M generated tokens
     - ``@dD``: the KV cache is first filled to depth D (untimed)
     - ``load``: nothing but the model load is timed (cold load measurements)
+    - ``stream:<name>``: a request streamed through llama-cpp-python's high-level API, as
+      an application makes it (:class:`pytest_llmperf.streaming.StreamWorkload`)
     """
 
     n_prompt: int = 0
@@ -925,6 +927,10 @@ class Workload:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Workload:
+        if "stream" in data:  # a streamed request (its own fields)
+            from pytest_llmperf.streaming import StreamWorkload
+
+            return StreamWorkload.from_dict(data)
         return cls(
             n_prompt=int(data.get("n_prompt", 0)),
             n_gen=int(data.get("n_gen", 0)),
@@ -939,11 +945,16 @@ class Workload:
             return text
         if str(text).strip().lower() == "load":
             return LOAD
+        if re.match(r"\s*stream\s*:", str(text), re.IGNORECASE):
+            from pytest_llmperf.streaming import StreamWorkload
+
+            return StreamWorkload.parse(str(text))
         m = _WORKLOAD_RE.match(str(text))
         if not m:
             raise UsageError(
                 f"workload {text!r} not understood; write pp<N>, tg<N>, pg<N>,<M> or "
-                "pp<N>+tg<M>, optionally followed by @d<depth> (e.g. 'tg128@d4096')"
+                "pp<N>+tg<M>, optionally followed by @d<depth> (e.g. 'tg128@d4096'), or "
+                "stream:<prompt> for a streamed request (e.g. 'stream:short')"
             )
         depth = int(m.group("depth") or 0)
         if m.group("pp") is not None:

@@ -20,6 +20,7 @@ Three kinds of rule, written the way people write them:
 - **ratio SLAs** between the medians of two workloads of one test::
 
       itl_p95_ms[tg512] / itl_p95_ms[tg64] <= 1.30
+      stream_itl_p95_ms[long] / stream_itl_p95_ms[short] <= 1.30   # stream:long, stream:short
 
 Sources merge in order, later overriding earlier (see :func:`merge_threshold_sources`):
 built-in defaults < pyproject ``[tool.llmperf]`` < pytest ini < YAML file < marker kwargs.
@@ -41,6 +42,7 @@ from typing import Any, Literal
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.metrics import METRICS
 from pytest_llmperf.params import Workload
+from pytest_llmperf.streaming import stream_name
 
 Op = Literal["<", "<=", ">", ">="]
 
@@ -347,6 +349,11 @@ _SLA_RE = re.compile(
 )
 
 
+#: metrics that only streamed requests have (pytest_llmperf.streaming)
+_STREAM_PREFIXES = ("stream_", "engine_")
+_STREAM_NAME = re.compile(r"^\s*stream\s*:", re.IGNORECASE)
+
+
 def _operand(metric: str, workload: str | None, where: str, hint: str) -> Operand:
     if metric not in METRICS:
         raise UsageError(f"{where}: unknown metric {metric!r}; known metrics: {_known_metrics()}")
@@ -355,7 +362,12 @@ def _operand(metric: str, workload: str | None, where: str, hint: str) -> Operan
     if not workload:
         raise UsageError(f"{where}: empty workload in {metric}[]; {hint}")
     try:
-        name = Workload.parse(workload).name
+        if metric.startswith(_STREAM_PREFIXES) or _STREAM_NAME.match(workload):
+            # a streamed request's metric: its workload by name or bare label
+            # (stream_itl_p95_ms[long] is stream_itl_p95_ms[stream:long])
+            name = stream_name(workload)
+        else:
+            name = Workload.parse(workload).name
     except UsageError as exc:
         raise UsageError(f"{where}: {metric}[{workload}]: {exc}") from None
     return Operand(metric, name)

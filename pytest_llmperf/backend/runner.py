@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_llmperf import devices, fingerprint
 from pytest_llmperf.builds import DEFAULT as DEFAULT_BUILD
@@ -32,6 +32,10 @@ from pytest_llmperf.errors import (
 )
 from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.results import Measurement
+from pytest_llmperf.streaming import StreamWorkload, require_request
+
+if TYPE_CHECKING:
+    from pytest_llmperf.backend.stream import StreamModel
 
 DEFAULT_TIMEOUT_S = 600.0
 #: the least time a model load is given (the per-measurement timeout may be shorter)
@@ -51,6 +55,10 @@ class Runner(Protocol):
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement: ...
 
     def measure_load(self, repetitions: int = 3) -> Measurement: ...
+
+    def measure_stream(
+        self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
+    ) -> Measurement: ...
 
     def close(self) -> None: ...
 
@@ -83,6 +91,8 @@ class InProcessRunner:
         self._rss.start()
         self._vram.start()
         self._model = LoadedModel(path, params, model_id=self.model_id, check_memory=check_memory)
+        #: llama-cpp-python's Llama for streamed requests: loaded on the first one
+        self._stream: StreamModel | None = None
         self._rss.sample()
         self._vram.sample()
         self.load_ms = self._model.load.load_ms
@@ -96,23 +106,36 @@ class InProcessRunner:
             "model_size_mb": [self._model.info.file_size / devices.MB],
         }
         absent: dict[str, str] = {}
-        if self.dedicated:
-            values["rss_peak_mb"] = [round(self._rss.peak_mb, 1)]
-        else:
+        # after a streamed request, the process holds the model twice
+        two = (
+            "this process also holds llama-cpp-python's copy of the model (loaded for "
+            "streamed requests), so its memory is not the engine model's alone"
+        )
+        if not self.dedicated:
             absent["rss_peak_mb"] = (
                 "in-process run: the test process's memory is not the model's alone "
                 "(run isolated, the default, to measure it)"
             )
+        elif self._stream is not None:
+            absent["rss_peak_mb"] = two
+        else:
+            values["rss_peak_mb"] = [round(self._rss.peak_mb, 1)]
         vram, reason = self._vram.value_mb()
         if vram is None:
             absent["vram_mb"] = reason
+        elif self._stream is not None:
+            absent["vram_mb"] = two
         else:
             values["vram_mb"] = [round(vram, 1)]
+        if self._stream is not None:
+            values["stream_load_ms"] = [self._stream.load_ms]
         return values, absent
 
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
         if workload.kind == "load":
             return self.measure_load(repetitions)
+        if isinstance(workload, StreamWorkload):
+            return self.measure_stream(workload, repetitions, warmup)
         started = _now()
         samples = self._model.run(workload, repetitions=repetitions, warmup=warmup)
         self._rss.sample()
@@ -169,7 +192,74 @@ class InProcessRunner:
             warmup=0,
         )
 
+    def measure_stream(
+        self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
+    ) -> Measurement:
+        """A streamed request through llama-cpp-python's high-level path (its Llama is
+        loaded on the first such request and kept), each repetition followed by the
+        engine on the same token counts (see :mod:`pytest_llmperf.backend.stream`)."""
+        require_request(workload)
+        started = _now()
+        stream = self._stream_model()
+        request = stream.prepare(workload)
+        engine_wl = Workload(n_prompt=request.n_prompt, n_gen=workload.n_gen)
+        self._model.check_fits(engine_wl)
+        samples = stream.measure(
+            request,
+            repetitions,
+            warmup,
+            lambda: self._model.run(engine_wl, repetitions=1, warmup=0)[0],
+        )
+        self._rss.sample()
+        self._vram.sample()
+        values, absent = self._run_values([self.load_ms])
+        empty = stream.empty_chunks_absent(samples)
+        if empty:
+            absent["stream_empty_chunks"] = empty
+        info = {**stream.describe(), **request.info}
+        overrun = stream.overrun(workload, samples)
+        if overrun:
+            info["overrun"] = overrun
+        resolved = dict(
+            self.resolved,
+            stream=info,
+            thread_affinity=devices.thread_affinities(),
+        )
+        return Measurement.from_samples(
+            model=self.model_id,
+            model_path=self.path,
+            params=self.params,
+            workload=workload,
+            samples=samples,
+            run_values=values,
+            absent=absent,
+            resolved=resolved,
+            started_at=started,
+            repetitions=repetitions,
+            warmup=warmup,
+        )
+
+    def _stream_model(self) -> StreamModel:
+        if self._stream is None:
+            from pytest_llmperf.backend.stream import StreamModel
+
+            m = self._model
+            self._stream = StreamModel(
+                self.path,
+                self.params,
+                self.resolved,
+                overrides=m._overrides(),  # the engine's, resolved the engine's way
+                model_name=m.info.name,
+                expected_overridden=self.resolved.get("overridden_tensors"),
+            )
+            self._rss.sample()
+            self._vram.sample()
+        return self._stream
+
     def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         self._model.close()
 
 
@@ -367,6 +457,8 @@ class IsolatedRunner:
                 return reply
 
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
+        if isinstance(workload, StreamWorkload):
+            return self.measure_stream(workload, repetitions, warmup)
         reply = self._call(
             {
                 "op": "measure",
@@ -379,6 +471,20 @@ class IsolatedRunner:
 
     def measure_load(self, repetitions: int = 3) -> Measurement:
         return self.measure(Workload(), repetitions=repetitions, warmup=0)
+
+    def measure_stream(
+        self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
+    ) -> Measurement:
+        require_request(workload)
+        reply = self._call(
+            {
+                "op": "stream",
+                "workload": {**workload.to_dict(), "name": workload.name},
+                "repetitions": repetitions,
+                "warmup": warmup,
+            }
+        )
+        return Measurement.from_dict(reply["measurement"])
 
     def close(self) -> None:
         if self._proc.poll() is None and self._pending:

@@ -62,6 +62,18 @@ def serve(req_fd: int, resp_fd: int) -> int:
                 )
                 m.resolved["worker_pid"] = os.getpid()
                 reply({"ok": True, "measurement": m.to_dict()})
+            elif op == "stream":  # a streamed request (backend/stream.py)
+                if runner is None:
+                    raise RuntimeError("stream before load")
+                from pytest_llmperf.streaming import StreamWorkload
+
+                m = runner.measure_stream(
+                    StreamWorkload.from_dict(req["workload"]),
+                    int(req.get("repetitions", 3)),
+                    int(req.get("warmup", 1)),
+                )
+                m.resolved["worker_pid"] = os.getpid()
+                reply({"ok": True, "measurement": m.to_dict()})
             elif op == "crash":  # for the tests of crash containment
                 import signal
 

@@ -253,9 +253,35 @@ def baseline_for(index: BaselineIndex, report: TestReport, m: Measurement) -> Me
 # -- llama-bench compatibility ----------------------------------------------------------
 
 
+#: a streamed request's counterparts of the engine's headline metrics
+STREAM_COUNTERPARTS: dict[str, str] = {
+    "tg_tps": "stream_tps",
+    "ttft_ms": "stream_ttft_ms",
+    "itl_p95_ms": "stream_itl_p95_ms",
+}
+
+
+def headline_median(m: Measurement, metric: str) -> float | None:
+    """The median of ``metric``, or of its ``stream_*`` counterpart for a streamed
+    request (whose metrics are named apart from the engine's)."""
+    if m.workload.kind == "stream":
+        metric = STREAM_COUNTERPARTS.get(metric, metric)
+    return m.median(metric)
+
+
+def headline_rate(m: Measurement) -> float | None:
+    """t/s of a table row: tg (pp for prompt-only workloads; the stream's for streamed)."""
+    if m.workload.kind == "stream":
+        return m.median("stream_tps")
+    return m.median("tg_tps") if m.values.get("tg_tps") else m.median("pp_tps")
+
+
 def rate_samples(m: Measurement) -> tuple[list[int], list[float]]:
     """Per repetition, llama-bench's way: the duration of the whole test in ns (pp: the
-    prompt eval; tg and pg: start to the last token) and (n_prompt + n_gen) / duration."""
+    prompt eval; tg and pg: start to the last token) and (n_prompt + n_gen) / duration.
+    None for a streamed request (not llama-bench's kind of test)."""
+    if m.workload.kind == "stream":
+        return [], []
     n_tokens = m.workload.n_prompt + m.workload.n_gen
     ns: list[int] = []
     for s in m.samples:
@@ -413,13 +439,12 @@ class DepthPoint:
 def depth_series(report: TestReport) -> list[DepthPoint]:
     """The test's measurements by KV depth when it measured at least two depths (one
     point per depth, pp and tg rates merged), else []."""
-    depths = {m.workload.n_depth for m in report.measurements if m.workload.kind != "load"}
+    engine = [m for m in report.measurements if m.workload.kind not in ("load", "stream")]
+    depths = {m.workload.n_depth for m in engine}
     if len(depths) < 2:
         return []
     points: dict[int, DepthPoint] = {}
-    for m in report.measurements:
-        if m.workload.kind == "load":
-            continue
+    for m in engine:
         p = points.setdefault(m.workload.n_depth, DepthPoint(m.workload.n_depth))
         if m.workload.n_prompt and m.values.get("pp_tps") and not p.s_pp:
             p.pp = m.workload.n_prompt

@@ -18,6 +18,8 @@ from pytest_llmperf.report._common import (
     fmt_pct,
     fmt_size,
     headline_change,
+    headline_median,
+    headline_rate,
     measurement_label,
     metric_unit,
     model_n_params,
@@ -91,9 +93,7 @@ def overview_table(reports: Sequence[TestReport]) -> Table:
     for row in all_rows(reports):
         m = row.measurement
         change = headline_change(row.comparisons)
-        rate = None
-        if m is not None:
-            rate = m.median("tg_tps") if m.values.get("tg_tps") else m.median("pp_tps")
+        rate = headline_rate(m) if m is not None else None
         rows.append(
             [
                 row.name,
@@ -101,8 +101,8 @@ def overview_table(reports: Sequence[TestReport]) -> Table:
                 m.params.short_id() if m else "-",
                 (measurement_label(row.report, m) if m else row.workload) or "-",
                 _fmt(rate),
-                _fmt(m.median("ttft_ms") if m else None),
-                _fmt(m.median("itl_p95_ms") if m else None),
+                _fmt(headline_median(m, "ttft_ms") if m else None),
+                _fmt(headline_median(m, "itl_p95_ms") if m else None),
                 _fmt(m.median("load_ms") if m else None),
                 _mem(row),
                 f"{fmt_pct(change.change_pct)} {change.metric}" if change else "-",
@@ -189,6 +189,59 @@ def llama_bench_table(reports: Sequence[TestReport]) -> Table | None:
     if not rows:
         return None
     return Table(headers, rows, align, classes)
+
+
+def streaming_table(reports: Sequence[TestReport]) -> Table | None:
+    """Each streamed request beside the engine on the same model, params and token counts
+    (medians over the repetitions, the engine's run after each streamed one)."""
+    headers = [
+        "test",
+        "workload",
+        "api",
+        "prompt tok",
+        "tokens",
+        "ttft ms engine",
+        "ttft ms stream",
+        "p95 ms engine",
+        "p95 ms chunks",
+        "t/s engine",
+        "t/s stream",
+        "overhead",
+        "empty chunks",
+    ]
+    right: list[Align] = ["right"] * 10
+    align: list[Align] = ["left", "left", "left", *right]
+    rows: list[list[str]] = []
+    for r in reports:
+        for m in r.measurements:
+            if m.workload.kind != "stream":
+                continue
+            info = m.resolved.get("stream") or {}
+            api = str(info.get("api", "-")).replace("Llama.", "").replace("(stream=True)", "")
+            overhead = m.median("stream_overhead")
+            tokens = sorted({s.n_gen for s in m.samples})
+            rows.append(
+                [
+                    short_name(r.nodeid),
+                    measurement_label(r, m),
+                    api,
+                    str(info.get("n_prompt", "-")),
+                    "/".join(map(str, tokens)) if tokens else str(m.workload.n_gen),
+                    _fmt(m.median("engine_ttft_ms")),
+                    _fmt(m.median("stream_ttft_ms")),
+                    _fmt(m.median("engine_itl_p95_ms")),
+                    _fmt(m.median("stream_itl_p95_ms")),
+                    _fmt(m.median("engine_tg_tps")),
+                    _fmt(m.median("stream_tps")),
+                    "-" if overhead is None else f"{overhead:.2f}x",
+                    _fmt(statistics.median(s.chunk_chars.count(0) for s in m.samples))
+                    if m.samples
+                    else "-",
+                ]
+            )
+    if not rows:
+        return None
+    return Table(headers, rows, align)
 
 
 def comparison_table(report: TestReport) -> Table | None:
@@ -343,6 +396,22 @@ def build_document(
             ),
         ]
 
+    streaming = streaming_table(reports)
+    if streaming is not None:
+        blocks += [
+            Heading(2, "Streaming: engine vs application path", "streaming"),
+            streaming,
+            Para(
+                "stream: llama-cpp-python's create_completion / create_chat_completion with "
+                "stream=True, timed from the call (template and tokenization included; ttft "
+                "to the first chunk carrying text, p95 over the gaps between such chunks); "
+                "engine: the same model, params and token counts through the engine, run "
+                "after each streamed repetition. overhead: engine t/s / stream t/s (1.00x: "
+                "none). empty chunks: chunks without text (a character split across tokens).",
+                "note",
+            ),
+        ]
+
     blocks.append(Heading(2, "Baseline comparison", "baseline"))
     for r in reports:
         blocks.append(Heading(3, f"{short_name(r.nodeid)}: {r.verdict}"))
@@ -408,6 +477,7 @@ __all__ = [
     "depth_table",
     "llama_bench_table",
     "overview_table",
+    "streaming_table",
     "summary_markdown",
     "sweep_tables",
 ]

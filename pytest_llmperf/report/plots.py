@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmperf.metrics import KEY_METRICS, fmt_value
+from pytest_llmperf.metrics import KEY_METRICS, chunk_gaps_ms, fmt_value
 from pytest_llmperf.report._common import (
     BASELINE_COLOR,
     PLOTS_MISSING_NOTE,
@@ -36,7 +36,7 @@ from pytest_llmperf.report._common import (
     verdict_color,
 )
 from pytest_llmperf.report.doc import Image
-from pytest_llmperf.results import TestReport
+from pytest_llmperf.results import Measurement, TestReport
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -284,7 +284,9 @@ def _percentile(values: list[float], q: float) -> float:
     return s[f] + (s[c] - s[f]) * (k - f)
 
 
-def _itl_panel(ax: Axes, label: str, gaps: list[float], base: list[float], reps: int) -> None:
+def _itl_panel(
+    ax: Axes, label: str, gaps: list[float], base: list[float], reps: int, what: str = "inter-token"
+) -> None:
     p50, p95, p99 = (_percentile(gaps, q) for q in (50, 95, 99))
     everything = gaps + base
     lo = min(everything)
@@ -331,25 +333,37 @@ def _itl_panel(ax: Axes, label: str, gaps: list[float], base: list[float], reps:
         else ""
     )
     ax.set_title(f"{ellipsize(label, 58)}\n{sub}", loc="left", fontsize=9.5)
-    ax.set_xlabel("inter-token gap (ms)")
+    ax.set_xlabel(f"{what} gap (ms)")
     ax.set_ylabel("% of gaps")
     # headroom above the bars for the legend
     ax.set_ylim(0, top * (1.75 if base else 1.6))
     ax.legend(loc="upper right", framealpha=0.85)
 
 
+def _gaps(m: Measurement) -> list[float]:
+    """The gaps a measurement's ITL plot shows: between tokens, or for a streamed request
+    between the chunks that carried text (what the application saw)."""
+    if m.workload.kind == "stream":
+        return [g for s in m.samples for g in chunk_gaps_ms(s)]
+    return m.itl_ms()
+
+
 def plot_itl(reports: Sequence[TestReport], outdir: Path, index: BaselineIndex) -> list[Path]:
-    """(b) the inter-token gap distribution of each test, p50/p95/p99 marked."""
-    panels: list[tuple[str, list[float], list[float], int]] = []
+    """(b) the inter-token gap distribution of each test, p50/p95/p99 marked; for a
+    streamed request, the gaps between streamed chunks carrying text."""
+    panels: list[tuple[str, list[float], list[float], int, str]] = []
     for row in all_rows(reports):
         m = row.measurement
         if m is None:
             continue
-        gaps = m.itl_ms()
+        gaps = _gaps(m)
         if len(gaps) < 2:
             continue
         base = baseline_for(index, row.report, m)
-        panels.append((row.label, gaps, base.itl_ms() if base else [], len(m.samples)))
+        stream = m.workload.kind == "stream"
+        label = f"{row.label} (streamed chunks)" if stream else row.label
+        what = "streamed chunk" if stream else "inter-token"
+        panels.append((label, gaps, _gaps(base) if base else [], len(m.samples), what))
     if not panels:
         return []
     out: list[Path] = []
@@ -359,8 +373,8 @@ def plot_itl(reports: Sequence[TestReport], outdir: Path, index: BaselineIndex) 
         nrows = math.ceil(len(chunk) / ncols)
         fig = _figure(6.0 if ncols == 1 else 11.0, 0.5 + 3.0 * nrows)
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-        for ax, (label, gaps, base, reps) in zip(axes, chunk, strict=False):
-            _itl_panel(ax, label, gaps, base, reps)
+        for ax, (label, gaps, base, reps, what) in zip(axes, chunk, strict=False):
+            _itl_panel(ax, label, gaps, base, reps, what)
         for ax in axes[len(chunk) :]:
             ax.set_visible(False)
         page = f" ({i + 1}/{len(pages)})" if len(pages) > 1 else ""
@@ -542,7 +556,7 @@ def plot_sweeps(reports: Sequence[TestReport], outdir: Path) -> list[Path]:
 def _alts(kind: str, paths: list[Path]) -> list[Image]:
     alt = {
         "metrics": "key metric: current vs baseline repetitions",
-        "itl": "inter-token latency distribution with p50/p95/p99",
+        "itl": "inter-token (and streamed chunk) latency distribution with p50/p95/p99",
         "depth": "prompt and generation rates against KV cache depth",
         "sweep": "sweep metric against each axis",
     }[kind]

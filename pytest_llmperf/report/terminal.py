@@ -21,6 +21,8 @@ from pytest_llmperf.report._common import (
     fmt_compact,
     fmt_pct,
     headline_change,
+    headline_median,
+    headline_rate,
     metric_unit,
     report_rows,
 )
@@ -106,9 +108,7 @@ def _mem(row: Row, rss_mark: bool) -> str:
 
 def _rate(row: Row) -> float | None:
     m = row.measurement
-    if m is None:
-        return None
-    return m.median("tg_tps") if m.values.get("tg_tps") else m.median("pp_tps")
+    return None if m is None else headline_rate(m)
 
 
 def _cells(row: Row, rss_mark: bool, short: bool) -> dict[str, str]:
@@ -117,8 +117,8 @@ def _cells(row: Row, rss_mark: bool, short: bool) -> dict[str, str]:
         "model": m.model if m else "-",
         "params": m.params.short_id() if m else "-",
         "rate": fmt_compact(_rate(row)),
-        "ttft": fmt_compact(m.median("ttft_ms") if m else None),
-        "p95": fmt_compact(m.median("itl_p95_ms") if m else None),
+        "ttft": fmt_compact(headline_median(m, "ttft_ms") if m else None),
+        "p95": fmt_compact(headline_median(m, "itl_p95_ms") if m else None),
         "load": fmt_compact(m.median("load_ms") if m else None),
         "mem": _mem(row, rss_mark),
         "change": _change_text(row, short),
@@ -279,6 +279,11 @@ def terminal_lines(
     legend = f"t/s: tg (pp if prompt-only); ms: ttft, p95 itl, load; MB: {mem_header}"
     if rss_mark:
         legend += " (*rss: no vram)"
+    if any(
+        it.row and it.row.measurement and it.row.measurement.workload.kind == "stream"
+        for it in items
+    ):
+        legend += "; stream:* rows: the streamed chunks' (stream_tps, stream_ttft_ms, ...)"
     lines.append((ellipsize(legend, width, middle=False), {}))
     overall = worst([r.verdict for r in reports])
     done = _markup(overall) if overall != "pass" else {"green": True, "bold": True}
