@@ -347,9 +347,7 @@ class Sample:
     def _stream_metrics(self) -> dict[str, float]:
         """A streamed request's metrics, named apart from the engine's (``stream_*``)."""
         out: dict[str, float] = {"stream_e2e_ms": self.end_ns / 1e6}
-        empty = sum(1 for n in self.chunk_chars if n == 0)
-        if empty:  # a count of 0 is no value (stored values are positive): absent then
-            out["stream_empty_chunks"] = float(empty)
+        out["stream_empty_chunks"] = float(sum(1 for n in self.chunk_chars if n == 0))
         text = self.text_chunk_ns()
         if text:
             out["stream_ttft_ms"] = text[0] / 1e6

@@ -164,12 +164,12 @@ def change_points(values: Sequence[float]) -> list[int]:
 
 
 __all__ = [
-    "change_points",
     "DRIFT_ALPHA",
     "MIN_SESSIONS",
     "N_BOOTSTRAP",
     "POWER",
     "center",
+    "change_points",
     "drift_allowance",
     "median",
     "paired_interval",

@@ -428,6 +428,14 @@ DEFAULT_THRESHOLDS: dict[str, str] = {
     "load_ms": "+25% or +20 ms",
     "vram_mb": "+5% or +16 MB",
     "rss_peak_mb": "+10% or +16 MB",
+    # the application's path (streamed requests): the same allowances as the engine's
+    "stream_ttft_ms": "+15% or +1 ms",
+    "stream_tps": "-10%",
+    "stream_itl_p50_ms": "+15% or +0.5 ms",
+    "stream_itl_p95_ms": "+15% or +0.5 ms",
+    "stream_itl_p99_ms": "+25% or +1 ms",
+    "stream_e2e_ms": "+15%",
+    "stream_overhead": "+10%",
 }
 
 

@@ -210,7 +210,7 @@ def test_sample_dicts_stay_compatible() -> None:
     assert metrics["stream_ttft_ms"] == 5.0
     assert metrics["stream_empty_chunks"] == 1
     zero = Sample(**{**streamed.__dict__, "chunk_chars": [3, 1, 2, 4]})
-    assert "stream_empty_chunks" not in zero.metrics()  # 0 is no storable value: absent
+    assert zero.metrics()["stream_empty_chunks"] == 0  # a count: 0 is a value
     assert chunk_gaps_ms(streamed) == [2.0, 2.0]  # between the chunks that carried text
     assert metrics["stream_tps"] == pytest.approx(500.0)
     assert metrics["stream_overhead"] == pytest.approx(2.0)
@@ -238,7 +238,7 @@ def _check_stream_measurement(m: Measurement, wl: StreamWorkload) -> None:
         "engine_tg_tps",
     ):
         assert len(m.values[name]) == len(m.samples), name
-    assert ("stream_empty_chunks" in m.values) != ("stream_empty_chunks" in m.absent)
+    assert "stream_empty_chunks" in m.values and "stream_empty_chunks" not in m.absent
     assert not {"tg_tps", "ttft_ms", "itl_p95_ms"} & set(m.values)
     info = m.resolved["stream"]
     assert "second load" in info["load"] and info["load_ms"] > 0

@@ -141,6 +141,13 @@ def test_defaults() -> None:
         "load_ms": "+25% or +20 ms",
         "vram_mb": "+5% or +16 MB",
         "rss_peak_mb": "+10% or +16 MB",
+        "stream_ttft_ms": "+15% or +1 ms",
+        "stream_tps": "-10%",
+        "stream_itl_p50_ms": "+15% or +0.5 ms",
+        "stream_itl_p95_ms": "+15% or +0.5 ms",
+        "stream_itl_p99_ms": "+25% or +1 ms",
+        "stream_e2e_ms": "+15%",
+        "stream_overhead": "+10%",
     }
     assert set(DEFAULT_THRESHOLDS) <= set(METRICS)
     # informational metrics and the mean/max gaps are not gated by default

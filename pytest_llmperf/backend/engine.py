@@ -110,7 +110,7 @@ class LoadedModel:
             self.warnings.append(
                 f"n_cpu_moe={p.n_cpu_moe} exceeds the model's {self.info.n_layer} layers"
             )
-        overrides = self._overrides()
+        overrides = self.overrides()
         mparams = lc.llama_model_default_params()
         _set(
             mparams,
@@ -251,7 +251,7 @@ class LoadedModel:
             log_tail=log[-40:],
         )
 
-    def _overrides(self) -> list[tuple[str, str, int]]:
+    def overrides(self) -> list[tuple[str, str, int]]:
         """(pattern, buffer type name, buffer type) of every tensor override: -ot entries,
         then cpu-moe's and n-cpu-moe's expert patterns (to the CPU)."""
         p = self.params

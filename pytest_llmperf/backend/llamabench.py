@@ -23,12 +23,15 @@ import os
 import shlex
 import subprocess
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.errors import BackendCrash, BackendError
 from pytest_llmperf.metrics import Sample
 from pytest_llmperf.params import KNOBS, LoadParams, Workload
 from pytest_llmperf.results import Measurement
+
+if TYPE_CHECKING:
+    from pytest_llmperf.streaming import StreamWorkload
 
 #: load params llama-bench has no flag for
 _NO_FLAG = {"n_ctx", "n_threads_batch", "cpu_moe", "use_mmap", "use_mlock"}
@@ -196,6 +199,14 @@ class LlamaBenchRunner:
         raise BackendError(
             f"build {self.build!r} runs llama-bench, which does not time model loads; "
             "measure load times with a llama-cpp-python build"
+        )
+
+    def measure_stream(
+        self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
+    ) -> Measurement:
+        raise BackendError(
+            f"build {self.build!r} runs llama-bench, which has no streaming API; measure "
+            "streamed requests with a llama-cpp-python build"
         )
 
     def close(self) -> None:

@@ -213,9 +213,6 @@ class InProcessRunner:
         self._rss.sample()
         self._vram.sample()
         values, absent = self._run_values([self.load_ms])
-        empty = stream.empty_chunks_absent(samples)
-        if empty:
-            absent["stream_empty_chunks"] = empty
         info = {**stream.describe(), **request.info}
         overrun = stream.overrun(workload, samples)
         if overrun:
@@ -248,7 +245,7 @@ class InProcessRunner:
                 self.path,
                 self.params,
                 self.resolved,
-                overrides=m._overrides(),  # the engine's, resolved the engine's way
+                overrides=m.overrides(),  # the engine's, resolved the engine's way
                 model_name=m.info.name,
                 expected_overridden=self.resolved.get("overridden_tensors"),
             )

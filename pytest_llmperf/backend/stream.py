@@ -583,20 +583,6 @@ class StreamModel:
         return samples
 
     @staticmethod
-    def empty_chunks_absent(samples: list[Sample]) -> str:
-        """Why stream_empty_chunks is absent from a measurement ("" when it is not): no
-        repetition, or not every one, streamed a chunk without text."""
-        counts = [s.chunk_chars.count(0) for s in samples]
-        if all(counts):
-            return ""
-        if not any(counts):
-            return "every streamed chunk carried text"
-        return (
-            f"only {sum(1 for c in counts if c)} of {len(counts)} repetitions streamed chunks "
-            f"without text (per repetition: {', '.join(map(str, counts))})"
-        )
-
-    @staticmethod
     def overrun(wl: StreamWorkload, samples: list[Sample]) -> str:
         """A note when the stream sampled more tokens than requested (else "")."""
         extra = sorted({s.n_gen - wl.n_gen for s in samples if s.n_gen > wl.n_gen})

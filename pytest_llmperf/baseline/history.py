@@ -52,6 +52,10 @@ def rounded(value: float) -> float:
     return float(int(out)) if digits <= 0 else out
 
 
+#: units of quantities that cannot be 0 or below (times, rates, sizes, ratios); counts can
+POSITIVE_UNITS = frozenset({"ms", "t/s", "MB", "x"})
+
+
 class Invalid(Exception):
     """A stored value this version cannot use; the message says which and why."""
 
@@ -68,8 +72,10 @@ def check_values(metric: str, values: Any) -> list[float]:
         f = float(v)
         if not math.isfinite(f):
             raise Invalid(f"{metric}: {v!r} is not a finite number")
-        if metric in METRICS and f <= 0:
+        if metric in METRICS and METRICS[metric].unit in POSITIVE_UNITS and f <= 0:
             raise Invalid(f"{metric}: {v!r} is not positive ({METRICS[metric].unit} > 0)")
+        if f < 0:
+            raise Invalid(f"{metric}: {v!r} is negative")
         out.append(f)
     return out
 
