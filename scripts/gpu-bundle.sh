@@ -158,8 +158,34 @@ if [ "$CUDA_WHEEL" = 1 ]; then
   built=$(cat "$DL/prebuild/wheel-path" 2>/dev/null || true)
   [ -f "$built" ] || { echo "gpu-bundle: the CUDA wheel was not built (see $DL/prebuild)" >&2; exit 1; }
   mkdir -p "$BUNDLE/prebuilt"
-  cp "$built" "$BUNDLE/prebuilt/"
   cp "$(dirname "$built")/CMAKE_ARGS" "$BUNDLE/prebuilt/CMAKE_ARGS"
+  # The wheel holds each library six times (symlinks become copies in a wheel, and
+  # llama.cpp installs a second set into lib/): 186 MB. Carry the package once, with
+  # symlinks, as a tarball that gpu-check.sh unpacks into its --target folder.
+  "$PY" - "$built" "$BUNDLE/prebuilt/llama_cpp-cuda.tar.gz" <<'PY'
+import hashlib, os, sys, tarfile, tempfile, zipfile
+
+whl, out = sys.argv[1:]
+with tempfile.TemporaryDirectory() as d:
+    with zipfile.ZipFile(whl) as z:
+        z.extractall(d, [n for n in z.namelist() if n.split("/")[0] == "llama_cpp" or ".dist-info/" in n])
+    lib = os.path.join(d, "llama_cpp", "lib")
+    groups: dict[str, list[str]] = {}
+    for name in sorted(os.listdir(lib)):
+        with open(os.path.join(lib, name), "rb") as fh:
+            groups.setdefault(hashlib.sha256(fh.read()).hexdigest(), []).append(name)
+    for names in groups.values():
+        keep = max(names, key=len)  # libggml-cuda.so.0.25.3; the others link to it
+        os.chmod(os.path.join(lib, keep), 0o755)
+        for name in names:
+            if name != keep:
+                os.remove(os.path.join(lib, name))
+                os.symlink(keep, os.path.join(lib, name))
+    with tarfile.open(out, "w:gz", compresslevel=9) as tf:
+        for top in sorted(os.listdir(d)):
+            tf.add(os.path.join(d, top), arcname=top)
+print(f"prebuilt: {out}, {os.path.getsize(out) / 2**20:.1f} MiB")
+PY
 fi
 
 {

@@ -88,7 +88,8 @@ give_up() {  # a failure before the checks: say why in the summary too
 
 log "gpu-check: mode $MODE, $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])'), $(nproc) cores, out $OUT"
 sdist="$BUNDLE/llama_cpp_python-$VERSION.tar.gz"
-prebuilt=$(find "$BUNDLE/prebuilt" -maxdepth 1 -name 'llama_cpp_python-*.whl' 2>/dev/null | head -n 1 || true)
+prebuilt="$BUNDLE/prebuilt/llama_cpp-cuda.tar.gz"
+[ -s "$prebuilt" ] || prebuilt=""
 USE_PREBUILT=0
 if [ "$MODE" = cuda ] && [ "$BUILD_ONLY" = 0 ] && [ -n "$prebuilt" ] && [ "${GPU_CHECK_BUILD:-}" != source ]; then
   USE_PREBUILT=1
@@ -243,11 +244,20 @@ build_wheel() {  # sets whl, build_s, cached: builds (or reuses) the wheel for A
 # -- install beside the machine's own packages (its python3 is itself a virtualenv, so a
 # --system-site-packages venv would not see them): a --target folder on PYTHONPATH -------
 SITE="$WORK/site"
-install_and_import() {
+install_and_import() {  # the bundle's wheels, then the prebuilt package or the built wheel
   local out
   rm -rf "$SITE"
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-    "$whl" "$BUNDLE"/wheels/*.whl || return 1
+  if [ "$USE_PREBUILT" = 1 ]; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+      "$BUNDLE"/wheels/*.whl || return 1
+    "$PY" -c 'import sys, tarfile
+with tarfile.open(sys.argv[1]) as tf:
+    tf.extractall(sys.argv[2], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))' \
+      "$prebuilt" "$SITE" || return 1
+  else
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+      "$whl" "$BUNDLE"/wheels/*.whl || return 1
+  fi
   if ! out=$(PYTHONPATH="$REPO:$SITE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c 'import diskcache, gguf, llama_cpp, pytest_llmperf
 print("imports ok: llama_cpp", llama_cpp.__version__, "from", llama_cpp.__file__)' 2>&1); then
     echo "$out" | tail -n 15
@@ -259,12 +269,11 @@ print("imports ok: llama_cpp", llama_cpp.__version__, "from", llama_cpp.__file__
 if [ "$USE_PREBUILT" = 1 ]; then
   ARGS=$(cat "$BUNDLE/prebuilt/CMAKE_ARGS" 2>/dev/null || echo "?")
   case "$ARGS" in *GGML_CUDA_FA=OFF*) ;; *) FA_BUILT=1 ;; esac
-  whl=$prebuilt
   build_s=0
-  cached=1
-  log "using the wheel prebuilt by gpu-bundle.sh: $(basename "$whl"), CMAKE_ARGS=$ARGS"
+  cached=2
+  log "using llama-cpp-python prebuilt by gpu-bundle.sh --cuda-wheel: CMAKE_ARGS=$ARGS"
   if ! install_and_import; then
-    log "the prebuilt wheel does not load here: building from the bundled source instead"
+    log "the prebuilt package does not load here: building from the bundled source instead"
     USE_PREBUILT=0
     FA_BUILT=0
   fi

@@ -143,9 +143,14 @@ def judge_smi(runs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any], str
 
 
 def judge_saving(
-    vram_off: float | None, vram_on: float | None, expected_mb: float
+    vram_off: float | None, vram_on: float | None, expected_mb: float, allowance_mb: float = 0.0
 ) -> tuple[str, dict[str, Any], str]:
-    """A VRAM saving (cpu-moe off - on) against the bytes of the tensors kept on the CPU."""
+    """A VRAM saving (cpu-moe off - on) against the bytes of the tensors kept on the CPU.
+
+    ``allowance_mb``: one layer's expert bytes. For large batches llama.cpp offloads the
+    expert matmuls of CPU layers to the GPU (op offload), copying a layer's experts into
+    the GPU compute buffer, so the saving may fall short of the experts' bytes by that.
+    """
     if vram_off is None or vram_on is None:
         return FAIL, {}, "vram_mb absent in one of the two runs"
     saving = vram_off - vram_on
@@ -157,9 +162,19 @@ def judge_saving(
         "expected_mb": rnd(expected_mb),
         "ratio": rnd(ratio, 3),
     }
-    ok = abs(saving - expected_mb) <= SAVING_TOLERANCE * expected_mb
     note = f"saving {saving:.0f} MB vs {expected_mb:.0f} MB of expert tensors (x{ratio:.3f})"
-    return (PASS if ok else FAIL), figs, note
+    slack = SAVING_TOLERANCE * expected_mb
+    if abs(saving - expected_mb) <= slack:
+        return PASS, figs, note
+    if expected_mb - allowance_mb - slack <= saving < expected_mb:
+        figs["op_offload_allowance_mb"] = rnd(allowance_mb)
+        return (
+            PASS,
+            figs,
+            f"{note}: short by up to one layer's experts ({allowance_mb:.0f} MB), the "
+            "compute buffer where llama.cpp copies CPU experts for large batches (op offload)",
+        )
+    return FAIL, figs, note
 
 
 def judge_scaling(
@@ -254,6 +269,7 @@ class GPUChecks:
         self.runs: dict[str, dict[str, Any]] = {}
         self.gpu = False
         self.no_gpu = "no GPU (--cpu dry run)" if args.mode == "cpu" else "no GPU"
+        self.no_gpu_reason = self.no_gpu
         self.started = time.time()
         self.quick = bool(args.quick)
         self.workload = "pp32+tg8" if self.quick else "pp512+tg128"
@@ -468,11 +484,11 @@ class GPUChecks:
         )
         self.gpu = bool(gpu and child["supports_gpu_offload"] and cuda_devices)
         if self.args.mode == "cuda" and not self.gpu:
-            self.no_gpu = (
-                "no usable GPU: "
-                + (reason or "")
-                + ("" if child["supports_gpu_offload"] else " llama.cpp built without GPU offload")
-            ).strip()
+            why = [reason] if reason else []
+            if not child["supports_gpu_offload"] or not cuda_devices:
+                why.append("llama.cpp sees no GPU device (llama_supports_gpu_offload is false)")
+            self.no_gpu_reason = "no usable GPU: " + "; ".join(why)
+            self.no_gpu = "no GPU (see cuda_backend)"
         figs = {
             "gpu": self.env["gpu"],
             "driver": self.env["gpu_driver"],
@@ -494,7 +510,7 @@ class GPUChecks:
                 d["name"] for d in self.env.get("llama_devices", []) if d["type"] in (1, 3)
             ],
         }
-        return Row("cuda_backend", PASS if ok else FAIL, figs, "" if ok else self.no_gpu)
+        return Row("cuda_backend", PASS if ok else FAIL, figs, "" if ok else self.no_gpu_reason)
 
     def c_models(self) -> Row:
         from pytest_llmperf import gguf_info, tiny
@@ -606,7 +622,10 @@ class GPUChecks:
                 f"expected saving {expected:.0f} MB"
             )
             return Row(name, FAIL if not tensors_ok else SKIPPED, extra, note)
-        status, figs, note = judge_saving(off.get("vram_mb"), on.get("vram_mb"), expected)
+        allowance = max(m["expert_mb_by_layer"].values(), default=0.0)
+        status, figs, note = judge_saving(
+            off.get("vram_mb"), on.get("vram_mb"), expected, allowance
+        )
         figs.update(extra)
         figs["tg_tps_off"], figs["tg_tps_on"] = off.get("tg_tps"), on.get("tg_tps")
         if not tensors_ok:
@@ -631,7 +650,8 @@ class GPUChecks:
                 "flash_attn",
                 SKIPPED,
                 figs,
-                "CUDA FA kernels not built (GGML_CUDA_FA=OFF keeps the device build short): "
+                "CUDA FA kernels not built (GGML_CUDA_FA=OFF: they are most of a CUDA "
+                "build's compile time): "
                 f"fa=on resolved to {figs.get('fa_on_flash_attn')!r} and its attention runs "
                 "wherever ggml places it; rerun with GPU_CHECK_FA=on to compare "
                 + "; ".join(errors),
@@ -753,12 +773,9 @@ class GPUChecks:
     # -- the whole run -----------------------------------------------------------------
     def build_row(self) -> Row:
         a = self.args
-        figs = {
-            "seconds": a.build_seconds,
-            "reused": bool(a.build_cached),
-            "cmake_args": a.cmake_args,
-        }
-        return Row("build", PASS, figs, "reused a wheel built earlier" if a.build_cached else "")
+        how = {0: "built here", 1: "reused a wheel built earlier", 2: "the prebuilt package"}
+        figs = {"seconds": a.build_seconds, "cmake_args": a.cmake_args}
+        return Row("build", PASS, figs, how.get(a.build_cached, ""))
 
     def run_all(self) -> int:
         self.rows.append(self.build_row())
@@ -914,7 +931,7 @@ class GPUChecks:
         lines += [
             "",
             f"{c[PASS]} pass, {c[FAIL]} fail, {c[SKIPPED]} skipped; build "
-            f"{self.args.build_seconds} s{' (reused)' if self.args.build_cached else ''}, "
+            f"{self.args.build_seconds:.0f} s{' (reused)' if self.args.build_cached else ''}, "
             f"checks {time.time() - self.started:.0f} s.",
         ]
         return "\n".join(lines) + "\n"
@@ -1035,7 +1052,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small models, short workload")
     p.add_argument("--skip-pytest", action="store_true", help="leave out the two pytest runs")
     p.add_argument("--build-seconds", type=float, default=0.0)
-    p.add_argument("--build-cached", type=int, default=0)
+    p.add_argument("--build-cached", type=int, default=0, help="1: reused, 2: prebuilt")
     p.add_argument("--cmake-args", default="")
     p.add_argument("--fa-built", type=int, default=0, help="1: CUDA FA kernels were built")
     p.add_argument("--build-failed", default="", help="the build failed: write only that")

@@ -52,6 +52,10 @@ def test_saving_scaling_release(gc: ModuleType) -> None:
     assert gc.judge_saving(1500.0, 1100.0, 408.0)[0] == "pass"
     assert gc.judge_saving(1500.0, 1400.0, 408.0)[0] == "fail"
     assert gc.judge_saving(None, 1400.0, 408.0)[0] == "fail"
+    # short by one layer's experts (copied to the GPU for large batches): explained
+    status, figs, note = gc.judge_saving(1500.0, 1145.0, 408.0, 51.0)
+    assert status == "pass" and figs["op_offload_allowance_mb"] == 51.0 and "op offload" in note
+    assert gc.judge_saving(1500.0, 1200.0, 408.0, 51.0)[0] == "fail"
     expected = {2: 120.0, 4: 240.0, 8: 480.0}
     assert gc.judge_scaling({0: 500.0, 2: 620.0, 4: 745.0, 8: 990.0}, expected)[0] == "pass"
     assert gc.judge_scaling({0: 500.0, 2: 620.0, 4: 600.0, 8: 990.0}, expected)[0] == "fail"
