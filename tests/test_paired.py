@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -118,18 +119,25 @@ def test_fast_candidate(llm_perf):
     llm_perf.measure("tg16")
 """
     )
-    res = pytester.runpytest(*RUN, "-rf")
+    res = pytester.runpytest(*RUN, "-rf", "--perf-report=out")
     res.assert_outcomes(failed=1, passed=1)
     res.stdout.fnmatch_lines(
         [
             "*metric*reference*candidate*ratio [[]interval[]]*threshold*verdict*",
             "*tg_tps*regressed*",
-            "*judged against the reference slow-c256-t2*",
+            "*judged against the reference fast-c256-t2*",
             "FAILED test_perf.py::test_slow_candidate*",
         ]
     )
     # nothing was stored: a paired test does not use the baseline files
     assert not (pytester.path / "baselines").exists()
+    # summary.md says what the verdict rests on: the reference, the ratio's interval, rounds
+    md = (pytester.path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "Paired against fast-c256-t2, side by side" in md
+    assert re.search(
+        r"\| reference \| candidate \| +change \| +ratio \[interval\] \| rounds \|", md
+    )
+    assert re.search(r"\| tg_tps +\|[^\n]*\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \| +[3-9] \|", md)
 
 
 def test_session_reference_on_the_same_configuration_is_refused(pytester: pytest.Pytester) -> None:

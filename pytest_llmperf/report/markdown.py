@@ -40,7 +40,7 @@ from pytest_llmperf.report.doc import (
     Table,
     render_markdown,
 )
-from pytest_llmperf.results import TestReport
+from pytest_llmperf.results import MetricComparison, TestReport
 
 #: plot kinds, in the order their sections appear
 PLOT_KINDS: tuple[str, ...] = ("metrics", "itl", "depth", "sweep")
@@ -244,25 +244,48 @@ def streaming_table(reports: Sequence[TestReport]) -> Table | None:
     return Table(headers, rows, align)
 
 
+def _ratio(c: MetricComparison) -> str:
+    if c.ratio is None:
+        return "-"
+    if c.ratio_low is None or c.ratio_high is None:
+        return f"{c.ratio:.3f}"
+    return f"{c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]"
+
+
 def comparison_table(report: TestReport) -> Table | None:
     comps = [(key, c) for key, cs in report.comparisons.items() for c in cs]
     if not comps:
         return None
     several = len(report.comparisons) > 1
     show_p = any(c.p_value is not None for _, c in comps)
+    # a paired verdict (--perf-reference, reference=): the reference ran beside the
+    # candidate; the ratio's interval and the clean rounds are what the verdict rests on
+    paired = any(c.ratio is not None for _, c in comps)
     headers = [
         *(["workload"] if several else []),
         "metric",
-        "baseline",
-        "current",
+        "reference" if paired else "baseline",
+        "candidate" if paired else "current",
         "change",
+        *(["ratio [interval]", "rounds"] if paired else []),
         "threshold",
         *(["p"] if show_p else []),
         "verdict",
     ]
     wl_align: list[Align] = ["left"] if several else []
     p_align: list[Align] = ["right"] if show_p else []
-    align: list[Align] = [*wl_align, "left", "right", "right", "right", "left", *p_align, "left"]
+    pair_align: list[Align] = ["right", "right"] if paired else []
+    align: list[Align] = [
+        *wl_align,
+        "left",
+        "right",
+        "right",
+        "right",
+        *pair_align,
+        "left",
+        *p_align,
+        "left",
+    ]
     rows: list[list[str]] = []
     classes: list[str] = []
     for key, c in comps:
@@ -274,6 +297,7 @@ def comparison_table(report: TestReport) -> Table | None:
                 _fmt(c.baseline_median, c.unit),
                 _fmt(c.current_median, c.unit),
                 fmt_pct(c.change_pct),
+                *([_ratio(c), "-" if c.rounds is None else str(c.rounds)] if paired else []),
                 c.threshold or "-",
                 *([p] if show_p else []),
                 c.verdict,
@@ -421,7 +445,9 @@ def build_document(
         elif table is None:
             blocks.append(Para("No baseline: run with --perf-accept to record one.", "note"))
         else:
-            if r.baseline_key:
+            if r.reference:
+                blocks.append(Para(f"Paired against {r.reference}, side by side", "note"))
+            elif r.baseline_key:
                 blocks.append(Para(f"Baseline: {r.baseline_key}", "note"))
             blocks.append(table)
         details = _test_details(r)
