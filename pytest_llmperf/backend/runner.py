@@ -30,6 +30,7 @@ from pytest_llmperf.errors import (
     ModelFileError,
     UsageError,
 )
+from pytest_llmperf.metrics import Sample
 from pytest_llmperf.params import LoadParams, Workload
 from pytest_llmperf.results import Measurement
 from pytest_llmperf.streaming import StreamWorkload, require_request
@@ -140,26 +141,13 @@ class InProcessRunner:
         samples = self._model.run(workload, repetitions=repetitions, warmup=warmup)
         self._rss.sample()
         self._vram.sample()
-        values, absent = self._run_values([self.load_ms])
         resolved = dict(
             self.resolved,
             vram_mode=self._vram.mode or None,
             rss_exact=self._rss.exact,
             thread_affinity=devices.thread_affinities(),
         )
-        return Measurement.from_samples(
-            model=self.model_id,
-            model_path=self.path,
-            params=self.params,
-            workload=workload,
-            samples=samples,
-            run_values=values,
-            absent=absent,
-            resolved=resolved,
-            started_at=started,
-            repetitions=repetitions,
-            warmup=warmup,
-        )
+        return self._measurement(workload, samples, warmup, started, repetitions, resolved)
 
     def measure_load(self, repetitions: int = 3) -> Measurement:
         """Cold load time: close this configuration's model, then load it R times."""
@@ -177,19 +165,8 @@ class InProcessRunner:
         self._model = LoadedModel(
             self.path, self.params, model_id=self.model_id, check_memory=False
         )
-        values, absent = self._run_values(times)
-        return Measurement.from_samples(
-            model=self.model_id,
-            model_path=self.path,
-            params=self.params,
-            workload=Workload(),
-            samples=[],
-            run_values=values,
-            absent=absent,
-            resolved=dict(self.resolved),
-            started_at=started,
-            repetitions=repetitions,
-            warmup=0,
+        return self._measurement(
+            Workload(), [], 0, started, repetitions, dict(self.resolved), load_times=times
         )
 
     def measure_stream(
@@ -212,7 +189,6 @@ class InProcessRunner:
         )
         self._rss.sample()
         self._vram.sample()
-        values, absent = self._run_values([self.load_ms])
         info = {**stream.describe(), **request.info}
         overrun = stream.overrun(workload, samples)
         if overrun:
@@ -222,6 +198,19 @@ class InProcessRunner:
             stream=info,
             thread_affinity=devices.thread_affinities(),
         )
+        return self._measurement(workload, samples, warmup, started, repetitions, resolved)
+
+    def _measurement(
+        self,
+        workload: Workload,
+        samples: list[Sample],
+        warmup: int,
+        started: str,
+        repetitions: int,
+        resolved: dict[str, Any],
+        load_times: list[float] | None = None,
+    ) -> Measurement:
+        values, absent = self._run_values(load_times or [self.load_ms])
         return Measurement.from_samples(
             model=self.model_id,
             model_path=self.path,
