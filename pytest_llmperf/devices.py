@@ -11,6 +11,8 @@ import os
 import platform
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -300,6 +302,58 @@ def thread_affinities() -> list[str]:
         except OSError:
             continue
     return sorted(out)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the calling thread may run (its CPU affinity) and how it is scheduled (policy,
+    static priority). ggml's threadpool places its caller, its worker 0, by the pool's CPU
+    mask and priority (llama.cpp's -C and --prio) when the pool is made: :func:`placed`
+    confines that to the model's own loads and runs."""
+
+    cpus: frozenset[int]
+    policy: int
+    priority: int
+
+    @staticmethod
+    def current() -> Placement | None:
+        """The calling thread's placement; None where the platform cannot say."""
+        try:
+            return Placement(
+                frozenset(os.sched_getaffinity(0)),
+                os.sched_getscheduler(0),
+                os.sched_getparam(0).sched_priority,
+            )
+        except (AttributeError, OSError):
+            return None
+
+    def apply(self) -> None:
+        """Place the calling thread so (best effort: what the OS refuses stays as it is)."""
+        try:
+            if frozenset(os.sched_getaffinity(0)) != self.cpus:
+                os.sched_setaffinity(0, self.cpus)
+            if (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) != (
+                self.policy,
+                self.priority,
+            ):
+                os.sched_setscheduler(0, self.policy, os.sched_param(self.priority))
+        except (AttributeError, OSError):
+            pass
+
+
+@contextmanager
+def placed(inside: Placement | None = None) -> Iterator[Placement | None]:
+    """Run the block with the calling thread placed as ``inside`` (when given), then put it
+    back where it was, whatever the block (or the native code it calls) did to it. Yields
+    the placement it will put back."""
+    before = Placement.current()
+    if inside is not None and before is not None:
+        inside.apply()
+    try:
+        yield before
+    finally:
+        if before is not None:
+            before.apply()
 
 
 def default_threads() -> int:

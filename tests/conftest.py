@@ -31,3 +31,18 @@ def tiny_model() -> object:
         return tiny.ensure_variant(variant)
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _thread_placement_is_left_alone() -> object:
+    """No test may leave this process's main thread on fewer CPUs or another scheduling
+    policy (native threadpools place their caller): every later test would measure on what
+    is left, many times slower, and fail or time out far from the cause."""
+    from pytest_llmperf.devices import Placement
+
+    before = Placement.current()
+    yield
+    after = Placement.current()
+    if before is not None and after != before:
+        before.apply()
+        pytest.fail(f"the test left the main thread placed as {after}, not {before}")

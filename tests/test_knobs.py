@@ -138,11 +138,21 @@ def test_the_issues_command_line_runs_and_each_knob_is_resolved(moe: Path) -> No
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
 def test_cpu_mask_places_the_compute_threads(moe: Path) -> None:
-    with LoadedModel(moe, LoadParams.from_args("-t 2 -c 256 -C 0x2 --cpu-strict 1")) as m:
-        m.run(Workload.parse("tg8"), 1, 0)
-        from pytest_llmperf.devices import thread_affinities
+    """-C places the compute threads, the caller (ggml's worker 0) included, for the model's
+    runs only: the rest of the process keeps every CPU it had."""
+    from pytest_llmperf.devices import thread_affinities
 
+    before = os.sched_getaffinity(0)
+    with LoadedModel(moe, LoadParams.from_args("-t 2 -c 256 -C 0x2 --cpu-strict 1")) as m:
+        assert os.sched_getaffinity(0) == before  # loading placed nothing outside
+        assert m.load.resolved["cpu_affinity"] == sorted(before)
+        m.run(Workload.parse("tg8"), 1, 0)
         assert "1" in thread_affinities()
+        assert os.sched_getaffinity(0) == before
+    # a model without a mask, loaded after, has its workers on every CPU again
+    with LoadedModel(moe, LoadParams.from_args("-t 2 -c 256")) as m:
+        m.run(Workload.parse("tg8"), 1, 0)
+        assert os.sched_getaffinity(0) == before
 
 
 def test_no_mmap_reaches_llama_cpp(moe: Path) -> None:

@@ -92,14 +92,19 @@ class LoadedModel:
         self._keep: list[Any] = []
         self._threadpool: int | None = None
         self._threadpool_batch: int | None = None
+        #: where the threadpool placed its caller (worker 0): applied for each run only
+        self._placement: devices.Placement | None = None
         self._sampler: Any = None
         self._logits_view: np.ndarray[Any, np.dtype[np.float32]] | None = None
         self.warnings: list[str] = []
-        self.load = self._load()
+        with devices.placed() as outside:
+            self.load = self._load(outside)
         self._bind()
 
     # -- loading ----------------------------------------------------------------------
-    def _load(self) -> LoadReport:
+    def _load(self, outside: devices.Placement | None) -> LoadReport:
+        """Load the model and its context; ``outside``: the caller's placement before (what
+        the process was given, recorded; the threadpool's own is kept for the runs)."""
         lc, p = self.lc, self.params
         if (p.cpu_moe or p.n_cpu_moe) and not self.info.n_expert:
             self.warnings.append(
@@ -205,6 +210,7 @@ class LoadedModel:
             else None
         )
         llama_lib.attach_threadpool(ctx, self._threadpool, self._threadpool_batch)
+        self._placement = devices.Placement.current()
         log = list(capture.lines)
         overridden = {m.group(1): m.group(2) for line in log if (m := _OVERRIDE_RE.search(line))}
         resolved: dict[str, Any] = {
@@ -225,9 +231,7 @@ class LoadedModel:
             "sampler": "greedy",
             "n_params": int(lc.llama_model_n_params(model)),
             "backend": _backend_name(p),
-            "cpu_affinity": sorted(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else [],
+            "cpu_affinity": sorted(outside.cpus) if outside is not None else [],
             "threadpool": {
                 "cpu_mask": p.cpu_mask or "all",
                 "strict": p.cpu_strict,
@@ -504,15 +508,19 @@ class LoadedModel:
         was_enabled = gc.isenabled()
         gc.collect()
         gc.disable()
+        # the caller runs as the pool's worker 0, placed as the pool placed it (as in
+        # llama-bench), and is put back afterwards: a -C 0x2 model never leaves the rest
+        # of the process on CPU 1
         try:
-            for _ in range(max(warmup, 0)):
-                self.run_once(workload, sampler)
-            samples = []
-            for _ in range(repetitions):
-                before = devices.cpu_snapshot()  # outside the timed region
-                sample = self.run_once(workload, sampler)
-                sample.contention = devices.contention(before, devices.cpu_snapshot())
-                samples.append(sample)
+            with devices.placed(self._placement):
+                for _ in range(max(warmup, 0)):
+                    self.run_once(workload, sampler)
+                samples = []
+                for _ in range(repetitions):
+                    before = devices.cpu_snapshot()  # outside the timed region
+                    sample = self.run_once(workload, sampler)
+                    sample.contention = devices.contention(before, devices.cpu_snapshot())
+                    samples.append(sample)
             return samples
         finally:
             if was_enabled:
