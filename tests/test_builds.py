@@ -70,7 +70,10 @@ def test_builds_and_launchers_in_the_registry(tmp_path: Path) -> None:
     ("section", "fragment"),
     [
         ({"builds": {"default": {"lib": "x"}}}, "'default' is the installed"),
-        ({"builds": {"a": {"lib": "x", "python": "y"}}}, "exactly one of lib, python or env"),
+        (
+            {"builds": {"a": {"lib": "x", "python": "y"}}},
+            "exactly one of lib, python, env or llama_bench",
+        ),
         ({"builds": {"a": {"path": "x"}}}, "unknown: path"),
         ({"builds": {"a": 3}}, "expected {lib: DIR}"),
         (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import KNOBS, Choice, LoadParams, Switch, Workload, value_id
+from pytest_llmperf.params import KNOBS, Choice, LoadParams, Switch, Text, Workload, value_id
 from pytest_llmperf.sweep import (
     STRATEGY_TABLE,
     Axis,
@@ -188,6 +188,14 @@ def test_describe_shows_the_options_a_strategy_reads() -> None:
 # -- axes read by each load parameter's spec ---------------------------------------------------
 
 
+TEXT_EXAMPLES = {
+    "override_tensor": ["exps=CPU", "ffn_up=CPU"],
+    "tensor_split": ["3/1", "1/1"],
+    "device": ["CUDA0", "none"],
+    "cpu_mask": ["0x3", "0x1"],
+}
+
+
 @pytest.mark.parametrize("name", list(KNOBS))
 def test_every_load_parameter_is_an_axis(name: str) -> None:
     kind = KNOBS[name].kind
@@ -195,6 +203,8 @@ def test_every_load_parameter_is_an_axis(name: str) -> None:
         values: list[object] = list(kind.values)
     elif isinstance(kind, Switch):
         values = [False, True]
+    elif isinstance(kind, Text):
+        values = list(TEXT_EXAMPLES[name])
     else:
         values = [8, 16] if name == "n_ctx" else [2, 1]
     axis = Axis.parse(name, values)
