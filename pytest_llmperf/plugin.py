@@ -635,7 +635,9 @@ def _write_outputs(perf: PerfSession) -> None:
 
     try:
         if st.report_dir is not None:
-            written = report.write_report(perf.reports, st.report_dir)
+            written = report.write_report(
+                perf.reports, st.report_dir, history=perf.history_entries()
+            )
             perf.notice(f"report: {st.report_dir} ({len(written)} files)")
         if st.benchmark_json is not None:
             report.write_benchmark_json(perf.reports, st.benchmark_json)

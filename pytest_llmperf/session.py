@@ -327,6 +327,23 @@ class PerfSession:
             self.flush_report = self._store.flush()
         return self.flush_report
 
+    def history_entries(self) -> list[baseline_mod.Entry]:
+        """The stored entries of this session's tests (their current keys), as they are on
+        disk now, after the flush: the report's history page. A file that cannot be read
+        is left out (its tests already say why)."""
+        if self._store is None:
+            return []
+        wanted = sorted({(r.nodeid, r.baseline_key) for r in self.reports if r.baseline_key})
+        out: list[baseline_mod.Entry] = []
+        for nodeid, key in wanted:
+            try:
+                entry = self._store.entries_for(nodeid).get(key)
+            except LLMPerfError:
+                continue
+            if entry is not None and entry.sessions:
+                out.append(entry)
+        return out
+
     def unused_entries(self) -> list[tuple[str, str]]:
         if self._store is None:
             return []

@@ -347,6 +347,7 @@ def test_{i}(llm_perf):
 def test_report_outputs(pytester: pytest.Pytester) -> None:
     project(pytester)
     out = pytester.path / "rep"
+    pytester.runpytest(*FAST, "--perf-accept").assert_outcomes(passed=2)
     res = pytester.runpytest(
         *FAST,
         f"--perf-report={out}",
@@ -361,6 +362,14 @@ def test_report_outputs(pytester: pytest.Pytester) -> None:
         "test_perf.py::test_decode",
         "test_perf.py::test_prompt",
     }
+    # the baselines' history beside the report, linked from it
+    history = (out / "history.md").read_text(encoding="utf-8")
+    assert "## test_perf.py::test_decode" in history and "tg_tps" in history
+    assert "<h1>Baseline history</h1>" in (out / "history.html").read_text(encoding="utf-8")
+    assert "[baseline history](history.md)" in (out / "summary.md").read_text(encoding="utf-8")
+    assert '<a href="history.html">baseline history</a>' in (out / "report.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_verbose_shows_every_metric(pytester: pytest.Pytester) -> None:

@@ -51,7 +51,18 @@ class Image:
     alt: str
 
 
-Block = Heading | Para | BulletList | Table | Image
+@dataclass
+class Link:
+    """A paragraph ending in a link to a file beside this one: ``md_href`` from the
+    Markdown rendering, ``html_href`` from the HTML one."""
+
+    before: str
+    text: str
+    md_href: str
+    html_href: str
+
+
+Block = Heading | Para | BulletList | Table | Image | Link
 
 
 # -- markdown ----------------------------------------------------------------------------
@@ -97,6 +108,8 @@ def render_markdown(blocks: Sequence[Block], *, image_base: Path | None = None) 
             out += [block.text, ""]
         elif isinstance(block, BulletList):
             out += [f"- {item}" for item in block.items] + [""]
+        elif isinstance(block, Link):
+            out += [f"{block.before}[{block.text}]({block.md_href})", ""]
         elif isinstance(block, Table):
             if block.caption:
                 out += [block.caption, ""]
@@ -207,6 +220,9 @@ def render_html(blocks: Sequence[Block], *, title: str) -> str:
             body.append(f"<p{cls}>{_esc(block.text)}</p>")
         elif isinstance(block, BulletList):
             body.append("<ul>" + "".join(f"<li>{_esc(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Link):
+            link = f'<a href="{_esc(block.html_href)}">{_esc(block.text)}</a>'
+            body.append(f"<p>{_esc(block.before)}{link}</p>")
         elif isinstance(block, Table):
             body += table_html(block)
         else:

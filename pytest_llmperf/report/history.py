@@ -13,7 +13,15 @@ from pytest_llmperf import stats
 from pytest_llmperf.baseline import Entry
 from pytest_llmperf.fileio import write_atomic
 from pytest_llmperf.metrics import KEY_METRICS, METRICS, fmt_value, ordered_metrics
-from pytest_llmperf.report.doc import Block, Heading, Image, Para, Table, render_markdown
+from pytest_llmperf.report.doc import (
+    Block,
+    Heading,
+    Image,
+    Para,
+    Table,
+    render_html,
+    render_markdown,
+)
 
 #: the metrics a history shows (where measured)
 SHOWN = tuple(m for m in KEY_METRICS if m not in ("vram_mb",))
@@ -96,7 +104,8 @@ def lines(entries: Sequence[Entry]) -> list[str]:
 
 
 def write(entries: Sequence[Entry], outdir: Path) -> list[Path]:
-    """history.md (with a plot per test when matplotlib is there) into ``outdir``."""
+    """history.md and a self-contained history.html (with a plot per test when matplotlib
+    is there) into ``outdir``."""
     outdir.mkdir(parents=True, exist_ok=True)
     all_series = series(entries)
     blocks: list[Block] = [
@@ -136,7 +145,9 @@ def write(entries: Sequence[Entry], outdir: Path) -> list[Path]:
             blocks.append(Image(png, f"history of {nodeid}"))
     md = outdir / "history.md"
     write_atomic(md, render_markdown(blocks, image_base=outdir), durable=False)
-    return [md, *written]
+    page = outdir / "history.html"
+    write_atomic(page, render_html(blocks, title="llmperf: baseline history"), durable=False)
+    return [md, page, *written]
 
 
 def _plot(group: Sequence[Series], path: Path) -> Path | None:

@@ -36,6 +36,7 @@ from pytest_llmperf.report.doc import (
     BulletList,
     Heading,
     Image,
+    Link,
     Para,
     Table,
     render_markdown,
@@ -386,9 +387,11 @@ def build_document(
     generated_at: str,
     plots: Mapping[str, Sequence[Image]] | None = None,
     plot_notes: Sequence[str] = (),
+    history: bool = False,
 ) -> list[Block]:
     """The report's blocks. ``plots`` maps a plot kind (:data:`PLOT_KINDS`) to its images;
-    ``plot_notes`` say why plots are missing."""
+    ``plot_notes`` say why plots are missing; ``history``: history.md / history.html were
+    written beside (linked from the baseline section)."""
     plots = plots or {}
     blocks: list[Block] = [
         Heading(1, "llmperf report"),
@@ -437,6 +440,15 @@ def build_document(
         ]
 
     blocks.append(Heading(2, "Baseline comparison", "baseline"))
+    if history:
+        blocks.append(
+            Link(
+                "Each baseline's accepted sessions over time, its drift and its steps: ",
+                "baseline history",
+                "history.md",
+                "history.html",
+            )
+        )
     for r in reports:
         blocks.append(Heading(3, f"{short_name(r.nodeid)}: {r.verdict}"))
         table = comparison_table(r)

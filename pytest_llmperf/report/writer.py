@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_llmperf.baseline import Entry
 from pytest_llmperf.fileio import write_atomic
 from pytest_llmperf.report._common import counts_text
 from pytest_llmperf.report.doc import render_html, render_markdown
@@ -32,13 +33,16 @@ def write_report(
     baseline_reports: Sequence[TestReport] | None = None,
     generated_at: str | None = None,
     plots: bool = True,
+    history: Sequence[Entry] = (),
 ) -> list[Path]:
     """Write results.json, summary.md, the PNG plots and report.html into ``outdir``.
 
     ``baseline_reports`` (the accepted run's reports, with their raw samples) add the
     baseline's spread to the plots; without them plots show the baseline median only.
     Without matplotlib the plots are skipped and summary.md/report.html say how to get
-    them. Returns the files written.
+    them. ``history`` (the stored entries of these tests) adds history.md and
+    history.html (:mod:`pytest_llmperf.report.history`), linked from the report. Returns
+    the files written.
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +55,13 @@ def write_report(
         from pytest_llmperf.report.plots import make_plots
 
         images, notes = make_plots(reports, out, baseline_reports=baseline_reports)
-    blocks = build_document(reports, generated_at=stamp, plots=images, plot_notes=notes)
+    if history:
+        from pytest_llmperf.report import history as history_mod
+
+        written += history_mod.write(history, out)
+    blocks = build_document(
+        reports, generated_at=stamp, plots=images, plot_notes=notes, history=bool(history)
+    )
     written.append(write_text(out / "summary.md", render_markdown(blocks, image_base=out)))
     written += [img.path for kind in images.values() for img in kind]
     title = f"llmperf report: {counts_text(reports)}"
