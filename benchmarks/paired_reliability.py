@@ -89,7 +89,8 @@ def main() -> int:
         candidates["build"] = ("A vs A on a copied library", starter(a_path, str(copy)))
     if args.real_build:
         candidates["real"] = (f"A vs build {args.real_build}", starter(a_path, args.real_build))
-        args.cases += ",real"
+        if "real" not in args.cases.split(","):
+            args.cases += ",real"
 
     # the stored baseline: A accepted once, at the start
     runner = starter(a_path)()
