@@ -575,6 +575,29 @@ def test_a_session_of_another_machine_is_skipped_with_a_notice(tmp_path: Path) -
     assert any("recorded on another machine" in n and "AMD EPYC 7B13" in n for n in again.notices)
 
 
+def test_a_session_an_earlier_version_spelled_otherwise_is_still_used(tmp_path: Path) -> None:
+    """Upgrading never orphans a session: one written when n_ubatch's default was 512 left
+    it out, where this version writes the same effective 512; the same configuration. A
+    session that really ran other params is still skipped."""
+    s = store(tmp_path)
+    for day, rate in (("01", 100.0), ("02", 101.0), ("03", 102.0)):
+        s.queue("t.py::a", KEY, pending(rate, f"2025-09-{day}T00:00:00+00:00"))
+        s.flush()
+    path = file_of(tmp_path, "t.py::a")
+    data = json.loads(path.read_text())
+    entry = data["entries"][KEY]
+    entry["fingerprint"]["params"] = {"n_threads": 2, "n_ubatch": 512}
+    entry["sessions"][0]["fingerprint"] = {"params.n_ubatch": None}
+    entry["sessions"][1]["fingerprint"] = {"params.n_threads": 1}
+    path.write_text(json.dumps(data))
+    again = store(tmp_path)
+    (found,) = again.entries_for("t.py::a").values()
+    assert len(found.usable) == 2 and len(found.sessions) == 3
+    assert [n for n in again.notices if "recorded on another" in n] == [
+        n for n in again.notices if "params.n_threads: 1" in n
+    ]
+
+
 def test_future_schema_names_the_fix(tmp_path: Path) -> None:
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"schema_version": 3, "entries": {"x": 1}}))

@@ -45,8 +45,8 @@ from typing import Any
 
 from pytest_llmperf import paths
 from pytest_llmperf.baseline import jsonfmt, legacy
-from pytest_llmperf.baseline.history import Entry, Session, diff_from
-from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key
+from pytest_llmperf.baseline.history import Entry, Session, apply_diff, diff_from
+from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key, params_identity
 from pytest_llmperf.errors import BaselineError, UsageError
 from pytest_llmperf.fileio import sync_tree, write_atomic
 from pytest_llmperf.options import check_machine_id
@@ -679,9 +679,10 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
     except Exception:  # a fingerprint this version cannot read: keep the stored key
         pass
     for session in entry.sessions:
-        other = sorted(
-            k for k in session.fingerprint_diff if k in STRICT_FIELDS or k.startswith("params.")
-        )
+        diff = session.fingerprint_diff
+        other = sorted(k for k in diff if k in STRICT_FIELDS)
+        if any(k.startswith("params.") for k in diff) and not _same_params(fp, diff):
+            other += sorted(k for k in diff if k.startswith("params."))
         if session.usable and other:
             session.raw = session.to_json()
             session.problem = (
@@ -690,6 +691,19 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
                 + "): not comparable with this entry"
             )
     return entry
+
+
+def _same_params(fingerprint: Mapping[str, Any], diff: Mapping[str, Any]) -> bool:
+    """Whether a session whose fingerprint differs from its entry's by ``diff`` ran the same
+    effective load params: an earlier version wrote the same configuration another way (a
+    value at its then default left out, say, where this version writes it)."""
+    try:
+        full = apply_diff(fingerprint, diff)
+        return params_identity(full.get("params") or {}) == params_identity(
+            fingerprint.get("params") or {}
+        )
+    except Exception:  # params this version cannot read: not the same
+        return False
 
 
 def parse_document(raw: bytes | str, path: Path | str = "<baselines>") -> dict[str, Any]:
