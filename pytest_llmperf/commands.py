@@ -317,7 +317,9 @@ def add_subcommands(sub: Any) -> None:
     h.add_argument("--dir", default="baselines", help="baseline directory")
     h.add_argument("--machine", default=None, help="machine id (default: this machine)")
     h.add_argument("--file", default=None, help="a machine's baseline file instead")
-    h.add_argument("-o", "--output", default=None, help="write history.md, history.html and plots here")
+    h.add_argument(
+        "-o", "--output", default=None, help="write history.md, history.html and plots here"
+    )
     h.set_defaults(func=_cmd_history)
 
     from pytest_llmperf.sweep.cli import add_merge_subcommand
