@@ -89,9 +89,6 @@ def main() -> None:
     bench("tiny-256k-vocab-q8_0", str(big), args.reps, args.threads)
 
 
-if __name__ == "__main__":
-    main()
-
 
 def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: int) -> None:
     """The engine against llama-bench of the same vendored llama.cpp, side by side in
@@ -130,3 +127,7 @@ def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: 
             f"engine/llama-bench {c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]  "
             "(target >= 0.98)"
         )
+
+
+if __name__ == "__main__":
+    main()
