@@ -89,7 +89,6 @@ def main() -> None:
     bench("tiny-256k-vocab-q8_0", str(big), args.reps, args.threads)
 
 
-
 def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: int) -> None:
     """The engine against llama-bench of the same vendored llama.cpp, side by side in
     interleaved rounds (the paired machinery): the ratio engine/llama-bench of tg and pp.
