@@ -33,6 +33,29 @@ def tiny_model() -> object:
     return get
 
 
+#: variables of the environment the plugin reads, which a CI job or a scheduler sets: each
+#: test starts without them (one that needs one sets it), so the suite gives the same
+#: results on a laptop, in a GitHub job (CI=true fails a missing baseline) and in Slurm
+OUTSIDE_VARIABLES = (
+    "CI",
+    "LLMPERF_MACHINE",
+    "LLMPERF_SHARD",
+    "LLMPERF_SHARD_COUNT",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_ARRAY_TASK_MIN",
+    "SLURM_ARRAY_TASK_MAX",
+    "SLURM_ARRAY_TASK_COUNT",
+    "SLURM_ARRAY_TASK_STEP",
+    "JOB_COMPLETION_INDEX",
+)
+
+
+@pytest.fixture(autouse=True)
+def _environment_of_a_laptop(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OUTSIDE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _thread_placement_is_left_alone() -> object:
     """No test may leave this process's main thread on fewer CPUs or another scheduling

@@ -54,11 +54,6 @@ def test_prompt(llm_perf):
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CI", raising=False)
-
-
 #: the gate of the regression tests: a model six times slower (4 -> 24 layers) is far
 #: beyond it whatever the machine's mood, and an unchanged one never reaches it
 REGRESSION_GATE = "-60%"
