@@ -16,6 +16,7 @@ import scipy.stats.qmc  # noqa: F401
 from pytest_llmperf import fingerprint, gate, report, tiny  # noqa: F401
 from pytest_llmperf.backend import engine, runner  # noqa: F401
 from pytest_llmperf.native import llama_lib
+from pytest_llmperf.sweep.fleet import SHARD_ENV
 
 llama_lib.load()
 fingerprint.software()
@@ -33,20 +34,16 @@ def tiny_model() -> object:
     return get
 
 
-#: variables of the environment the plugin reads, which a CI job or a scheduler sets: each
-#: test starts without them (one that needs one sets it), so the suite gives the same
-#: results on a laptop, in a GitHub job (CI=true fails a missing baseline) and in Slurm
+#: variables of the environment the plugin reads that a CI job, a scheduler or a user's
+#: shell sets: each test starts without them (one that needs one sets it), so the suite
+#: gives the same results on a laptop, in a GitHub job (CI=true fails a missing baseline)
+#: and in a Slurm array
 OUTSIDE_VARIABLES = (
     "CI",
     "LLMPERF_MACHINE",
-    "LLMPERF_SHARD",
-    "LLMPERF_SHARD_COUNT",
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_ARRAY_TASK_MIN",
-    "SLURM_ARRAY_TASK_MAX",
-    "SLURM_ARRAY_TASK_COUNT",
-    "SLURM_ARRAY_TASK_STEP",
-    "JOB_COMPLETION_INDEX",
+    "LLMPERF_IN_PROCESS",
+    "LLMPERF_SKIP_MEMORY_CHECK",
+    *SHARD_ENV,
 )
 
 

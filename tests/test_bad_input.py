@@ -25,12 +25,6 @@ def test_decode(llm_perf):
 """
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("CI", "LLMPERF_MACHINE", "LLMPERF_IN_PROCESS"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def usage_error(result: pytest.RunResult) -> str:
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
     return result.stderr.str()

@@ -56,12 +56,6 @@ def model() -> Path:
     return tiny.ensure_variant("moe-q8_0")
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("CI", "LLMPERF_MACHINE", "LLMPERF_IN_PROCESS", "LLMPERF_SKIP_MEMORY_CHECK"):
-        monkeypatch.delenv(var, raising=False)
-
-
 def registry(models: dict[str, Path | str], extra: str = "") -> str:
     lines = ["models:"] + [f"  {mid}: {{path: {json.dumps(str(p))}}}" for mid, p in models.items()]
     return "\n".join(lines) + "\n" + extra

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.sweep import load_sweep, read_ranking, read_results, shard
-from pytest_llmperf.sweep.fleet import SHARD_ENV
 
 SWEEPS = """
 sweeps:
@@ -81,13 +80,6 @@ def _llama_loaded_outside_pytester() -> None:
 
     llama_lib.load()
     fingerprint.software()
-
-
-@pytest.fixture(autouse=True)
-def _no_shard_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The inner sessions run unsharded, even where this suite runs in a Slurm array."""
-    for name in SHARD_ENV:
-        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -678,11 +678,13 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
         entry.key = legacy.rekey(entry)
     except Exception:  # a fingerprint this version cannot read: keep the stored key
         pass
+    own = _params_of(fp)
     for session in entry.sessions:
         diff = session.fingerprint_diff
         other = sorted(k for k in diff if k in STRICT_FIELDS)
-        if any(k.startswith("params.") for k in diff) and not _same_params(fp, diff):
-            other += sorted(k for k in diff if k.startswith("params."))
+        params = sorted(k for k in diff if k.startswith("params."))
+        if params and (own is None or _params_of(apply_diff(fp, diff)) != own):
+            other += params
         if session.usable and other:
             session.raw = session.to_json()
             session.problem = (
@@ -693,17 +695,15 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
     return entry
 
 
-def _same_params(fingerprint: Mapping[str, Any], diff: Mapping[str, Any]) -> bool:
-    """Whether a session whose fingerprint differs from its entry's by ``diff`` ran the same
-    effective load params: an earlier version wrote the same configuration another way (a
-    value at its then default left out, say, where this version writes it)."""
+def _params_of(fingerprint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The effective load params of a fingerprint (as keys see them), or None where this
+    version cannot read them. Sessions are compared by these: an earlier version that wrote
+    the same configuration another way (a value at its then default left out, where this
+    version writes it) ran the same params."""
     try:
-        full = apply_diff(fingerprint, diff)
-        return params_identity(full.get("params") or {}) == params_identity(
-            fingerprint.get("params") or {}
-        )
-    except Exception:  # params this version cannot read: not the same
-        return False
+        return params_identity(fingerprint.get("params") or {})
+    except Exception:
+        return None
 
 
 def parse_document(raw: bytes | str, path: Path | str = "<baselines>") -> dict[str, Any]:
