@@ -221,19 +221,45 @@ def cached_builds() -> dict[str, BuiltInfo]:
     return out
 
 
-def _native_flags() -> str:
-    """What scripts/build-llama-cpp.sh adds to a native build: AMX off unless the kernel
-    grants this process AMX (a virtual machine may advertise it and refuse it)."""
+def amx_usable() -> bool:
+    """Whether this machine runs AMX tile instructions: ``native/amx_probe.c`` compiled
+    and run in a child process (a CPU flag, even the kernel's permission, is not enough
+    on some virtual machines). False without a C compiler."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        if "amx_tile" not in Path("/proc/cpuinfo").read_text():
+            return False
     except OSError:
-        return ""
-    if "amx_tile" not in flags:
-        return ""
-    import ctypes
+        return False
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return False
+    probe = Path(__file__).parent / "native" / "amx_probe.c"
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "amx"
+        try:
+            made = subprocess.run(
+                [cc, "-O1", "-mamx-tile", str(probe), "-o", str(exe)],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            if made.returncode != 0:
+                return False
+            ran = subprocess.run([str(exe)], capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return ran.returncode == 0
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(158, 0x1023, 18) == 0:  # arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)
+
+def _native_flags() -> str:
+    """What scripts/build-llama-cpp.sh adds to a native build: AMX off unless this
+    machine runs it (:func:`amx_usable`)."""
+    if amx_usable():
+        return ""
+    try:
+        if "amx_tile" not in Path("/proc/cpuinfo").read_text():
+            return ""
+    except OSError:
         return ""
     noamx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     return f"-DCMAKE_C_FLAGS='{noamx}' -DCMAKE_CXX_FLAGS='{noamx}'"

@@ -21,16 +21,20 @@ MODE=${LLMPERF_LLAMA_BUILD:-native}
 args="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
 
 amx_usable() {
-  # AMX needs both the CPU flag and the kernel's permission (arch_prctl
-  # ARCH_REQ_XCOMP_PERM for XTILEDATA). Virtual machines often advertise the flag
-  # but refuse the permission: a native build then dies with SIGILL (tileloadd) on
-  # every quantized model.
+  # AMX needs the CPU flag, the kernel's permission and a hypervisor that really runs
+  # the tile instructions: pytest_llmperf/native/amx_probe.c executes them in a child
+  # process; anything short of a clean exit (no compiler, a fault) means AMX is off.
   grep -qw amx_tile /proc/cpuinfo 2>/dev/null || return 1
-  "$PYTHON" - <<'PY'
-import ctypes, sys
-libc = ctypes.CDLL(None, use_errno=True)
-sys.exit(0 if libc.syscall(158, 0x1023, 18) == 0 else 1)
-PY
+  local cc=${CC:-cc} probe dir rc=1
+  probe="$(cd "$(dirname "$0")/.." && pwd)/pytest_llmperf/native/amx_probe.c"
+  command -v "$cc" >/dev/null 2>&1 && [ -f "$probe" ] || return 1
+  dir=$(mktemp -d)
+  if "$cc" -O1 -mamx-tile "$probe" -o "$dir/amx" >/dev/null 2>&1; then
+    # in a shell of its own, so that its fault is not reported on this script's stderr
+    sh -c '"$1"' probe "$dir/amx" >/dev/null 2>&1 && rc=0
+  fi
+  rm -rf "$dir"
+  return $rc
 }
 
 case "$MODE" in
@@ -68,5 +72,13 @@ if ! ls "$dir"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
 else
   echo "reusing llama-cpp-python build $dir"
 fi
-"$PYTHON" -m pip install --no-index --find-links "$dir" "llama-cpp-python==$VERSION" \
-  || "$PYTHON" -m pip install --find-links "$dir" "llama-cpp-python==$VERSION"
+# The wheel from the cache (never pip's own sdist build), its dependencies from the index.
+# pip keeps an installed llama-cpp-python of the same version whatever flags built it, so
+# the build's key is stamped into the environment and a different key reinstalls.
+wheel=$(ls "$dir"/llama_cpp_python-"$VERSION"-*.whl | head -n 1)
+stamp=$("$PYTHON" -c 'import sys; print(sys.prefix)')/.llmperf-llama-build
+if [ "$(cat "$stamp" 2>/dev/null)" != "$key" ]; then
+  "$PYTHON" -m pip install -q --force-reinstall --no-deps "$wheel"
+fi
+"$PYTHON" -m pip install -q "$wheel"
+printf '%s\n' "$key" > "$stamp"
