@@ -10,7 +10,7 @@ import pytest
 
 
 def _gpu_skip_reason() -> str | None:
-    from pytest_llmperf import devices
+    from pytest_llmperf.machine import devices
     from pytest_llmperf.native import llama_lib
 
     try:

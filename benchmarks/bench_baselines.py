@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import fingerprint
-from pytest_llmperf.baseline import BaselineStore, Pending, Session
-from pytest_llmperf.metrics import METRICS, summarize
-from pytest_llmperf.params import LoadParams
+from pytest_llmperf.baseline import BaselineStore, Pending, SessionRecord
+from pytest_llmperf.machine import fingerprint
+from pytest_llmperf.model.metrics import METRICS, summarize
+from pytest_llmperf.model.params import LoadParams
 
 WORKLOADS = {"pp128+tg64": 1.0, "tg128": 1.1}
 #: what the engine records for a generation workload on a CPU (no vram_mb)
@@ -68,8 +68,8 @@ def fp() -> dict[str, Any]:
     )
 
 
-def session(rng: random.Random, when: str) -> Session:
-    return Session(
+def session(rng: random.Random, when: str) -> SessionRecord:
+    return SessionRecord(
         accepted_at=when, git_commit="f" * 40, repetitions=10, warmup=1, values=values(rng)
     )
 

@@ -20,10 +20,10 @@ import argparse
 import statistics
 import time
 
-from pytest_llmperf import tiny
-from pytest_llmperf.backend.engine import LoadedModel
-from pytest_llmperf.metrics import per_sample_metrics
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.backends.engine import LoadedModel
+from pytest_llmperf.machine import tiny
+from pytest_llmperf.model.metrics import per_sample_metrics
+from pytest_llmperf.model.params import LoadParams, Workload
 
 BIG_VOCAB = tiny.TinySpec(
     n_layer=4, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_vocab=256_000, n_ctx_train=4096
@@ -94,10 +94,10 @@ def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: 
     interleaved rounds (the paired machinery): the ratio engine/llama-bench of tg and pp.
     llama-bench's tg rate counts every decoded token, the engine's all but the first, so
     the engine runs tg129 against llama-bench's -n 128."""
-    from pytest_llmperf import paired
-    from pytest_llmperf.backend.llamabench import LlamaBenchRunner
-    from pytest_llmperf.backend.runner import IsolatedRunner
-    from pytest_llmperf.thresholds import default_rules
+    from pytest_llmperf.backends.llamabench import LlamaBenchRunner
+    from pytest_llmperf.backends.runner import IsolatedRunner
+    from pytest_llmperf.verdict import paired
+    from pytest_llmperf.verdict.thresholds import default_rules
 
     params = LoadParams(n_threads=threads, n_ctx=1024)
 

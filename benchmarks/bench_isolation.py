@@ -14,9 +14,9 @@ import argparse
 import statistics
 import time
 
-from pytest_llmperf import tiny
-from pytest_llmperf.backend.runner import InProcessRunner, IsolatedRunner
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.machine import tiny
+from pytest_llmperf.model.params import LoadParams, Workload
 
 
 def main() -> None:

@@ -20,10 +20,10 @@ import statistics
 import sys
 from typing import Any
 
-from pytest_llmperf import tiny
-from pytest_llmperf.backend.runner import IsolatedRunner
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement
+from pytest_llmperf.backends.runner import IsolatedRunner
+from pytest_llmperf.machine import tiny
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement
 
 
 def _median(m: Measurement, metric: str) -> float:

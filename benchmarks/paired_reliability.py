@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/paired_reliability.py [--runs 20] [--cases aa,10,5,build]
 
-Reference A: the built-in tiny MoE model (8 layers, Q8_0), tg64 and pp128, 2 threads.
+BaselineValues A: the built-in tiny MoE model (8 layers, Q8_0), tg64 and pp128, 2 threads.
 Candidates, each measured --runs times:
 
 - ``aa``: A against A (two workers of the same configuration): every failure is false;
@@ -32,13 +32,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_llmperf import paired, tiny
-from pytest_llmperf.backend.runner import IsolatedRunner, Runner
-from pytest_llmperf.builds import Runtime
-from pytest_llmperf.judge import Policy, compare, judge
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Reference
-from pytest_llmperf.thresholds import default_rules
+from pytest_llmperf.backends.runner import IsolatedRunner, Runner
+from pytest_llmperf.machine import tiny
+from pytest_llmperf.machine.builds import Runtime
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import BaselineValues
+from pytest_llmperf.verdict import paired
+from pytest_llmperf.verdict.judge import Policy, compare, judge
+from pytest_llmperf.verdict.thresholds import default_rules
 
 P = LoadParams(n_threads=2, n_ctx=512)
 WORKLOADS = (Workload.parse("tg64"), Workload.parse("pp128"))
@@ -57,7 +58,7 @@ def starter(path: str, lib: str | None = None) -> Callable[[], Runner]:
     return lambda: IsolatedRunner(path, P, "m", runtime=runtime, build="copy" if lib else "default")
 
 
-def stored_gate_fails(baseline: dict[str, Reference], start_b: Callable[[], Runner]) -> bool:
+def stored_gate_fails(baseline: dict[str, BaselineValues], start_b: Callable[[], Runner]) -> bool:
     runner = start_b()
     try:
         ms = [runner.measure(w, 3, 1) for w in WORKLOADS]
@@ -95,7 +96,7 @@ def main() -> int:
     # the stored baseline: A accepted once, at the start
     runner = starter(a_path)()
     try:
-        baseline = {w.name: Reference.of(runner.measure(w, 3, 1)) for w in WORKLOADS}
+        baseline = {w.name: BaselineValues.of(runner.measure(w, 3, 1)) for w in WORKLOADS}
     finally:
         runner.close()
 

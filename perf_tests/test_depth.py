@@ -3,7 +3,7 @@
 import pytest
 from _suite import PRIMARY, THREADS
 
-from pytest_llmperf.report import sweep_bench_table
+from pytest_llmperf.outputs import sweep_bench_table
 
 DEPTHS = (0, 256, 1024)
 

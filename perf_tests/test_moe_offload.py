@@ -4,7 +4,8 @@
 import pytest
 from _suite import MOE, THREADS
 
-from pytest_llmperf import configs, gguf_info, tiny
+from pytest_llmperf import configs
+from pytest_llmperf.machine import gguf_info, tiny
 
 
 @pytest.mark.smoke

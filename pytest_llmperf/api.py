@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import KNOBS, LoadParams, Workload, split_run_args
-from pytest_llmperf.thresholds import RULE_KEYS
+from pytest_llmperf.model.params import KNOBS, LoadParams, Workload, split_run_args
+from pytest_llmperf.verdict.thresholds import RULE_KEYS
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ RUN_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunOptions)
 
 
 @dataclass(frozen=True)
-class MarkerSpec:
+class MarkerArgs:
     """``@pytest.mark.llmperf(...)`` parsed once: the test's Config (None when the marker
     names no model), its run options and its raw gate rules (thresholds, limits, sla)."""
 
@@ -153,7 +153,7 @@ class MarkerSpec:
 
 def parse_marker(
     kwargs: Mapping[str, Any], profiles: Mapping[str, Mapping[str, Any]], where: str
-) -> MarkerSpec:
+) -> MarkerArgs:
     """Split ``@pytest.mark.llmperf(...)`` kwargs into a Config, run options and rules."""
     data = dict(kwargs)
     rules = {k: data.pop(k) for k in list(data) if k in RULE_KEYS}
@@ -186,12 +186,12 @@ def parse_marker(
     if model is None:
         if params != LoadParams() or extra:
             raise UsageError(f"{where}: sets load params but no model; add model=...")
-        return MarkerSpec(None, run, rules, ref)
+        return MarkerArgs(None, run, rules, ref)
     try:
         cfg = Config(str(model), params, **extra)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
-    return MarkerSpec(cfg, run, rules, ref)
+    return MarkerArgs(cfg, run, rules, ref)
 
 
 def _reference(raw: Any, where: str) -> dict[str, Any]:

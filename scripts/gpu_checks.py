@@ -342,7 +342,7 @@ class GPUChecks:
 
     # -- readings ----------------------------------------------------------------------
     def device_used_mb(self) -> float | None:
-        from pytest_llmperf import devices
+        from pytest_llmperf.machine import devices
 
         try:
             mod = devices.nvml()
@@ -385,8 +385,8 @@ class GPUChecks:
 
     # -- one configuration, the plugin's way --------------------------------------------
     def run_config(self, key: str, model: str, **params: Any) -> dict[str, Any]:
-        from pytest_llmperf.backend.runner import IsolatedRunner
-        from pytest_llmperf.params import LoadParams, Workload
+        from pytest_llmperf.backends.runner import IsolatedRunner
+        from pytest_llmperf.model.params import LoadParams, Workload
 
         info = self.need_model(model)
         load_params = LoadParams(**params)
@@ -451,7 +451,7 @@ class GPUChecks:
 
     # -- rows --------------------------------------------------------------------------
     def c_environment(self) -> Row:
-        from pytest_llmperf import devices
+        from pytest_llmperf.machine import devices
 
         gpu, reason = devices.gpu_info()
         child = self.child("env", {}, timeout=120)
@@ -513,7 +513,7 @@ class GPUChecks:
         return Row("cuda_backend", PASS if ok else FAIL, figs, "" if ok else self.no_gpu_reason)
 
     def c_models(self) -> Row:
-        from pytest_llmperf import gguf_info, tiny
+        from pytest_llmperf.machine import gguf_info, tiny
 
         specs: dict[str, tuple[str, dict[str, Any]]]
         if self.quick:
@@ -731,7 +731,7 @@ class GPUChecks:
         base = Path(tempfile.mkdtemp(prefix="llmperf-gpu-baselines-"))
         cmd = [sys.executable, "-m", "pytest"]
         if not plugin_installed():
-            cmd += ["-p", "pytest_llmperf.plugin", "-p", "pytest_llmperf.sweep_plugin"]
+            cmd += ["-p", "pytest_llmperf.plugin.hooks", "-p", "pytest_llmperf.plugin.sweep"]
         cmd += [target, "-m", "gpu", "-p", "no:cacheprovider", "-q", "-rs"]
         cmd += ["--perf-missing=record", f"--perf-baseline-dir={base}"]
         timeout = max(20.0, min(420.0, self.time_left() - 10))
@@ -999,7 +999,7 @@ def child_main(kind: str, payload: dict[str, Any]) -> Any:
             "system_info": llama_lib.system_info(),
         }
     if kind == "build-models":
-        from pytest_llmperf import tiny
+        from pytest_llmperf.machine import tiny
 
         out = {}
         for key, (family, spec) in payload["models"].items():
@@ -1007,9 +1007,9 @@ def child_main(kind: str, payload: dict[str, Any]) -> Any:
             out[key] = {"path": str(info.path), "built": info.built, "seconds": info.seconds}
         return out
     if kind == "release":
-        from pytest_llmperf import devices
-        from pytest_llmperf.backend.engine import LoadedModel
-        from pytest_llmperf.params import LoadParams, Workload
+        from pytest_llmperf.backends.engine import LoadedModel
+        from pytest_llmperf.machine import devices
+        from pytest_llmperf.model.params import LoadParams, Workload
 
         def used() -> float | None:
             try:

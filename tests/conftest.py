@@ -13,10 +13,12 @@ import pytest
 import scipy.stats
 import scipy.stats.qmc  # noqa: F401
 
-from pytest_llmperf import fingerprint, gate, report, tiny  # noqa: F401
-from pytest_llmperf.backend import engine, runner  # noqa: F401
+from pytest_llmperf import outputs  # noqa: F401
+from pytest_llmperf.backends import engine, runner  # noqa: F401
+from pytest_llmperf.machine import fingerprint, tiny
 from pytest_llmperf.native import llama_lib
 from pytest_llmperf.sweep.fleet import SHARD_ENV
+from pytest_llmperf.verdict import gate  # noqa: F401
 
 llama_lib.load()
 fingerprint.software()
@@ -58,7 +60,7 @@ def _thread_placement_is_left_alone() -> object:
     """No test may leave this process's main thread on fewer CPUs or another scheduling
     policy (native threadpools place their caller): every later test would measure on what
     is left, many times slower, and fail or time out far from the cause."""
-    from pytest_llmperf.devices import Placement
+    from pytest_llmperf.machine.devices import Placement
 
     before = Placement.current()
     yield

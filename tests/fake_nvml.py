@@ -1,6 +1,6 @@
 """FakeNVML: a stand-in with pynvml's interface, for machines without an NVIDIA GPU.
 
-Only what pytest_llmperf.devices calls. Memory figures are set by the test; a process's
+Only what pytest_llmperf.machine.devices calls. Memory figures are set by the test; a process's
 usage can grow as if a model were loaded.
 """
 

@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from pytest_llmperf import baseline as bl
-from pytest_llmperf import judge
-from pytest_llmperf.results import MetricComparison
+from pytest_llmperf.model.results import MetricComparison
+from pytest_llmperf.verdict import judge
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

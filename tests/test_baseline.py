@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 
 from pytest_llmperf import baseline as bl
-from pytest_llmperf import judge
 from pytest_llmperf.baseline import (
     BaselineStore,
     Pending,
-    Session,
+    SessionRecord,
     baseline_key,
     entry_relpath,
     fingerprint_diff,
 )
 from pytest_llmperf.baseline.history import rounded
 from pytest_llmperf.errors import BaselineError, UsageError
-from pytest_llmperf.params import Int, LoadParams, Workload, knob
+from pytest_llmperf.model.params import Int, LoadParams, Workload, knob
+from pytest_llmperf.verdict import judge
 
 FP: dict[str, Any] = {
     "machine": {
@@ -68,9 +68,9 @@ def doc(workloads: list[str], fp: dict[str, Any] | None = None) -> dict[str, Any
 
 def session(
     rate: float = 100.0, when: str = "2025-08-24T10:00:00+00:00", wl: str = "tg32"
-) -> Session:
+) -> SessionRecord:
     rates = [rate * f for f in (0.99, 1.0, 1.01)]
-    return Session(
+    return SessionRecord(
         accepted_at=when,
         git_commit="f9c7f0d",
         repetitions=3,
@@ -253,12 +253,12 @@ def test_flush_merges_what_another_process_wrote_meanwhile(tmp_path: Path) -> No
 
 _WORKER = r"""
 import json, sys
-from pytest_llmperf.baseline import BaselineStore, Pending, Session
+from pytest_llmperf.baseline import BaselineStore, Pending, SessionRecord
 directory, worker, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 raw = json.loads(sys.stdin.read())
 for i in range(rounds):
     s = BaselineStore(directory, "shared")
-    p = Pending("m", raw["fp"], Session.from_json(raw["session"]))
+    p = Pending("m", raw["fp"], SessionRecord.from_json(raw["session"]))
     s.queue(f"t.py::test_{worker}_{i}", "k" + worker, p)
     s.queue("t.py::test_shared", "k" + worker, p)
     s.flush()

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf import baseline as bl
-from pytest_llmperf import builds
 from pytest_llmperf.api import Config, config
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams
-from pytest_llmperf.registry import parse_config
+from pytest_llmperf.machine import builds
+from pytest_llmperf.machine.registry import parse_registry
+from pytest_llmperf.model.params import LoadParams
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -42,7 +42,7 @@ def lib_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_builds_and_launchers_in_the_registry(tmp_path: Path) -> None:
-    reg = parse_config(
+    reg = parse_registry(
         {
             "builds": {
                 "main": {"lib": "libs/main"},
@@ -87,7 +87,7 @@ def test_bad_registry_entries_name_the_key(
     tmp_path: Path, section: dict[str, object], fragment: str
 ) -> None:
     with pytest.raises(UsageError, match=r"llmperf\.yaml") as exc:
-        parse_config(section, "llmperf.yaml", tmp_path)
+        parse_registry(section, "llmperf.yaml", tmp_path)
     assert fragment in str(exc.value)
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.baseline import BaselineStore, Pending, Session
-from pytest_llmperf.cli import main
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement
+from pytest_llmperf.baseline import BaselineStore, Pending, SessionRecord
+from pytest_llmperf.cli.main import main
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement
 
 
 def measurement(rate: float, workload: str = "tg32") -> Measurement:
@@ -30,7 +30,7 @@ def store_with(tmp_path: Path, name: str, rate: float) -> Path:
     store.load()
     m = measurement(rate)
     for nodeid in ("t.py::a", "t.py::b"):
-        session = Session(
+        session = SessionRecord(
             accepted_at="2026-11-01T00:00:00+00:00",
             git_commit="abc",
             repetitions=5,
@@ -62,13 +62,13 @@ def test_compare_passes_then_fails_on_a_regression(
 def test_compare_reads_results_json_and_report_rerenders(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_llmperf.report import write_report
-    from pytest_llmperf.results import TestReport
+    from pytest_llmperf.model.results import TestResult
+    from pytest_llmperf.outputs import write_report
 
     monkeypatch.chdir(tmp_path)
-    reports = [TestReport(nodeid="t.py::a", measurements=[measurement(100.0)])]
+    reports = [TestResult(nodeid="t.py::a", measurements=[measurement(100.0)])]
     write_report(reports, tmp_path / "r1", plots=False)
-    slow = [TestReport(nodeid="t.py::a", measurements=[measurement(50.0)])]
+    slow = [TestResult(nodeid="t.py::a", measurements=[measurement(50.0)])]
     write_report(slow, tmp_path / "r2", plots=False)
     assert (
         main(["compare", str(tmp_path / "r1/results.json"), str(tmp_path / "r2/results.json")]) == 1
@@ -139,11 +139,11 @@ def test_bad_numbers_on_the_command_line_are_usage_errors(
 
 
 def test_report_output_paths_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_llmperf.report import write_report
-    from pytest_llmperf.results import TestReport
+    from pytest_llmperf.model.results import TestResult
+    from pytest_llmperf.outputs import write_report
 
     write_report(
-        [TestReport(nodeid="t.py::a", measurements=[measurement(100.0)])],
+        [TestResult(nodeid="t.py::a", measurements=[measurement(100.0)])],
         tmp_path / "r",
         plots=False,
     )
@@ -167,7 +167,7 @@ def test_tiny_model_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_tiny_model_prune_removes_only_stale_builtin_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pytest_llmperf import tiny
+    from pytest_llmperf.machine import tiny
 
     current = tiny.model_path(tiny.MOE, "q8_0", tmp_path, "tiny-moe")
     stale = tmp_path / "tiny-moe-q8_0-0123456789abcdef.gguf"
@@ -186,7 +186,7 @@ def test_history_prints_medians_and_steps_and_writes_a_report(
     store.load()
     for day, rate in enumerate([100.0, 101.0, 99.0, 100.0, 80.0, 81.0, 79.0, 80.0], start=1):
         m = measurement(rate)
-        session = Session(
+        session = SessionRecord(
             accepted_at=f"2026-11-{day:02d}T00:00:00+00:00",
             git_commit=None,
             repetitions=5,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_llmperf import devices
+from pytest_llmperf.machine import devices
 from tests.fake_nvml import FakeGPU, FakeNVML
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_llmperf import gate
-from pytest_llmperf.metrics import Sample
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement, MetricComparison
-from pytest_llmperf.thresholds import GateRules, default_rules, merge_threshold_sources
+from pytest_llmperf.model.metrics import Sample
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement, MetricComparison
+from pytest_llmperf.verdict import gate
+from pytest_llmperf.verdict.thresholds import GateRules, default_rules, merge_threshold_sources
 
 CFG = default_rules()
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import gguf_info
-from pytest_llmperf.backend.engine import LoadedModel
-from pytest_llmperf.backend.runner import IsolatedRunner
+from pytest_llmperf.backends.engine import LoadedModel
+from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import KNOBS, LoadParams, Workload, split_run_args
+from pytest_llmperf.machine import gguf_info
+from pytest_llmperf.model.params import KNOBS, LoadParams, Workload, split_run_args
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -51,7 +51,7 @@ def moe(tiny_model: object) -> Path:
 
 
 def test_every_llama_bench_load_flag_is_known() -> None:
-    from pytest_llmperf.params import FLAGS
+    from pytest_llmperf.model.params import FLAGS
 
     for flag, name in BENCH_FLAGS.items():
         assert FLAGS.get(flag) == name, flag
@@ -140,7 +140,7 @@ def test_the_issues_command_line_runs_and_each_knob_is_resolved(moe: Path) -> No
 def test_cpu_mask_places_the_compute_threads(moe: Path) -> None:
     """-C places the compute threads, the caller (ggml's worker 0) included, for the model's
     runs only: the rest of the process keeps every CPU it had."""
-    from pytest_llmperf.devices import thread_affinities
+    from pytest_llmperf.machine.devices import thread_affinities
 
     before = os.sched_getaffinity(0)
     with LoadedModel(moe, LoadParams.from_args("-t 2 -c 256 -C 0x2 --cpu-strict 1")) as m:

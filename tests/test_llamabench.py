@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import builds
-from pytest_llmperf.backend.llamabench import bench_args
-from pytest_llmperf.params import LoadParams
+from pytest_llmperf.backends.llamabench import bench_args
+from pytest_llmperf.machine import builds
+from pytest_llmperf.model.params import LoadParams
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backend.engine import LoadedModel
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.backends.engine import LoadedModel
+from pytest_llmperf.model.params import LoadParams, Workload
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_llmperf import paired
 from pytest_llmperf.api import apply_reference, config, parse_reference
-from pytest_llmperf.cli import main
+from pytest_llmperf.cli.main import main
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.thresholds import default_rules
+from pytest_llmperf.verdict import paired
+from pytest_llmperf.verdict.thresholds import default_rules
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -211,8 +211,8 @@ HOG = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time
 
 
 def test_a_busy_neighbour_marks_repetitions_contaminated(tiny_model: object) -> None:
-    from pytest_llmperf.backend.runner import IsolatedRunner
-    from pytest_llmperf.params import LoadParams, Workload
+    from pytest_llmperf.backends.runner import IsolatedRunner
+    from pytest_llmperf.model.params import LoadParams, Workload
 
     model = tiny_model("moe-q8_0")  # type: ignore[operator]
     runner = IsolatedRunner(str(model), LoadParams(n_threads=1, n_ctx=256), "m")
@@ -233,7 +233,7 @@ def test_xdist_workers_times_threads_beyond_the_cores_is_warned_loudly(
     pytester: pytest.Pytester,
 ) -> None:
     pytest.importorskip("xdist")
-    from pytest_llmperf.session import oversubscription
+    from pytest_llmperf.session.perf_session import oversubscription
 
     assert oversubscription(2, 1, cores=2) == ""
     assert "2 pytest-xdist workers x 2 llama.cpp threads = 4 > 2 cores" in oversubscription(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams, Workload, parse_llama_args
+from pytest_llmperf.model.params import LoadParams, Workload, parse_llama_args
 
 
 def test_parse_short_and_long_forms() -> None:

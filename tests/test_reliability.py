@@ -23,7 +23,7 @@ import pytest
 
 import pytest_llmperf
 from pytest_llmperf import baseline as bl
-from pytest_llmperf import tiny
+from pytest_llmperf.machine import tiny
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -233,7 +233,7 @@ def workers():
     out = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "pytest_llmperf.backend.worker" in " ".join(p.cmdline()):
+            if "pytest_llmperf.backends.worker" in " ".join(p.cmdline()):
                 out.append(p)
         except psutil.Error:
             pass

@@ -1,4 +1,4 @@
-"""Tests of pytest_llmperf.report: terminal lines, summary.md (golden), results.json round
+"""Tests of pytest_llmperf.outputs: terminal lines, summary.md (golden), results.json round
 trip, plots, report.html (also in a real headless browser when chromium is installed),
 pytest-benchmark and Bencher exports.
 
@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.metrics import Sample, summarize
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.report import (
+from pytest_llmperf.model.metrics import Sample, summarize
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement, MetricComparison
+from pytest_llmperf.model.results import TestResult as PerfReport  # not collected as a test class
+from pytest_llmperf.outputs import (
     PLOTS_MISSING_NOTE,
     benchmark_json,
     bmf_dict,
@@ -38,8 +40,6 @@ from pytest_llmperf.report import (
     write_bmf,
     write_report,
 )
-from pytest_llmperf.results import Measurement, MetricComparison
-from pytest_llmperf.results import TestReport as PerfReport  # not collected as a test class
 
 HERE = Path(__file__).parent
 FIXTURE = HERE / "data" / "results_fixture.json"
@@ -431,7 +431,7 @@ def build_fixture() -> tuple[list[PerfReport], list[PerfReport]]:
 
 
 def worst_of(comps: list[MetricComparison]) -> str:
-    from pytest_llmperf.results import worst
+    from pytest_llmperf.model.results import worst
 
     return worst([c.verdict for c in comps])
 
@@ -793,7 +793,7 @@ def test_benchmark_json_structure(reports: list[PerfReport]) -> None:
 
 def test_benchmark_stats_match_pytest_benchmark() -> None:
     stats_mod = pytest.importorskip("pytest_benchmark.stats")
-    from pytest_llmperf.report.interop import benchmark_stats
+    from pytest_llmperf.outputs.interop import benchmark_stats
 
     for data in ([0.5], [3.0, 1.0], [1.0, 2.0, 9.0], [1, 2, 3, 4, 30], [5, 1, 4, 2, 3, 8, 7]):
         ref = stats_mod.Stats()
@@ -879,7 +879,7 @@ def test_report_html_in_headless_chromium(outdir: Path, tmp_path: Path) -> None:
 
 def test_report_package_imports_neither_pytest_nor_matplotlib() -> None:
     code = (
-        "import sys, pytest_llmperf.report\n"
+        "import sys, pytest_llmperf.outputs\n"
         "bad = [m for m in ('pytest', '_pytest', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backend.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
 from pytest_llmperf.errors import BackendCrash, ModelFileError, UsageError
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement
 
 P = LoadParams(n_threads=2, n_ctx=512)
 

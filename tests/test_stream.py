@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backend.runner import InProcessRunner, IsolatedRunner
-from pytest_llmperf.backend.stream import StreamModel
+from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.backends.stream import StreamModel
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.metrics import METRICS, Sample, chunk_gaps_ms
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.results import Measurement
-from pytest_llmperf.streaming import (
+from pytest_llmperf.model.metrics import METRICS, Sample, chunk_gaps_ms
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.streaming import (
     BUILTIN_PROMPTS,
     DEFAULT_MAX_TOKENS,
     StreamWorkload,
@@ -24,7 +24,7 @@ from pytest_llmperf.streaming import (
     stream_name,
     stream_workload,
 )
-from pytest_llmperf.thresholds import parse_limit, parse_sla
+from pytest_llmperf.verdict.thresholds import parse_limit, parse_sla
 
 P = LoadParams(n_threads=2, n_ctx=512)
 TINY_RESOLVED = {"n_threads": 2, "flash_attn": "on"}
@@ -132,7 +132,7 @@ def test_sla_operands_take_stream_names_and_labels() -> None:
 
 
 def test_sweeps_take_streamed_workloads(tmp_path: Path) -> None:
-    from pytest_llmperf.sweep.spec import load_sweep
+    from pytest_llmperf.sweep.definition import load_sweep
 
     spec = tmp_path / "sweeps.yaml"
     spec.write_text(

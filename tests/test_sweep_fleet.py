@@ -203,7 +203,7 @@ def test_a_sweep_in_three_processes_merges_into_the_unsharded_points(tmp_path: P
     assert all(len(ids) == 2 for ids in ran) and len(set().union(*ran)) == 6
 
     merged = subprocess.run(
-        [sys.executable, "-m", "pytest_llmperf.cli", "merge", *files, "-o", "all.jsonl",
+        [sys.executable, "-m", "pytest_llmperf.cli.main", "merge", *files, "-o", "all.jsonl",
          "--ranking", "ranking-{sweep}.yaml", "--sweep-file", "sweeps.yaml"],
         cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The pytest side of sweeps (pytest_llmperf.sweep_plugin), through pytester with the real
+"""The pytest side of sweeps (pytest_llmperf.plugin.sweep), through pytester with the real
 plugin loaded and the built-in tiny models (tiny workloads, llama.cpp in process)."""
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def _llama_loaded_outside_pytester() -> None:
     process (SIGSEGV/SIGILL). Import what the inner runs use here, once, so it stays."""
     import scipy.stats.qmc  # noqa: F401  (lhs sampling)
 
-    from pytest_llmperf import fingerprint
-    from pytest_llmperf.backend import engine, runner  # noqa: F401
+    from pytest_llmperf.backends import engine, runner  # noqa: F401
+    from pytest_llmperf.machine import fingerprint
     from pytest_llmperf.native import llama_lib
 
     llama_lib.load()
@@ -108,7 +108,7 @@ def collected_ids(result: pytest.RunResult, test: str) -> list[str]:
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_llmperf.cli", *args],
+        [sys.executable, "-m", "pytest_llmperf.cli.main", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

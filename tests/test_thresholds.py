@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.metrics import METRICS
-from pytest_llmperf.thresholds import (
+from pytest_llmperf.model.metrics import METRICS
+from pytest_llmperf.verdict.thresholds import (
     DEFAULT_THRESHOLDS,
     Limit,
     Operand,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf import gguf_info, tiny
-from pytest_llmperf.backend.engine import LoadedModel
+from pytest_llmperf.backends.engine import LoadedModel
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams, Workload
+from pytest_llmperf.machine import gguf_info, tiny
+from pytest_llmperf.model.params import LoadParams, Workload
 
 SMALL = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512)
 SMALL_MOE = tiny.TinySpec(
@@ -98,7 +98,7 @@ def test_cli_prints_a_path_that_runs_and_reuses_it(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pytest_llmperf.cli",
+        "pytest_llmperf.cli.main",
         "tiny-model",
         "--variant",
         "moe-mxfp4",
@@ -112,8 +112,8 @@ def test_cli_prints_a_path_that_runs_and_reuses_it(tmp_path: Path) -> None:
     assert second.stdout.strip() == path and "cached" in second.stderr
     env = dict(os.environ)
     code = (
-        "import sys; from pytest_llmperf.backend.engine import LoadedModel;"
-        "from pytest_llmperf.params import LoadParams, Workload;"
+        "import sys; from pytest_llmperf.backends.engine import LoadedModel;"
+        "from pytest_llmperf.model.params import LoadParams, Workload;"
         "m = LoadedModel(sys.argv[1], LoadParams(n_threads=2, n_ctx=128));"
         "print(len(m.run(Workload(n_gen=8), 1, 0)[0].token_ns))"
     )

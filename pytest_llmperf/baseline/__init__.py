@@ -9,7 +9,7 @@
 Pure: no pytest, no llama.cpp.
 """
 
-from pytest_llmperf.baseline.history import DERIVED, SIGNIFICANT_DIGITS, Entry, Session
+from pytest_llmperf.baseline.history import DERIVED, SIGNIFICANT_DIGITS, Entry, SessionRecord
 from pytest_llmperf.baseline.keys import (
     STRICT_FIELDS,
     WARN_FIELDS,
@@ -42,7 +42,7 @@ __all__ = [
     "EntryInfo",
     "FlushReport",
     "Pending",
-    "Session",
+    "SessionRecord",
     "baseline_key",
     "entry_relpath",
     "fingerprint_diff",

@@ -1,7 +1,7 @@
 """A baseline entry and its history: the last K accepted sessions of one test.
 
 An :class:`Entry` is one test on one fingerprint (its key): the fingerprint once, and its
-:class:`Session` records, oldest first. A session holds what one ``--perf-accept``
+:class:`SessionRecord` records, oldest first. A session holds what one ``--perf-accept``
 measured: per workload, each metric's per-repetition values, plus the fingerprint fields
 that differed from the entry's (a llama.cpp upgrade, a new model file), so the history
 keeps what each session ran on without repeating it.
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.baseline.keys import get
-from pytest_llmperf.metrics import METRICS
-from pytest_llmperf.results import Reference
+from pytest_llmperf.model.metrics import METRICS
+from pytest_llmperf.model.results import BaselineValues
 
 #: significant digits of stored values. Run-to-run noise of a timing is 1% or more even on
 #: a quiet machine, so a fifth digit records noise; four digits resolve 0.1%, ten times
@@ -81,7 +81,7 @@ def check_values(metric: str, values: Any) -> list[float]:
 
 
 @dataclass
-class Session:
+class SessionRecord:
     """One accepted session of one test."""
 
     accepted_at: str
@@ -127,7 +127,7 @@ class Session:
         return out
 
     @classmethod
-    def from_json(cls, data: Any) -> Session:
+    def from_json(cls, data: Any) -> SessionRecord:
         """A session as stored; an unusable one carries its problem (and its raw form)."""
         try:
             return cls._parse(data)
@@ -137,7 +137,7 @@ class Session:
             return cls(str(stamp), None, 0, 0, {}, raw=raw, problem=str(exc))
 
     @classmethod
-    def _parse(cls, data: Any) -> Session:
+    def _parse(cls, data: Any) -> SessionRecord:
         if not isinstance(data, dict):
             raise Invalid(f"a session is a {type(data).__name__}, expected an object")
         stamp = data.get("accepted_at")
@@ -215,17 +215,17 @@ class Entry:
     key: str
     model: str
     fingerprint: dict[str, Any]
-    sessions: list[Session] = field(default_factory=list)
+    sessions: list[SessionRecord] = field(default_factory=list)
     #: keys of the stored entry this version does not own (a hand-added comment): kept
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def usable(self) -> list[Session]:
+    def usable(self) -> list[SessionRecord]:
         """The sessions the gate can use, oldest first."""
         return [s for s in self.sessions if s.usable]
 
     @property
-    def latest(self) -> Session | None:
+    def latest(self) -> SessionRecord | None:
         use = self.usable
         return use[-1] if use else None
 
@@ -254,24 +254,24 @@ class Entry:
         """Per usable session (oldest first): metric -> values of ``workload``."""
         return [s.workload_values(workload) for s in self.usable if workload in s.values]
 
-    def reference(self, workload: str) -> Reference | None:
+    def reference(self, workload: str) -> BaselineValues | None:
         """What the gate compares ``workload`` against: the usable sessions' values."""
         sessions = self.history(workload)
         if not sessions:
             return None
         latest = self.latest
         absent = latest.absent.get(workload, {}) if latest else {}
-        return Reference([dict(s) for s in sessions], dict(absent))
+        return BaselineValues([dict(s) for s in sessions], dict(absent))
 
-    def references(self) -> dict[str, Reference]:
-        out: dict[str, Reference] = {}
+    def references(self) -> dict[str, BaselineValues]:
+        out: dict[str, BaselineValues] = {}
         for wl in sorted({w for s in self.usable for w in s.values}):
             ref = self.reference(wl)
             if ref is not None:
                 out[wl] = ref
         return out
 
-    def add(self, session: Session, fingerprint: Mapping[str, Any], keep: int) -> None:
+    def add(self, session: SessionRecord, fingerprint: Mapping[str, Any], keep: int) -> None:
         """Append ``session`` measured on ``fingerprint`` (which becomes the entry's), and
         keep the last ``keep`` sessions. Older sessions keep what they ran on as diffs."""
         new_fp = dict(fingerprint)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.baseline.history import Entry, Invalid, Session, check_values
+from pytest_llmperf.baseline.history import Entry, Invalid, SessionRecord, check_values
 from pytest_llmperf.baseline.keys import baseline_key, get
 from pytest_llmperf.errors import BaselineError
 
@@ -32,7 +32,7 @@ def fail(path: Path | str, problem: str, fix: str = _FIX) -> BaselineError:
 
 
 def _params(raw: Any, where: str, path: Path) -> dict[str, Any]:
-    from pytest_llmperf.params import LoadParams
+    from pytest_llmperf.model.params import LoadParams
 
     if not isinstance(raw, dict):
         return {}
@@ -110,7 +110,7 @@ def _entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
         warmup = max(warmup, int(m.get("warmup", 0) or 0))
     if not problem and not any(values.values()):
         problem = "no metric values: the entry measured nothing"
-    session = Session(
+    session = SessionRecord(
         accepted_at=raw["accepted_at"],
         git_commit=commit,
         repetitions=reps,

@@ -45,7 +45,7 @@ from typing import Any
 
 from pytest_llmperf import paths
 from pytest_llmperf.baseline import jsonfmt, legacy
-from pytest_llmperf.baseline.history import Entry, Session, apply_diff, diff_from
+from pytest_llmperf.baseline.history import Entry, SessionRecord, apply_diff, diff_from
 from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key, params_identity
 from pytest_llmperf.errors import BaselineError, UsageError
 from pytest_llmperf.fileio import sync_tree, write_atomic
@@ -94,7 +94,7 @@ class Pending:
 
     model: str
     fingerprint: Mapping[str, Any]
-    session: Session
+    session: SessionRecord
     reset: bool = False
 
 
@@ -377,7 +377,7 @@ class BaselineStore:
             raise BaselineError(
                 f"{nodeid}: baseline entry is not JSON-serializable ({exc})"
             ) from None
-        check = Session.from_json(json.loads(json.dumps(pending.session.to_json())))
+        check = SessionRecord.from_json(json.loads(json.dumps(pending.session.to_json())))
         if not check.usable:
             raise BaselineError(f"{nodeid}: not recorded: {check.problem}")
         fp = pending.fingerprint
@@ -671,7 +671,7 @@ def parse_entry(nodeid: str, key: str, raw: Any, path: Path) -> Entry:
         key=key,
         model=model if isinstance(model, str) else "",
         fingerprint=fp,
-        sessions=[Session.from_json(s) for s in sessions],
+        sessions=[SessionRecord.from_json(s) for s in sessions],
         extra={k: v for k, v in raw.items() if k not in ("model", "fingerprint", "sessions")},
     )
     try:  # keys as this version makes them (a new load parameter keys nothing anew)

@@ -3,12 +3,12 @@
 Pure: no pytest import, no llama.cpp import. A :class:`Sweep` (from YAML with
 :func:`load_sweeps`, or from Python with :meth:`Sweep.define`) expands into a list of
 :class:`SweepPoint` (``Sweep.points(strategy=...)``); each point has a stable, pytest-safe
-id, the merged :class:`~pytest_llmperf.params.LoadParams`, the model id and the workloads.
+id, the merged :class:`~pytest_llmperf.model.params.LoadParams`, the model id and the workloads.
 The user documentation is docs/SWEEPS.md.
 
 One module per concern:
 
-- :mod:`.spec`: Sweep, Axis, Variant, DeepSpec; YAML and Python parsing
+- :mod:`.spec`: Sweep, Axis, Variant, DeepPhase; YAML and Python parsing
 - :mod:`.sampling`: Sampling and the table of strategies (add a strategy there)
 - :mod:`.points`: SweepPoint, PointList, building and validating points
 - :mod:`.ranking`: rank, the ranking file, deepen (the two phases)
@@ -16,7 +16,7 @@ One module per concern:
 - :mod:`.progress`: plan summary and progress lines
 - :mod:`.context`, :mod:`.files`: errors that name the file and key, or the path and fix
 
-and the session side, still without pytest (:mod:`pytest_llmperf.sweep_plugin` is the
+and the session side, still without pytest (:mod:`pytest_llmperf.plugin.sweep` is the
 glue): :mod:`.options` (validated options), :mod:`.fleet` (the shard, from the option or
 a scheduler's environment), :mod:`.collect` (markers into plans, shard and resume
 selection), :mod:`.phases` (the ranking file, the deep phase's winners),
@@ -24,28 +24,19 @@ selection), :mod:`.phases` (the ranking file, the deep phase's winners),
 progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf merge``).
 """
 
-from pytest_llmperf.sweep.points import PointList, SweepPoint
-from pytest_llmperf.sweep.progress import ProgressLine, fmt_duration, plan_summary
-from pytest_llmperf.sweep.ranking import Ranked, deepen, rank, read_ranking, write_ranking
-from pytest_llmperf.sweep.sampling import (
-    STRATEGIES,
-    STRATEGY_TABLE,
-    Sampling,
-    Strategy,
-    axis_indices,
-    lhs_default_size,
-    sample_indices,
-)
-from pytest_llmperf.sweep.spec import (
+from pytest_llmperf.sweep.definition import (
     Axis,
-    DeepSpec,
+    DeepPhase,
     Sweep,
     Variant,
     load_sweep,
     load_sweeps,
     parse_int_range,
 )
-from pytest_llmperf.sweep.stream import (
+from pytest_llmperf.sweep.points import PointList, SweepPoint
+from pytest_llmperf.sweep.progress import ProgressLine, fmt_duration, plan_summary
+from pytest_llmperf.sweep.ranking import Ranked, deepen, rank, read_ranking, write_ranking
+from pytest_llmperf.sweep.records import (
     RESULT_KEY_FIELD,
     MergeResult,
     SweepWarning,
@@ -57,13 +48,22 @@ from pytest_llmperf.sweep.stream import (
     read_results,
     shard,
 )
+from pytest_llmperf.sweep.selection import (
+    STRATEGIES,
+    STRATEGY_TABLE,
+    Sampling,
+    Strategy,
+    axis_indices,
+    lhs_default_size,
+    sample_indices,
+)
 
 __all__ = [
     "RESULT_KEY_FIELD",
     "STRATEGIES",
     "STRATEGY_TABLE",
     "Axis",
-    "DeepSpec",
+    "DeepPhase",
     "MergeResult",
     "PointList",
     "ProgressLine",

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.sweep.stream import parse_shard
+from pytest_llmperf.sweep.records import parse_shard
 
 #: the environment variables read here (tests clear them)
 SHARD_ENV = (

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.metrics import METRICS
+from pytest_llmperf.model.metrics import METRICS
 from pytest_llmperf.sweep.files import check_output
 from pytest_llmperf.sweep.fleet import Shard, resolve_shard
 from pytest_llmperf.sweep.ranking import RANKING_SUFFIXES
-from pytest_llmperf.sweep.sampling import Sampling
+from pytest_llmperf.sweep.selection import Sampling
 
 PHASES = ("explore", "deep")
 

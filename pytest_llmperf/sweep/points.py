@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.params import LoadParams, Workload
-from pytest_llmperf.sweep.sampling import Sampling
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.sweep.selection import Sampling
 
 if TYPE_CHECKING:
-    from pytest_llmperf.sweep.spec import Axis, Sweep
+    from pytest_llmperf.sweep.definition import Axis, Sweep
 
 
 def slug(text: str) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_llmperf.sweep.points import PointList, SweepPoint
-from pytest_llmperf.sweep.sampling import Sampling
+from pytest_llmperf.sweep.selection import Sampling
 
 
 def fmt_duration(seconds: float) -> str:

@@ -13,13 +13,13 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import read_yaml, write_atomic
-from pytest_llmperf.metrics import METRICS, Better
-from pytest_llmperf.params import Workload
+from pytest_llmperf.model.metrics import METRICS, Better
+from pytest_llmperf.model.params import Workload
 from pytest_llmperf.sweep.context import PathLike, Where, check_keys
+from pytest_llmperf.sweep.definition import Axis, DeepPhase, Sweep, parse_axes
 from pytest_llmperf.sweep.files import write_error
 from pytest_llmperf.sweep.points import PointList, Root, SweepPoint, build
-from pytest_llmperf.sweep.sampling import Sampling, sample_indices
-from pytest_llmperf.sweep.spec import Axis, DeepSpec, Sweep, parse_axes
+from pytest_llmperf.sweep.selection import Sampling, sample_indices
 
 RANKING_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_METRIC = "tg_tps"
@@ -139,7 +139,7 @@ def _flat_rows(
 
 def rank_records(
     records: Iterable[Mapping[str, Any]],
-    spec: DeepSpec | None,
+    spec: DeepPhase | None,
     top_k: int | None,
     metric: str | None = None,
 ) -> list[Ranked]:
@@ -246,7 +246,7 @@ def deepen(
     Deep ids extend the parent's: ``<parent id>-<deep variant names>`` (``-deep`` when
     there are no deep axes). Unknown ids raise a UsageError naming them.
     """
-    spec = sweep.deep or DeepSpec()
+    spec = sweep.deep or DeepPhase()
     k = spec.top_k if top_k is None else top_k
     if k < 1:
         raise UsageError(f"deepen: top_k={k}: must be >= 1")

@@ -1,0 +1,213 @@
+"""A second measurement backend: a llama-bench binary (any fork's) run as a subprocess.
+
+Seed 002's users benchmark ik_llama.cpp builds with flags mainline does not have
+(``-mla 3 -fmoe 1 -amb 512 -rtr``); llama-cpp-python cannot load those libraries, but
+their llama-bench runs them. A build of kind ``llama_bench`` (``builds: {ik: {llama_bench:
+PATH}}``) runs each workload as ``llama-bench -o jsonl`` with the test's load params in
+llama-bench's syntax, and the marker's ``bench_args`` passed through untouched.
+
+Mapping: each repetition's ``samples_ns`` is a sample. A prompt test gives ``pp_tps``
+(n_prompt / time), a generation test ``tg_tps`` (n_gen / time: llama-bench decodes n_gen
+tokens and times all of them, where the engine's tg_tps leaves out the first), both with
+``e2e_ms``; a prompt-then-generation workload also asks llama-bench for ``-pg N,1``, whose
+time is ``ttft_ms``. Per-token latencies do not exist in llama-bench's output: the ITL
+metrics are absent with that reason, never guessed. No load time either.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmperf.errors import BackendCrash, BackendError
+from pytest_llmperf.model.metrics import Sample
+from pytest_llmperf.model.params import KNOBS, LoadParams, Workload
+from pytest_llmperf.model.results import Measurement
+
+if TYPE_CHECKING:
+    from pytest_llmperf.model.streaming import StreamWorkload
+
+#: load params llama-bench has no flag for
+_NO_FLAG = {"n_ctx", "n_threads_batch", "cpu_moe", "use_mmap", "use_mlock"}
+NO_ITL = "llama-bench reports no per-token times (its output has one time per repetition)"
+
+
+def bench_args(params: LoadParams) -> list[str]:
+    """``params`` as llama-bench arguments (the flags it shares with llama.cpp)."""
+    out: list[str] = []
+    for name, value in params.non_default().items():
+        spec = KNOBS[name]
+        if name in _NO_FLAG or not spec.shown(value) or not spec.flags:
+            continue
+        out += [spec.flags[0], spec.kind.text(value)]
+    if params.cpu_moe:
+        out += ["-ncmoe", "9999"]  # llama-bench's form of --cpu-moe: every layer
+    if not params.use_mmap:
+        out += ["-lm", "none"]
+    return out
+
+
+class LlamaBenchRunner:
+    """The Runner interface over a llama-bench binary."""
+
+    def __init__(
+        self,
+        binary: str,
+        path: str,
+        params: LoadParams,
+        model_id: str = "",
+        *,
+        extra_args: Sequence[str] = (),
+        launcher: Sequence[str] = (),
+        timeout_s: float = 600.0,
+        build: str = "",
+    ) -> None:
+        self.binary = binary
+        self.path = path
+        self.params = params
+        self.model_id = model_id or os.path.basename(path)
+        self.extra = list(extra_args)
+        self.launcher = list(launcher)
+        self.timeout_s = timeout_s
+        self.build = build
+        self.load_ms = float("nan")
+        self.warnings: list[str] = []
+        self.resolved: dict[str, Any] = {"backend_kind": "llama-bench", "binary": binary}
+        self.software = self._identity()
+
+    def _identity(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"llama_bench": self.binary}
+        try:
+            with open(self.binary, "rb") as fh:
+                out["lib_sha256"] = hashlib.sha256(fh.read()).hexdigest()
+        except OSError as exc:
+            raise BackendError(
+                f"build {self.build!r}: llama-bench binary {self.binary} cannot be read ({exc}); "
+                "fix its path in the registry"
+            ) from None
+        try:
+            proc = subprocess.run(
+                [self.binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+            )
+            text = (proc.stdout + proc.stderr).strip()
+            if text:
+                out["llama_bench_version"] = text.splitlines()[0][:200]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(
+                f"build {self.build!r}: {self.binary} does not run ({exc})"
+            ) from None
+        return out
+
+    def command(self, workload: Workload, repetitions: int, warmup: int) -> list[str]:
+        args = [*self.launcher, self.binary, "-m", self.path, "-o", "jsonl", "-r", str(repetitions)]
+        if warmup == 0:
+            args.append("--no-warmup")
+        args += bench_args(self.params) + self.extra
+        if workload.n_prompt and workload.n_gen:
+            args += ["-p", "0", "-n", "0", "-pg", f"{workload.n_prompt},{workload.n_gen}"]
+            args += ["-pg", f"{workload.n_prompt},1"]
+        else:
+            args += ["-p", str(workload.n_prompt), "-n", str(workload.n_gen)]
+        args += ["-d", str(workload.n_depth)]
+        return args
+
+    def _run(self, cmd: list[str]) -> list[dict[str, Any]]:
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=self.timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise BackendCrash(
+                f"llama-bench for {self.model_id} did not finish within {self.timeout_s:.0f} s "
+                "and was killed; raise --perf-timeout if it is legitimately this slow",
+                signal_name="timeout",
+            ) from None
+        except OSError as exc:
+            raise BackendError(f"cannot run {cmd[0]}: {exc}") from None
+        if proc.returncode != 0:
+            from pytest_llmperf.backends.runner import _HINTS, signal_name
+
+            name = signal_name(proc.returncode)
+            tail = "\n".join(f"  | {ln}" for ln in proc.stderr.strip().splitlines()[-12:])
+            raise BackendCrash(
+                f"llama-bench ({self.binary}) failed on {self.model_id}: {name}\n"
+                f"hint: {_HINTS.get(name, 'see its output below (an unknown flag?)')}\n"
+                f"command: {shlex.join(cmd)}\n{tail}",
+                signal_name=name,
+            )
+        rows: list[dict[str, Any]] = []
+        for line in proc.stdout.splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("samples_ns"), list):
+                rows.append(row)
+        if not rows:
+            raise BackendError(
+                f"llama-bench ({self.binary}) printed no result for {self.model_id}; "
+                f"command: {shlex.join(cmd)}"
+            )
+        return rows
+
+    def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement:
+        if workload.kind == "load":
+            return self.measure_load(repetitions)
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        rows = self._run(self.command(workload, repetitions, warmup))
+        main = next((r for r in rows if int(r.get("n_gen", 0)) == workload.n_gen), rows[0])
+        ns = [int(x) for x in main["samples_ns"]]
+        values: dict[str, list[float]] = {"e2e_ms": [x / 1e6 for x in ns]}
+        if workload.n_gen and not workload.n_prompt:
+            values["tg_tps"] = [workload.n_gen / (x / 1e9) for x in ns]
+            values["tpot_ms"] = [x / 1e6 / workload.n_gen for x in ns]
+        elif workload.n_prompt and not workload.n_gen:
+            values["pp_tps"] = [workload.n_prompt / (x / 1e9) for x in ns]
+        ttft = next((r for r in rows if int(r.get("n_gen", 0)) == 1 and workload.n_gen > 1), None)
+        if ttft is not None:
+            values["ttft_ms"] = [int(x) / 1e6 for x in ttft["samples_ns"]]
+        absent = {m: NO_ITL for m in ("itl_p50_ms", "itl_p95_ms", "itl_p99_ms")}
+        absent["load_ms"] = "llama-bench does not report its model load time"
+        samples = [
+            Sample(workload.n_prompt, workload.n_gen, workload.n_depth, None, [], x, {}) for x in ns
+        ]
+        resolved = dict(self.resolved, llama_bench=main)
+        return Measurement(
+            model=self.model_id,
+            model_path=self.path,
+            params=self.params,
+            workload=workload,
+            samples=samples,
+            values=values,
+            absent=absent,
+            resolved=resolved,
+            started_at=started,
+            repetitions=repetitions,
+            warmup=warmup,
+        )
+
+    def measure_load(self, repetitions: int = 3) -> Measurement:
+        raise BackendError(
+            f"build {self.build!r} runs llama-bench, which does not time model loads; "
+            "measure load times with a llama-cpp-python build"
+        )
+
+    def measure_stream(
+        self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
+    ) -> Measurement:
+        raise BackendError(
+            f"build {self.build!r} runs llama-bench, which has no streaming API; measure "
+            "streamed requests with a llama-cpp-python build"
+        )
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,260 @@
+"""``llmperf ab`` and ``llmperf build``: paired A/B comparisons without writing a test, and
+named llama.cpp builds.
+
+    llmperf ab --model tiny-moe-mxfp4 --build-b main -p 512 -n 128 --rounds 5
+    llmperf ab --model tiny-moe-mxfp4 --args "-t 2" --args-b "-t 2 --cpu-moe" -o json
+    llmperf build portable --cmake-args "-DGGML_NATIVE=OFF"
+    llmperf build --list
+
+``ab`` is compare-llama-bench.py with statistics: each workload runs on both sides in
+interleaved rounds (see :mod:`pytest_llmperf.verdict.paired`), and the table gives the ratio B/A
+with its interval and a verdict. Exit status 1 when any workload regressed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf import options
+from pytest_llmperf.api import Config
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.machine import builds
+from pytest_llmperf.machine.registry import load_registry
+from pytest_llmperf.model.metrics import fmt_value
+from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.session.perf_session import PerfSession, Settings
+from pytest_llmperf.verdict import paired
+from pytest_llmperf.verdict.thresholds import default_rules
+
+#: the metric a workload's row shows: tg for generation, pp for prompts
+_ROW_METRIC = {"pp": "pp_tps", "tg": "tg_tps", "pg": "tg_tps"}
+
+
+def _ints(text: str) -> list[int]:
+    from pytest_llmperf.model.params import int_range
+
+    try:
+        return int_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def workloads(
+    prompts: list[int], gens: list[int], pgs: list[str], depths: list[int]
+) -> list[Workload]:
+    """llama-bench's tests: every -p and -n and -pg, at every -d."""
+    out: list[Workload] = []
+    for d in depths or [0]:
+        out += [Workload(n_prompt=p, n_depth=d) for p in prompts if p]
+        out += [Workload(n_gen=n, n_depth=d) for n in gens if n]
+        for pair in pgs:
+            a, sep, b = pair.partition(",")
+            if not sep:
+                raise UsageError(f"-pg {pair}: write PROMPT,GEN, e.g. 512,128")
+            out.append(Workload(int(a), int(b), d))
+    if not out:
+        raise UsageError("ab: no workload: give -p, -n or -pg (e.g. -n 128)")
+    return out
+
+
+def add_subcommands(sub: Any) -> None:
+    ab = sub.add_parser(
+        "ab",
+        help="is B slower than A? paired rounds of two configurations (exit 1 on a regression)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for side in ("", "-b"):
+        who = "B (default: A's)" if side else "A, the reference"
+        ab.add_argument(f"--model{side}", default=None, help=f"model id of {who}")
+        ab.add_argument(f"--build{side}", default=None, help=f"build of {who}")
+        ab.add_argument(f"--launcher{side}", default=None, help=f"launcher of {who}")
+        ab.add_argument(f"--args{side}", default=None, help=f"llama.cpp arguments of {who}")
+    ab.add_argument("-p", "--n-prompt", type=_ints, default=[], help="prompt sizes (512,1024)")
+    ab.add_argument("-n", "--n-gen", type=_ints, default=[], help="generated tokens (128)")
+    ab.add_argument(
+        "-pg", action="append", default=[], metavar="PP,TG", help="prompt then generation"
+    )
+    ab.add_argument("-d", "--n-depth", type=_ints, default=[0], help="KV depths (0,4096)")
+    ab.add_argument("--rounds", type=options.int_at_least(2), default=paired.DEFAULT_ROUNDS)
+    ab.add_argument("--max-loads", type=options.int_at_least(1), default=paired.MAX_BLOCKS)
+    ab.add_argument(
+        "--threshold", type=options.positive_percent, default=paired.DEFAULT_THRESHOLD_PCT
+    )
+    ab.add_argument("--alpha", type=options.probability, default=0.05)
+    ab.add_argument("-o", "--output", choices=("md", "json", "csv"), default="md")
+    ab.add_argument("--config", default=None, help="llmperf.yaml (default: the current folder's)")
+    ab.set_defaults(func=cmd_ab)
+
+    b = sub.add_parser("build", help="build a named llama.cpp variant into the cache, or list them")
+    b.add_argument("name", nargs="?", help="the build's name (used as build=NAME)")
+    b.add_argument("--list", action="store_true", help="list cached builds")
+    b.add_argument("--version", default=builds.PINNED_VERSION, help="llama-cpp-python version")
+    b.add_argument("--cmake-args", default="", help="extra CMake arguments")
+    b.add_argument("--source", default="", help="a local llama.cpp source tree instead")
+    b.add_argument(
+        "--llama-bench",
+        action="store_true",
+        help="build the llama-bench binary (measured as its own backend) instead of the library",
+    )
+    b.set_defaults(func=cmd_build)
+
+
+def _side(args: argparse.Namespace, suffix: str, base: Config | None) -> Config:
+    def pick(name: str) -> Any:
+        value = getattr(args, name + suffix)
+        if value is None and base is not None:
+            return getattr(base, {"args": "params"}.get(name, name))
+        return value
+
+    model = pick("model")
+    if not model:
+        raise UsageError("ab: name the model: --model MODEL_ID (a registry id or tiny-moe-mxfp4)")
+    params = pick("args")
+    if not isinstance(params, LoadParams):
+        params = LoadParams.from_args(params or "")
+    return Config(
+        str(model),
+        params,
+        build=pick("build") or builds.DEFAULT,
+        launcher=pick("launcher") or "",
+    )
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    registry = load_registry(Path.cwd(), args.config)
+    session = PerfSession(Settings(), registry)
+    a = _side(args, "", None)
+    b = _side(args, "_b", a)
+    if a.key() == b.key():
+        raise UsageError(
+            "ab: A and B are the same configuration; give what differs (--build-b, --args-b, ...)"
+        )
+    paths = {}
+    for side, cfg in (("A", a), ("B", b)):
+        path, reason = session.resolve_path(cfg)
+        if path is None:
+            raise UsageError(f"ab: {side} cannot run: {reason}")
+        paths[side] = path
+    design = paired.Design(
+        rounds=args.rounds,
+        max_blocks=max(args.max_loads, paired.MIN_BLOCKS),
+        threshold_pct=args.threshold,
+        alpha=args.alpha,
+    )
+    rules = default_rules()
+    results = []
+    try:
+        for wl in workloads(args.n_prompt, args.n_gen, args.pg, args.n_depth):
+            result = paired.run(
+                lambda: session.start_runner(a, paths["A"], True),
+                lambda: session.start_runner(b, paths["B"], True),
+                wl,
+                rules,
+                design,
+            )
+            results.append((wl, result))
+            print(
+                f"{wl.name}: {paired.summary_line(result, _ROW_METRIC[wl.kind])}", file=sys.stderr
+            )
+    finally:
+        session.close()
+    sys.stdout.write(render(a, b, results, args.output))
+    return 1 if any(c.verdict == "regressed" for _wl, r in results for c in r.comparisons) else 0
+
+
+def _row(a: Config, b: Config, wl: Workload, result: paired.PairedResult) -> dict[str, Any]:
+    metric = _ROW_METRIC[wl.kind]
+    c = paired.as_mapping(result.comparisons).get(metric)
+    return {
+        "model_a": a.model,
+        "model_b": b.model,
+        "a": a.id,
+        "b": b.id,
+        "test": wl.name,
+        "metric": metric,
+        "a_median": None if c is None else c.baseline_median,
+        "b_median": None if c is None else c.current_median,
+        "ratio": None if c is None else c.ratio,
+        "ratio_low": None if c is None else c.ratio_low,
+        "ratio_high": None if c is None else c.ratio_high,
+        "verdict": "inconclusive" if c is None else c.verdict,
+        "loads": len(result.runs.blocks),
+        "rounds": len(result.runs.rounds),
+        "contaminated_rounds": result.runs.contaminated(),
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def render(
+    a: Config, b: Config, results: list[tuple[Workload, paired.PairedResult]], fmt: str
+) -> str:
+    rows = [_row(a, b, wl, r) for wl, r in results]
+    if fmt == "json":
+        out = [
+            dict(
+                row, comparisons=[c.to_dict() for c in r.comparisons], rounds_data=paired.to_rows(r)
+            )
+            for row, (_wl, r) in zip(rows, results, strict=True)
+        ]
+        return json.dumps({"a": a.id, "b": b.id, "results": out}, indent=1) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["test"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    lines = [
+        f"A = {a.id}, B = {b.id}",
+        "",
+        "| test | metric | A | B | B/A | interval | verdict | loads x rounds |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | ---: |",
+    ]
+    for r in rows:
+        interval = (
+            f"[{r['ratio_low']:.3f}, {r['ratio_high']:.3f}]" if r["ratio_low"] is not None else "-"
+        )
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        lines.append(
+            f"| {r['test']} | {r['metric']} | {fmt_value(r['a_median'])} | "
+            f"{fmt_value(r['b_median'])} | {ratio} | {interval} | {r['verdict']} | "
+            f"{r['loads']} x {r['rounds'] // max(r['loads'], 1)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if args.list:
+        cached = builds.cached_builds()
+        if not cached:
+            print("no cached builds (llmperf build NAME makes one)")
+        for name, info in sorted(cached.items()):
+            what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
+            print(f"{name}: {info.lib}  ({what}; {info.cmake_args})")
+        return 0
+    if not args.name:
+        raise UsageError("build: name the build (llmperf build NAME), or --list")
+    info = builds.build(
+        args.name,
+        version=args.version,
+        cmake_args=args.cmake_args,
+        source=args.source,
+        kind="llama_bench" if args.llama_bench else "lib",
+        log=sys.stderr,
+    )
+    state = "reused" if info.reused else "built"
+    print(f"{state} build {info.name}: {info.lib}", file=sys.stderr)
+    key = "llama_bench" if info.kind == "llama_bench" else "lib"
+    print(
+        f"use it as build={info.name!r}, or in llmperf.yaml:  "
+        f"builds: {{{info.name}: {{{key}: {info.lib}}}}}",
+        file=sys.stderr,
+    )
+    print(info.lib)
+    return 0

@@ -1,0 +1,250 @@
+"""Exports for other tools: pytest-benchmark's saved-run JSON (read by
+``pytest-benchmark compare`` and github-action-benchmark's "pytest" tool) and Bencher's
+Metric Format (BMF)."""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+from bisect import bisect_left, bisect_right
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_llmperf.model.results import Measurement, TestResult
+from pytest_llmperf.outputs.common import (
+    measurement_label,
+    rate_samples,
+    short_name,
+)
+from pytest_llmperf.outputs.results_json import now_iso
+
+#: the pytest-benchmark file format version written when pytest-benchmark is not installed
+_FALLBACK_PB_VERSION = "5.1.0"
+
+
+def _pb_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("pytest-benchmark")
+    except metadata.PackageNotFoundError:
+        return _FALLBACK_PB_VERSION
+
+
+def _quartiles(data: list[float]) -> tuple[float, float]:
+    """q1, q3 computed exactly like pytest-benchmark's Stats."""
+    d = sorted(data)
+    n = len(d)
+    if n == 1:
+        return d[0], d[0]
+    if n % 2:
+        k, q = n // 4, n % 4
+        if q == 1:
+            q1 = 0.25 * d[k - 1] + 0.75 * d[k]
+            q3 = 0.75 * d[3 * k] + 0.25 * d[3 * k + 1]
+        else:
+            q1 = 0.75 * d[k] + 0.25 * d[k + 1]
+            q3 = 0.25 * d[3 * k + 1] + 0.75 * d[3 * k + 2]
+        return q1, q3
+    return statistics.median(d[: n // 2]), statistics.median(d[n // 2 :])
+
+
+def benchmark_stats(data: Sequence[float]) -> dict[str, Any]:
+    """pytest-benchmark's ``stats`` object for per-round durations ``data`` (seconds)."""
+    d = [float(x) for x in data]
+    if not d:
+        raise ValueError("benchmark_stats() needs at least one value")
+    s = sorted(d)
+    mean = statistics.fmean(d)
+    stddev = statistics.stdev(d) if len(d) > 1 else 0.0
+    q1, q3 = _quartiles(d)
+    iqr = q3 - q1
+    lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    iqr_out = sum(1 for x in d if x < lo or x > hi)
+    sd_out = sum(1 for x in d if x < mean - stddev or x > mean + stddev)
+    if len(d) == 1:
+        ld15, hd15 = d[0], d[0]
+    else:
+        ld15 = s[bisect_left(s, lo)]
+        hd15 = s[bisect_right(s, hi) - 1]
+    total = sum(d)
+    return {
+        "min": s[0],
+        "max": s[-1],
+        "mean": mean,
+        "stddev": stddev,
+        "rounds": len(d),
+        "median": statistics.median(d),
+        "iqr": iqr,
+        "q1": q1,
+        "q3": q3,
+        "iqr_outliers": iqr_out,
+        "stddev_outliers": sd_out,
+        "outliers": f"{sd_out};{iqr_out}",
+        "ld15iqr": ld15,
+        "hd15iqr": hd15,
+        "ops": len(d) / total if total else 0,
+        "total": total,
+        "data": d,
+        "iterations": 1,
+    }
+
+
+def primary_rate(m: Measurement) -> tuple[str, list[float], str]:
+    """(what, per-repetition seconds per unit, unit) the benchmark entry times:
+    tg: 1 / tg_tps, pp: 1 / pp_tps, pg: llama-bench's combined rate, load: seconds."""
+    kind = m.workload.kind
+    if kind == "load":
+        return "load_ms", [v / 1000 for v in m.values.get("load_ms", [])], "s/load"
+    if kind == "tg" and m.values.get("tg_tps"):
+        return "tg_tps", [1 / v for v in m.values["tg_tps"] if v > 0], "s/token"
+    if kind == "pp" and m.values.get("pp_tps"):
+        return "pp_tps", [1 / v for v in m.values["pp_tps"] if v > 0], "s/token"
+    _, ts = rate_samples(m)
+    return "avg_ts", [1 / v for v in ts if v > 0], "s/token"
+
+
+def _bench_name(report: TestResult, m: Measurement) -> tuple[str, str]:
+    label = measurement_label(report, m)
+    return f"{short_name(report.nodeid)} {label}", f"{report.nodeid} {label}"
+
+
+def _machine_info(reports: Sequence[TestResult]) -> dict[str, Any]:
+    fp: dict[str, Any] = next(
+        (m.fingerprint for r in reports for m in r.measurements if m.fingerprint), {}
+    )
+    mach = fp.get("machine", {})
+    soft = fp.get("software", {})
+    python_version = str(soft.get("python") or platform.python_version())
+    return {
+        "node": platform.node(),
+        "processor": str(mach.get("cpu") or platform.processor()),
+        "machine": str(mach.get("arch") or platform.machine()),
+        "python_compiler": platform.python_compiler(),
+        "python_implementation": platform.python_implementation(),
+        "python_implementation_version": python_version,
+        "python_version": python_version,
+        "python_build": list(platform.python_build()),
+        "release": platform.release(),
+        "system": platform.system(),
+        "cpu": {"brand_raw": mach.get("cpu"), "count": mach.get("cores"), "arch": mach.get("arch")},
+        "llmperf": {"machine": mach, "software": soft},
+    }
+
+
+def benchmark_json(
+    reports: Sequence[TestResult],
+    *,
+    generated_at: str | None = None,
+    commit_info: Mapping[str, Any] | None = None,
+    machine_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The pytest-benchmark saved-run structure: one benchmark per (test, workload), stats
+    in seconds per token (so ``ops`` is tokens/s), every metric median in ``extra_info``."""
+    benchmarks: list[dict[str, Any]] = []
+    for r in reports:
+        for m in r.measurements:
+            what, data, unit = primary_rate(m)
+            if not data:
+                continue
+            name, fullname = _bench_name(r, m)
+            label = measurement_label(r, m)
+            extra: dict[str, Any] = {name_: s.median for name_, s in sorted(m.summaries().items())}
+            extra.update(
+                {
+                    "unit": unit,
+                    "timed": what,
+                    "model": m.model,
+                    "workload": m.workload.name,
+                    "params": m.params.to_args(),
+                    "verdict": r.verdict,
+                }
+            )
+            benchmarks.append(
+                {
+                    "group": label,
+                    "name": name,
+                    "fullname": fullname,
+                    "params": {
+                        "model": m.model,
+                        "params": m.params.short_id(),
+                        "workload": m.workload.name,
+                    },
+                    "param": f"{m.model}-{m.params.short_id()}-{m.workload.name}",
+                    "extra_info": extra,
+                    "options": {
+                        "disable_gc": False,
+                        "timer": "perf_counter_ns",
+                        "min_rounds": m.repetitions or len(data),
+                        "max_time": 0,
+                        "min_time": 0,
+                        "warmup": bool(m.warmup),
+                    },
+                    "stats": benchmark_stats(data),
+                }
+            )
+    return {
+        "machine_info": dict(machine_info) if machine_info else _machine_info(reports),
+        "commit_info": dict(commit_info)
+        if commit_info
+        else {
+            "id": None,
+            "time": None,
+            "author_time": None,
+            "dirty": False,
+            "project": "pytest-llmperf",
+            "branch": None,
+        },
+        "benchmarks": benchmarks,
+        "datetime": generated_at or now_iso(),
+        "version": _pb_version(),
+    }
+
+
+def write_benchmark_json(
+    reports: Sequence[TestResult],
+    path: str | Path,
+    *,
+    commit_info: Mapping[str, Any] | None = None,
+    machine_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write :func:`benchmark_json` to ``path`` (atomically); returns the path."""
+    from pytest_llmperf.outputs.writer import write_json
+
+    data = benchmark_json(reports, commit_info=commit_info, machine_info=machine_info)
+    return write_json(Path(path), data)
+
+
+def measure_slug(metric: str) -> str:
+    """``tg_tps`` -> ``tg-tps`` (Bencher measure slugs)."""
+    return metric.replace("_", "-").lower()
+
+
+def bmf_dict(reports: Sequence[TestResult]) -> dict[str, dict[str, dict[str, float]]]:
+    """Bencher Metric Format: ``{benchmark: {measure: {value, lower_value, upper_value}}}``
+    with the median as value and the min and max of the repetitions as bounds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in reports:
+        for m in r.measurements:
+            name, _ = _bench_name(r, m)
+            measures: dict[str, dict[str, float]] = {}
+            for metric, s in sorted(m.summaries().items()):
+                if not all(math.isfinite(x) for x in (s.median, s.min, s.max)):
+                    continue
+                measures[measure_slug(metric)] = {
+                    "value": s.median,
+                    "lower_value": s.min,
+                    "upper_value": s.max,
+                }
+            if measures:
+                out[name] = measures
+    return out
+
+
+def write_bmf(reports: Sequence[TestResult], path: str | Path) -> Path:
+    """Write :func:`bmf_dict` to ``path`` (atomically); returns the path."""
+    from pytest_llmperf.outputs.writer import write_json
+
+    return write_json(Path(path), bmf_dict(reports))

@@ -1,0 +1,217 @@
+"""The pass/fail policy of one test, as pure functions: comparisons in, a Judgement out.
+
+:func:`compare` runs the gate (:mod:`pytest_llmperf.verdict.gate`) over every workload of a test
+and its limits and SLAs; :func:`judge` turns the comparisons, what the baseline store
+knows of the test and the session's :class:`Policy` into a :class:`Judgement`: the
+verdict, whether the measurements are accepted into the baseline, and whether the test
+passes, fails or is skipped, with the message. The Recorder (session.py) measures and
+asks; ``llmperf compare`` asks the same questions of two files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from pytest_llmperf.errors import UsageError
+from pytest_llmperf.model.results import (
+    BaselineValues,
+    Measurement,
+    MetricComparison,
+    Verdict,
+    worst,
+)
+from pytest_llmperf.verdict import gate
+from pytest_llmperf.verdict.thresholds import GateRules
+
+AcceptMode = Literal["all", "new", "failed", "reset"]
+ACCEPT_MODES: tuple[AcceptMode, ...] = get_args(AcceptMode)
+MissingMode = Literal["fail", "skip", "record"]
+MISSING_MODES: tuple[MissingMode, ...] = get_args(MissingMode)
+Outcome = Literal["pass", "fail", "skip"]
+
+#: the verdicts ``--perf-accept=failed`` re-records: those that make a test fail or not pass
+FAILED_VERDICTS: frozenset[Verdict] = frozenset({"regressed", "mismatch", "new"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the session says about accepting and failing (options and ini keys)."""
+
+    accept: AcceptMode | None = None
+    force_accept: bool = False
+    missing: MissingMode = "record"
+    fail_on_improvement: bool = False
+    alpha: float = 0.05
+
+
+@dataclass
+class Judgement:
+    verdict: Verdict
+    outcome: Outcome = "pass"
+    #: queue these measurements as the test's baseline entry
+    accept: bool = False
+    notes: list[str] = field(default_factory=list)
+    #: under --perf-accept: why this test was not accepted (None when it was, or no accept)
+    left_alone: str | None = None
+    #: the failure or skip message (empty for a pass)
+    message: str = ""
+
+
+def compare(
+    current: Sequence[Measurement],
+    baseline: Mapping[str, Measurement | BaselineValues] | None,
+    rules: GateRules,
+    *,
+    alpha: float = 0.05,
+    fail_on_improvement: bool = False,
+) -> dict[str, list[MetricComparison]]:
+    """Comparisons per workload name (``baseline`` None: every metric is new; a workload
+    missing from it is new too), plus the limits and ratio SLAs under :data:`gate.SLA_KEY`
+    when there are any."""
+    out: dict[str, list[MetricComparison]] = {}
+    for m in current:
+        out[m.workload.name] = gate.compare_measurement(
+            m,
+            None if baseline is None else baseline.get(m.workload.name),
+            rules,
+            alpha=alpha,
+            fail_on_improvement=fail_on_improvement,
+        )
+    limits = gate.check_limits({m.workload.name: m for m in current}, rules)
+    if limits:
+        out[gate.SLA_KEY] = limits
+    return out
+
+
+def flat(comparisons: Mapping[str, Sequence[MetricComparison]]) -> list[MetricComparison]:
+    return [c for cs in comparisons.values() for c in cs]
+
+
+def needs_remeasure(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bool:
+    """A suspected regression against the baseline: measure again before failing."""
+    return gate.needs_remeasure(flat(comparisons))
+
+
+def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
+    """Whether ``--perf-accept=<mode>`` records a test with this verdict.
+
+    - ``all``: every test that measured something (not ``error``), added to its history
+    - ``reset``: the same, replacing the history with this session
+    - ``new``: tests without an entry under their baseline key
+    - ``failed``: tests whose verdict is in :data:`FAILED_VERDICTS`
+
+    A ``mismatch`` needs ``--perf-force-accept`` on top (:func:`judge` checks it).
+    """
+    if mode not in ACCEPT_MODES:
+        raise UsageError(f"accept mode {mode!r}: accepted: {', '.join(ACCEPT_MODES)}")
+    if verdict == "error":
+        return False
+    if mode in ("all", "reset"):
+        return True
+    if mode == "new":
+        return not has_entry
+    return verdict in FAILED_VERDICTS
+
+
+def _compared_nothing(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bool:
+    return not any(
+        c.baseline_median is not None and c.current_median is not None
+        for wl, cs in comparisons.items()
+        if wl != gate.SLA_KEY
+        for c in cs
+    )
+
+
+def judge(
+    nodeid: str,
+    comparisons: dict[str, list[MetricComparison]],
+    policy: Policy,
+    *,
+    has_entry: bool,
+    mismatch: Sequence[str] | None = None,
+    warnings: Sequence[str] = (),
+    store: str = "",
+    notes: Sequence[str] = (),
+) -> Judgement:
+    """The verdict and what to do about it.
+
+    ``has_entry``: the store holds an entry under this test's key. ``mismatch``: entries
+    exist for this test under other keys (the strict fingerprint fields that differ, or
+    an empty list when only params/workloads differ); None when there are none.
+    ``warnings``: warn-only fingerprint differences. ``notes``: what the caller already
+    has to say (re-measurements).
+    """
+    verdict: Verdict = worst([c.verdict for c in flat(comparisons)])
+    out = Judgement(verdict=verdict, notes=list(notes))
+    if not has_entry and mismatch is not None:
+        out.verdict = verdict = "mismatch"
+        out.notes.append(
+            "baseline exists for another fingerprint: "
+            + "; ".join(mismatch or ["load params or workloads differ"])
+        )
+    elif has_entry:
+        out.notes.extend(f"warning: {w}" for w in warnings)
+        if _compared_nothing(comparisons) and verdict not in ("regressed", "improved"):
+            out.verdict = verdict = "inconclusive"
+            out.notes.append(
+                f"the baseline entry of {nodeid} in {store or 'the baseline file'} holds no "
+                "metric this test measured: nothing was compared; re-accept it with "
+                "--perf-accept"
+            )
+
+    if policy.accept is not None:
+        if verdict == "mismatch" and not policy.force_accept:
+            why = "fingerprint mismatch (add --perf-force-accept)"
+        elif should_accept(policy.accept, verdict, has_entry):
+            why = ""
+        else:
+            why = f"--perf-accept={policy.accept} leaves a test whose verdict is {verdict}"
+        if why:
+            out.notes.append(f"not accepted: {why}")
+            out.left_alone = why
+        else:
+            out.accept = True
+    elif verdict == "new" and policy.missing == "record":
+        out.accept = True
+        out.notes.append("no baseline yet: recorded (accept explicitly with --perf-accept)")
+    if out.accept:
+        out.notes.append("accepted into the baseline")
+        return out
+
+    if verdict in ("new", "mismatch"):
+        what = (
+            "no baseline for this test on this machine"
+            if verdict == "new"
+            else "the stored baseline has another fingerprint"
+        )
+        if policy.missing != "record":
+            out.outcome = "fail" if policy.missing == "fail" else "skip"
+            out.message = (
+                f"{nodeid}: {what} ({store}). Record one with --perf-accept"
+                + (" --perf-force-accept" if verdict == "mismatch" else "")
+                + "\n"
+                + "\n".join(out.notes)
+            )
+        return out
+    if verdict == "regressed" or (verdict == "improved" and policy.fail_on_improvement):
+        out.outcome = "fail"
+        out.message = gate.failure_message(nodeid, comparisons, notes=out.notes)
+    return out
+
+
+__all__ = [
+    "ACCEPT_MODES",
+    "FAILED_VERDICTS",
+    "MISSING_MODES",
+    "AcceptMode",
+    "Judgement",
+    "MissingMode",
+    "Outcome",
+    "Policy",
+    "compare",
+    "judge",
+    "needs_remeasure",
+    "should_accept",
+]
