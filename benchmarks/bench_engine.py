@@ -23,7 +23,8 @@ import time
 from pytest_llmperf.backends.engine import LoadedModel
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.model.metrics import per_sample_metrics
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 BIG_VOCAB = tiny.TinySpec(
     n_layer=4, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, n_vocab=256_000, n_ctx_train=4096

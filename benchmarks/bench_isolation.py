@@ -16,7 +16,8 @@ import time
 
 from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
 from pytest_llmperf.machine import tiny
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 
 def main() -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.machine import tiny
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.workloads import Workload
 
 
 def _median(m: Measurement, metric: str) -> float:

@@ -35,8 +35,9 @@ from pathlib import Path
 from pytest_llmperf.backends.runner import IsolatedRunner, Runner
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.machine.builds import Runtime
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import BaselineValues
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.judge import Policy, compare, judge
 from pytest_llmperf.verdict.thresholds import default_rules

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.model.params import KNOBS, LoadParams, Workload, split_run_args
+from pytest_llmperf.model.args import split_run_args
+from pytest_llmperf.model.params import KNOBS, LoadParams
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict.thresholds import RULE_KEYS
 
 

@@ -386,7 +386,8 @@ class GPUChecks:
     # -- one configuration, the plugin's way --------------------------------------------
     def run_config(self, key: str, model: str, **params: Any) -> dict[str, Any]:
         from pytest_llmperf.backends.runner import IsolatedRunner
-        from pytest_llmperf.model.params import LoadParams, Workload
+        from pytest_llmperf.model.params import LoadParams
+        from pytest_llmperf.model.workloads import Workload
 
         info = self.need_model(model)
         load_params = LoadParams(**params)
@@ -1009,7 +1010,8 @@ def child_main(kind: str, payload: dict[str, Any]) -> Any:
     if kind == "release":
         from pytest_llmperf.backends.engine import LoadedModel
         from pytest_llmperf.machine import devices
-        from pytest_llmperf.model.params import LoadParams, Workload
+        from pytest_llmperf.model.params import LoadParams
+        from pytest_llmperf.model.workloads import Workload
 
         def used() -> float | None:
             try:

@@ -27,7 +27,9 @@ from pytest_llmperf.baseline import (
 )
 from pytest_llmperf.baseline.history import rounded
 from pytest_llmperf.errors import BaselineError, UsageError
-from pytest_llmperf.model.params import Int, LoadParams, Workload, knob
+from pytest_llmperf.model.knobs import Int, knob
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import judge
 
 FP: dict[str, Any] = {

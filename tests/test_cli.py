@@ -8,8 +8,9 @@ import pytest
 
 from pytest_llmperf.baseline import BaselineStore, Pending, SessionRecord
 from pytest_llmperf.cli.main import main
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.workloads import Workload
 
 
 def measurement(rate: float, workload: str = "tg32") -> Measurement:

@@ -11,7 +11,8 @@ from pytest_llmperf.backends.engine import LoadedModel, expert_override_patterns
 from pytest_llmperf.errors import BackendError, ModelFileError, UsageError
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.model.metrics import per_sample_metrics
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 P2 = LoadParams(n_threads=2, n_ctx=1024)
 

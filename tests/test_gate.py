@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from pytest_llmperf.model.metrics import Sample
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement, MetricComparison
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import gate
 from pytest_llmperf.verdict.thresholds import GateRules, default_rules, merge_threshold_sources
 

@@ -13,7 +13,9 @@ from pytest_llmperf.backends.engine import LoadedModel
 from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine import gguf_info
-from pytest_llmperf.model.params import KNOBS, LoadParams, Workload, split_run_args
+from pytest_llmperf.model.args import split_run_args
+from pytest_llmperf.model.params import KNOBS, LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 

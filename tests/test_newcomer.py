@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.backends.engine import LoadedModel
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 if sys.version_info >= (3, 11):
     import tomllib

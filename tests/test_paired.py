@@ -212,7 +212,8 @@ HOG = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time
 
 def test_a_busy_neighbour_marks_repetitions_contaminated(tiny_model: object) -> None:
     from pytest_llmperf.backends.runner import IsolatedRunner
-    from pytest_llmperf.model.params import LoadParams, Workload
+    from pytest_llmperf.model.params import LoadParams
+    from pytest_llmperf.model.workloads import Workload
 
     model = tiny_model("moe-q8_0")  # type: ignore[operator]
     runner = IsolatedRunner(str(model), LoadParams(n_threads=1, n_ctx=256), "m")

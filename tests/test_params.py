@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.model.params import LoadParams, Workload, parse_llama_args
+from pytest_llmperf.model.params import LoadParams, parse_llama_args
+from pytest_llmperf.model.workloads import Workload
 
 
 def test_parse_short_and_long_forms() -> None:

@@ -24,9 +24,10 @@ import pytest
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.metrics import Sample, summarize
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement, MetricComparison
 from pytest_llmperf.model.results import TestResult as PerfReport  # not collected as a test class
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.outputs import (
     PLOTS_MISSING_NOTE,
     benchmark_json,

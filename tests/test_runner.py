@@ -12,8 +12,9 @@ import pytest
 
 from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
 from pytest_llmperf.errors import BackendCrash, ModelFileError, UsageError
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.workloads import Workload
 
 P = LoadParams(n_threads=2, n_ctx=512)
 

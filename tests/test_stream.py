@@ -13,13 +13,14 @@ from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
 from pytest_llmperf.backends.stream import StreamModel
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.metrics import METRICS, Sample, chunk_gaps_ms
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.prompts import load_prompts
 from pytest_llmperf.model.results import Measurement
-from pytest_llmperf.model.streaming import (
+from pytest_llmperf.model.workloads import (
     BUILTIN_PROMPTS,
     DEFAULT_MAX_TOKENS,
     StreamWorkload,
-    load_prompts,
+    Workload,
     require_request,
     stream_name,
     stream_workload,

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.model.params import KNOBS, Choice, LoadParams, Switch, Text, Workload, value_id
+from pytest_llmperf.model.knobs import Choice, Switch, Text
+from pytest_llmperf.model.params import KNOBS, LoadParams, value_id
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.sweep import (
     STRATEGY_TABLE,
     Axis,

@@ -14,7 +14,8 @@ import pytest
 from pytest_llmperf.backends.engine import LoadedModel
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine import gguf_info, tiny
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 SMALL = tiny.TinySpec(n_layer=2, n_embd=256, n_ff=256, n_head=4, n_head_kv=2, n_vocab=512)
 SMALL_MOE = tiny.TinySpec(

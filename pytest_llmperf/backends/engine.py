@@ -21,7 +21,8 @@ import numpy as np
 from pytest_llmperf.errors import BackendError, UsageError
 from pytest_llmperf.machine import devices, gguf_info
 from pytest_llmperf.model.metrics import Sample
-from pytest_llmperf.model.params import KNOBS, LoadParams, Workload
+from pytest_llmperf.model.params import KNOBS, LoadParams
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.native import llama_lib
 
 GGML_TYPES: dict[str, int] = {

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_llmperf.errors import BackendCrash, BackendError
 from pytest_llmperf.model.metrics import Sample
-from pytest_llmperf.model.params import KNOBS, LoadParams, Workload
+from pytest_llmperf.model.params import KNOBS, LoadParams
 from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.workloads import Workload
 
 if TYPE_CHECKING:
-    from pytest_llmperf.model.streaming import StreamWorkload
+    from pytest_llmperf.model.workloads import StreamWorkload
 
 #: load params llama-bench has no flag for
 _NO_FLAG = {"n_ctx", "n_threads_batch", "cpu_moe", "use_mmap", "use_mlock"}

@@ -31,9 +31,9 @@ from pytest_llmperf.machine import devices, fingerprint
 from pytest_llmperf.machine.builds import DEFAULT as DEFAULT_BUILD
 from pytest_llmperf.machine.builds import Runtime
 from pytest_llmperf.model.metrics import Sample
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement
-from pytest_llmperf.model.streaming import StreamWorkload, require_request
+from pytest_llmperf.model.workloads import StreamWorkload, Workload, require_request
 
 if TYPE_CHECKING:
     from pytest_llmperf.backends.stream import StreamModel

@@ -2,7 +2,7 @@
 
 A :class:`StreamModel` is llama-cpp-python's ``Llama`` on the same file and load params as
 the engine's model (a second load in the same process), and runs a
-:class:`~pytest_llmperf.model.streaming.StreamWorkload` the way an application does:
+:class:`~pytest_llmperf.model.workloads.StreamWorkload` the way an application does:
 ``Llama.create_completion(prompt, stream=True)`` or
 ``Llama.create_chat_completion(messages, stream=True)`` (chat template, tokenization,
 the sampler chain, detokenization, llama-cpp-python's chunking), with the request's
@@ -44,7 +44,7 @@ from pytest_llmperf.errors import BackendError, UsageError
 from pytest_llmperf.machine import devices
 from pytest_llmperf.model.metrics import Sample
 from pytest_llmperf.model.params import KNOBS, LoadParams
-from pytest_llmperf.model.streaming import StreamWorkload, thaw_sampling
+from pytest_llmperf.model.workloads import StreamWorkload, thaw_sampling
 from pytest_llmperf.native import llama_lib
 
 #: the GGUF name the tiny-model generator writes (pytest_llmperf/machine/tiny.py)

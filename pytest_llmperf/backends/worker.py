@@ -16,7 +16,8 @@ from typing import Any
 def serve(req_fd: int, resp_fd: int) -> int:
     from pytest_llmperf.backends.runner import InProcessRunner
     from pytest_llmperf.errors import LLMPerfError
-    from pytest_llmperf.model.params import LoadParams, Workload
+    from pytest_llmperf.model.params import LoadParams
+    from pytest_llmperf.model.workloads import Workload
 
     reader = os.fdopen(req_fd, "r")
     writer = os.fdopen(resp_fd, "w", buffering=1)
@@ -65,7 +66,7 @@ def serve(req_fd: int, resp_fd: int) -> int:
             elif op == "stream":  # a streamed request (backend/stream.py)
                 if runner is None:
                     raise RuntimeError("stream before load")
-                from pytest_llmperf.model.streaming import StreamWorkload
+                from pytest_llmperf.model.workloads import StreamWorkload
 
                 m = runner.measure_stream(
                     StreamWorkload.from_dict(req["workload"]),

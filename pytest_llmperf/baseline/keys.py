@@ -23,7 +23,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 #: fields that must match for a baseline to be compared (they form the entry key)
 STRICT_FIELDS: tuple[str, ...] = (

@@ -27,7 +27,8 @@ from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine import builds
 from pytest_llmperf.machine.registry import load_registry
 from pytest_llmperf.model.metrics import fmt_value
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.session.perf_session import PerfSession, Settings
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.thresholds import default_rules
@@ -37,7 +38,7 @@ _ROW_METRIC = {"pp": "pp_tps", "tg": "tg_tps", "pg": "tg_tps"}
 
 
 def _ints(text: str) -> list[int]:
-    from pytest_llmperf.model.params import int_range
+    from pytest_llmperf.model.knobs import int_range
 
     try:
         return int_range(text)

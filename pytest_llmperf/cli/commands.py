@@ -17,8 +17,9 @@ from pytest_llmperf import options
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine.registry import load_registry
 from pytest_llmperf.model.metrics import fmt_value
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import BaselineValues, Measurement, Verdict, worst
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import gate, judge, stats, thresholds
 
 

@@ -1,395 +1,41 @@
-"""Load parameters and workloads: frozen values, parsed from llama.cpp-style arguments.
+"""Load parameters: everything that changes how a model is loaded or run.
 
-Pure: no llama.cpp import. ``LoadParams`` is what changes how a model is loaded or run
-(one loaded model per distinct value); ``Workload`` is what is timed.
-
-**One spec per parameter.** Every LoadParams field is declared with :func:`knob`, which
-carries everything the rest of the package needs to know about it: its value kind
-(parser, validation, sweep values), its llama.cpp / llama-bench flags, its test-id
-prefix and its llama-bench column. Argument parsing (:func:`parse_llama_args`),
-``to_args``, ``short_id``, sweep axes (:mod:`pytest_llmperf.sweep.definition`) and the
-llama-bench table of the reports all read :data:`KNOBS`. Adding a knob is one field here
-plus the engine line that applies it.
+Pure: no llama.cpp import. Every :class:`LoadParams` field is declared with
+:func:`~pytest_llmperf.model.knobs.knob`, which carries its spec (value kind, llama.cpp /
+llama-bench flags, test-id prefix, llama-bench column). Argument parsing
+(:func:`parse_llama_args`), ``to_args``, ``short_id``, sweep axes
+(:mod:`pytest_llmperf.sweep.definition`), the baseline key, the llama-bench table of the
+reports and each backend's table of how it applies a knob
+(:mod:`pytest_llmperf.backends.protocol`) all read :data:`KNOBS`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from pytest_llmperf.errors import UsageError
-
-KV_CACHE_TYPES: tuple[str, ...] = (
-    "f16",
-    "bf16",
-    "f32",
-    "q8_0",
-    "q4_0",
-    "q4_1",
-    "q5_0",
-    "q5_1",
-    "iq4_nl",
+from pytest_llmperf.model.knobs import (
+    DEFAULT_UBATCH,
+    FLASH_ATTN,
+    KV_TYPE,
+    NUMA,
+    OVERRIDES,
+    SPLIT_MODE,
+    FlashAttn,
+    Int,
+    KnobSpec,
+    Layers,
+    Switch,
+    Text,
+    _check_devices,
+    _check_mask,
+    _check_split,
+    knob,
 )
-FLASH_ATTN_VALUES: tuple[str, ...] = ("auto", "on", "off")
-FlashAttn = Literal["auto", "on", "off"]
-#: llama.cpp's micro-batch when none is given: min(512, n_batch)
-DEFAULT_UBATCH = 512
-
-# -- value kinds ---------------------------------------------------------------------------
-
-_RANGE_PART = re.compile(r"^(-?\d+)(?:-(\d+)(?:([*+])(\d+))?)?$")
-RANGE_HELP = (
-    "write an integer, a llama-bench range ('1-16*2' multiplies, '0-99+10' adds, "
-    "'8-16' steps by 1) or a comma list ('1,2,4')"
-)
-_MAX_RANGE_VALUES = 100_000
-
-
-def int_range(text: str) -> list[int]:
-    """Values of a llama-bench integer range; ValueError carries the problem.
-
-    ``"1-16*2"`` -> 1, 2, 4, 8, 16; ``"0-99+10"`` -> 0, 10, ..., 90; ``"8-16"`` -> 8..16;
-    ``"1,2,4"`` and mixtures (``"1-4,8,16-64*2"``).
-    """
-    out: list[int] = []
-    parts = [p.strip() for p in text.split(",")]
-    if not text.strip() or any(not p for p in parts):
-        raise ValueError(f"{text!r} is not an integer or a range; {RANGE_HELP}")
-    for part in parts:
-        m = _RANGE_PART.match(part.replace(" ", ""))
-        if not m:
-            raise ValueError(f"{part!r} is not an integer or a range; {RANGE_HELP}")
-        first = int(m.group(1))
-        if m.group(2) is None:
-            out.append(first)
-            continue
-        last = int(m.group(2))
-        op, step = m.group(3) or "+", int(m.group(4) or 1)
-        if last < first:
-            raise ValueError(f"range {part!r}: the end {last} is below the start {first}")
-        if op == "+" and step < 1:
-            raise ValueError(f"range {part!r}: the step must be >= 1")
-        if op == "*" and (step < 2 or first < 1):
-            raise ValueError(f"range {part!r}: multiply needs a start >= 1 and a factor >= 2")
-        value = first
-        while value <= last:
-            out.append(value)
-            if len(out) > _MAX_RANGE_VALUES:
-                raise ValueError(f"range {part!r} has more than {_MAX_RANGE_VALUES} values")
-            value = value * step if op == "*" else value + step
-    return out
-
-
-class Kind:
-    """How one parameter's values are written, checked and shown."""
-
-    #: ordered values sort an axis of a sweep (integers); others keep the given order
-    ordered: ClassVar[bool] = False
-    accepted: str = "a value"
-
-    def coerce(self, value: Any) -> Any:
-        """A Python value (marker keyword, YAML) -> the canonical value; ValueError says
-        why not (the caller names the parameter and the value)."""
-        raise NotImplementedError
-
-    def parse(self, text: str) -> Any:
-        """A command-line string -> the canonical value; ValueError says why not, quoting
-        the text."""
-        raise NotImplementedError
-
-    def sweep_values(self, raw: Any) -> list[Any]:
-        """One item of a sweep axis -> its values (an integer range gives several)."""
-        return [self.parse(raw) if isinstance(raw, str) else self.coerce(raw)]
-
-    def text(self, value: Any) -> str:
-        """The value as a command-line argument."""
-        return str(value)
-
-    def id_part(self, prefix: str, value: Any) -> str:
-        return f"{prefix}{value}"
-
-    def sort_key(self, value: Any) -> float:
-        return 0.0
-
-
-class Int(Kind):
-    ordered = True
-
-    def __init__(self, minimum: int, maximum: int | None = None) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self.accepted = f"an integer >= {minimum}"
-
-    def coerce(self, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
-            raise ValueError(f"must be {self.accepted}")
-        if self.maximum is not None and value > self.maximum:
-            raise ValueError(
-                f"larger than any model supports (max {self.maximum}); use the context size "
-                "the test needs"
-            )
-        return value
-
-    def _check(self, value: int) -> int:
-        if value < self.minimum:
-            raise ValueError(f"{value} must be >= {self.minimum}")
-        if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"{value} is larger than any model supports (max {self.maximum})")
-        return value
-
-    def parse(self, text: str) -> int:
-        try:
-            number = int(str(text).strip())
-        except ValueError:
-            raise ValueError(f"{text!r} is not an integer; write {self.accepted}") from None
-        return self._check(number)
-
-    def sweep_values(self, raw: Any) -> list[Any]:
-        if isinstance(raw, str):
-            return [self._check(v) for v in int_range(raw)]
-        return [self.coerce(raw)]
-
-    def sort_key(self, value: Any) -> float:
-        return float(value)
-
-
-class Layers(Int):
-    """n_gpu_layers: an integer >= 0, or -1 / "all" for every layer."""
-
-    accepted = "an integer >= 0, -1 or 'all'"
-
-    def __init__(self) -> None:
-        super().__init__(-1)
-        self.accepted = "an integer >= 0, -1 or 'all'"
-
-    def parse(self, text: str) -> int:
-        if str(text).strip().lower() in ("all", "auto", "-1"):
-            return -1
-        return super().parse(text)
-
-    def sweep_values(self, raw: Any) -> list[Any]:
-        if isinstance(raw, str) and raw.strip().lower() in ("all", "auto"):
-            return [-1]
-        return super().sweep_values(raw)
-
-    def id_part(self, prefix: str, value: Any) -> str:
-        return f"{prefix}all" if value == -1 else f"{prefix}{value}"
-
-    def sort_key(self, value: Any) -> float:
-        return float("inf") if value == -1 else float(value)
-
-
-_TRUE = frozenset({"1", "true", "on", "yes"})
-_FALSE = frozenset({"0", "false", "off", "no"})
-
-
-class Switch(Kind):
-    accepted = "true or false (1 or 0)"
-
-    def coerce(self, value: Any) -> bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise ValueError(f"must be {self.accepted}")
-
-    def parse(self, text: str) -> bool:
-        low = str(text).strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"{text!r}; accepted: 0 or 1 (true or false)")
-
-    def text(self, value: Any) -> str:
-        return "1" if value else "0"
-
-    def id_part(self, prefix: str, value: Any) -> str:
-        return prefix if value else f"no{prefix}"
-
-
-class Choice(Kind):
-    def __init__(
-        self,
-        what: str,
-        values: tuple[str, ...],
-        aliases: Mapping[str, str] | None = None,
-        accepted: str = "",
-    ) -> None:
-        self.what = what
-        self.values = values
-        self.aliases = {**{v: v for v in values}, **(aliases or {})}
-        self.accepted = accepted or ", ".join(values)
-
-    def coerce(self, value: Any) -> str:
-        if isinstance(value, bool) and "on" in self.values:
-            return "on" if value else "off"
-        text = str(value).strip().lower()
-        if text not in self.aliases:
-            raise ValueError(f"unknown {self.what}; accepted: {self.accepted}")
-        return self.aliases[text]
-
-    def parse(self, text: str) -> str:
-        try:
-            return self.coerce(text)
-        except ValueError:
-            raise ValueError(f"unknown {self.what} {text!r}; accepted: {self.accepted}") from None
-
-
-FLASH_ATTN = Choice(
-    "flash attention mode",
-    FLASH_ATTN_VALUES,
-    {
-        "-1": "auto",
-        "1": "on",
-        "true": "on",
-        "enabled": "on",
-        "0": "off",
-        "false": "off",
-        "disabled": "off",
-    },
-    accepted="on, off, auto (or 1, 0, -1)",
-)
-KV_TYPE = Choice("KV cache type", KV_CACHE_TYPES)
-SPLIT_MODE = Choice("split mode", ("none", "layer", "row", "tensor"))
-NUMA = Choice("NUMA mode", ("disabled", "distribute", "isolate", "numactl", "mirror"))
-
-
-class Text(Kind):
-    """A value written as text, checked by ``check`` (which returns it canonical or raises
-    ValueError); ids show it sanitized and, when long, shortened with a hash."""
-
-    def __init__(self, accepted: str, check: Any) -> None:
-        self.accepted = accepted
-        self._check = check
-
-    def coerce(self, value: Any) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"must be text: {self.accepted}")
-        return str(self._check(value))
-
-    def parse(self, text: str) -> str:
-        try:
-            return self.coerce(text)
-        except ValueError as exc:
-            raise ValueError(f"{text!r}: {exc}") from None
-
-    def id_part(self, prefix: str, value: Any) -> str:
-        safe = re.sub(r"[^A-Za-z0-9]+", "_", str(value)).strip("_")
-        if len(safe) > 24:
-            import hashlib
-
-            safe = safe[:16] + "_" + hashlib.sha256(str(value).encode()).hexdigest()[:6]
-        return f"{prefix}{safe}"
-
-
-def _check_overrides(text: str) -> str:
-    """``PATTERN=BUFT[;PATTERN=BUFT...]`` (llama.cpp's -ot), each pattern a regex."""
-    parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
-    if not parts:
-        raise ValueError("write PATTERN=BUFFER_TYPE, e.g. 'exps=CPU' (several: ';' between)")
-    for part in parts:
-        pattern, sep, buft = part.rpartition("=")
-        if not sep or not pattern or not buft:
-            raise ValueError(f"{part!r} is not PATTERN=BUFFER_TYPE (e.g. 'exps=CPU')")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
-    return ";".join(parts)
-
-
-def _check_split(text: str) -> str:
-    """``3/1`` or ``3,1``: proportions per GPU."""
-    parts = [p for p in re.split(r"[/,]", text.strip()) if p != ""]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ValueError("write proportions per GPU, e.g. '3/1'") from None
-    if not values or any(v < 0 or v != v for v in values):
-        raise ValueError("write non-negative proportions per GPU, e.g. '3/1'")
-    return "/".join(f"{v:g}" for v in values)
-
-
-def _check_devices(text: str) -> str:
-    """``CUDA0/CUDA1``, or ``none`` (no offload device)."""
-    parts = [p.strip() for p in re.split(r"[/,]", text) if p.strip()]
-    if not parts:
-        raise ValueError("write device names, e.g. 'CUDA0/CUDA1', or 'none'")
-    return "/".join(parts)
-
-
-def _check_mask(text: str) -> str:
-    """A hexadecimal CPU mask, ``0x3`` or ``3``."""
-    body = text.strip().lower().removeprefix("0x")
-    if not body or re.fullmatch(r"[0-9a-f]+", body) is None:
-        raise ValueError("write a hexadecimal CPU mask, e.g. 0x3")
-    return "0x" + body
-
-
-OVERRIDES = Text("PATTERN=BUFFER_TYPE[;...], e.g. exps=CPU", _check_overrides)
-
-
-# -- the spec of each parameter ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Knob:
-    """Everything about one load parameter but its name, type and default (the field's)."""
-
-    kind: Kind
-    #: flags that take a value, canonical first (``-t``, ``--threads``)
-    flags: tuple[str, ...] = ()
-    #: flags without a value that set True / False (``--cpu-moe``, ``--no-mmap``)
-    set_true: tuple[str, ...] = ()
-    set_false: tuple[str, ...] = ()
-    #: test-id prefix: ``t2``, ``b256``, ``cpumoe``
-    prefix: str = ""
-    #: llama-bench's JSON field; "" when llama-bench has none
-    bench: str = ""
-    #: llama-bench's markdown column, when it differs from the JSON field (``ngl``)
-    bench_md: str = ""
-    #: llama-bench shows the column only when a test sets it away from the default
-    bench_optional: bool = True
-    #: a bare value flag that means this (``-fa`` alone is ``-fa on`` in older llama.cpp)
-    bare: Any = None
-    #: values an older version used as the default: left out of test ids like the
-    #: default, so upgrading never renames a test (and orphans its baseline)
-    legacy_defaults: tuple[Any, ...] = ()
-    help: str = ""
-    name: str = ""
-
-    default: Any = None
-
-    def shown(self, value: Any) -> bool:
-        """Whether ``value`` appears in test ids and optional report columns: it differs
-        from the default (and from any older default)."""
-        return value != self.default and value not in self.legacy_defaults
-
-    @property
-    def all_flags(self) -> tuple[str, ...]:
-        return self.flags + self.set_true + self.set_false
-
-    def canonical_args(self, value: Any) -> list[str]:
-        """The shortest command line that sets this value."""
-        if value is True and self.set_true:
-            return [self.set_true[0]]
-        if value is False and self.set_false:
-            return [self.set_false[0]]
-        return [self.flags[0], self.kind.text(value)]
-
-
-def knob(default: Any, kind: Kind, *flags: str, **spec: Any) -> Any:
-    """A LoadParams field with its :class:`Knob` spec in the field's metadata."""
-    return field(
-        default=default, metadata={"knob": Knob(kind, tuple(flags), default=default, **spec)}
-    )
 
 
 @dataclass(frozen=True)
@@ -734,8 +380,8 @@ class LoadParams:
         return shlex.join(out)
 
 
-def _knobs() -> dict[str, Knob]:
-    out: dict[str, Knob] = {}
+def _knobs() -> dict[str, KnobSpec]:
+    out: dict[str, KnobSpec] = {}
     for f in dataclasses.fields(LoadParams):
         spec = f.metadata["knob"]
         out[f.name] = dataclasses.replace(spec, name=f.name)
@@ -743,17 +389,17 @@ def _knobs() -> dict[str, Knob]:
 
 
 #: the spec of every load parameter, in field order
-KNOBS: dict[str, Knob] = _knobs()
+KNOBS: dict[str, KnobSpec] = _knobs()
 #: flag -> parameter name
 FLAGS: dict[str, str] = {flag: name for name, k in KNOBS.items() for flag in k.all_flags}
 
 
-def _knob(params: LoadParams, name: str) -> Knob:
+def _knob(params: LoadParams, name: str) -> KnobSpec:
     if name in KNOBS:
         return KNOBS[name]
     for f in dataclasses.fields(params):  # a subclass's own knob
         if f.name == name:
-            spec: Knob = dataclasses.replace(f.metadata["knob"], name=name)
+            spec: KnobSpec = dataclasses.replace(f.metadata["knob"], name=name)
             return spec
     raise KeyError(name)
 
@@ -762,50 +408,6 @@ def value_id(name: str, value: Any) -> str:
     """The test-id fragment of one parameter value: ``t2``, ``cpumoe``, ``nglall``."""
     spec = KNOBS[name]
     return spec.kind.id_part(spec.prefix, value)
-
-
-#: llama-bench's run flags (not load params): -r, --no-warmup, --delay
-RUN_FLAGS: dict[str, str] = {
-    "-r": "repetitions",
-    "--repetitions": "repetitions",
-    "--no-warmup": "warmup",
-    "--delay": "delay",
-}
-
-
-def split_run_args(args: str | Iterable[str]) -> tuple[list[str], dict[str, Any]]:
-    """llama-bench arguments split into load arguments and run options:
-    ``-r N`` (repetitions), ``--no-warmup`` (warmup 0), ``--delay S`` (seconds between
-    workloads, as llama-bench pauses between tests for thermals)."""
-    tokens = shlex.split(args) if isinstance(args, str) else list(args)
-    load: list[str] = []
-    run: dict[str, Any] = {}
-    i = 0
-    while i < len(tokens):
-        flag, eq, inline = tokens[i].partition("=")
-        name = RUN_FLAGS.get(flag)
-        if name is None:
-            load.append(tokens[i])
-            i += 1
-            continue
-        if name == "warmup":
-            run["warmup"] = 0
-            i += 1
-            continue
-        if eq:
-            text, i = inline, i + 1
-        elif i + 1 < len(tokens):
-            text, i = tokens[i + 1], i + 2
-        else:
-            raise UsageError(f"argument {flag} needs a value")
-        try:
-            value = float(text) if name == "delay" else int(text)
-        except ValueError:
-            raise UsageError(f"argument {flag}: {text!r} is not a number") from None
-        if value < (0 if name == "delay" else 1):
-            raise UsageError(f"argument {flag}: {text} must be >= {0 if name == 'delay' else 1}")
-        run[name] = value
-    return load, run
 
 
 def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
@@ -850,139 +452,3 @@ def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise UsageError(f"argument {flag}: {exc}") from None
     return out
-
-
-# -- workloads -------------------------------------------------------------------------
-
-_WORKLOAD_RE = re.compile(
-    r"""^\s*(?:
-        pp(?P<pp>\d+)\s*(?:\+\s*tg(?P<pptg>\d+))? |
-        tg(?P<tg>\d+) |
-        pg(?P<pg_p>\d+)\s*,\s*(?P<pg_g>\d+)
-    )\s*(?:@\s*d(?:epth)?\s*(?P<depth>\d+))?\s*$""",
-    re.VERBOSE | re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What is timed, in llama-bench's terms.
-
-    - ``pp N``: a prompt of N tokens (n_prompt=N, n_gen=0)
-    - ``tg N``: exactly N generated tokens after a one-token (BOS) start (n_gen=N)
-    - ``pg N,M``: a prompt of N tokens, then M generated tokens
-    - ``@dD``: the KV cache is first filled to depth D (untimed)
-    - ``load``: nothing but the model load is timed (cold load measurements)
-    - ``stream:<name>``: a request streamed through llama-cpp-python's high-level API, as
-      an application makes it (:class:`pytest_llmperf.model.streaming.StreamWorkload`)
-    """
-
-    n_prompt: int = 0
-    n_gen: int = 0
-    n_depth: int = 0
-    seed: int = field(default=1234, compare=True)
-
-    def __post_init__(self) -> None:
-        for name in ("n_prompt", "n_gen", "n_depth"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise UsageError(f"workload {name}={value!r}: must be an integer >= 0")
-        if self.n_prompt == 0 and self.n_gen == 0 and self.n_depth:
-            raise UsageError("workload: a depth needs n_prompt > 0 (pp) or n_gen > 0 (tg)")
-
-    @property
-    def kind(self) -> str:
-        """pp, tg, pg, or load (nothing timed but the model load itself)."""
-        if not self.n_prompt and not self.n_gen:
-            return "load"
-        if self.n_prompt and self.n_gen:
-            return "pg"
-        return "pp" if self.n_prompt else "tg"
-
-    @property
-    def name(self) -> str:
-        if self.kind == "load":
-            return "load"
-        if self.kind == "pg":
-            base = f"pp{self.n_prompt}+tg{self.n_gen}"
-        elif self.kind == "pp":
-            base = f"pp{self.n_prompt}"
-        else:
-            base = f"tg{self.n_gen}"
-        return f"{base}@d{self.n_depth}" if self.n_depth else base
-
-    @property
-    def n_tokens(self) -> int:
-        """KV cells the workload needs: depth + prompt + generated (+1 start token for tg)."""
-        start = 0 if self.n_prompt else 1
-        return self.n_depth + self.n_prompt + self.n_gen + start
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_prompt": self.n_prompt,
-            "n_gen": self.n_gen,
-            "n_depth": self.n_depth,
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Workload:
-        if "stream" in data:  # a streamed request (its own fields)
-            from pytest_llmperf.model.streaming import StreamWorkload
-
-            return StreamWorkload.from_dict(data)
-        return cls(
-            n_prompt=int(data.get("n_prompt", 0)),
-            n_gen=int(data.get("n_gen", 0)),
-            n_depth=int(data.get("n_depth", 0)),
-            seed=int(data.get("seed", 1234)),
-        )
-
-    @classmethod
-    def parse(cls, text: str | Workload) -> Workload:
-        """``"pp512"``, ``"tg128"``, ``"pg512,128"`` (= ``"pp512+tg128"``), ``"tg128@d4096"``."""
-        if isinstance(text, Workload):
-            return text
-        if str(text).strip().lower() == "load":
-            return LOAD
-        if re.match(r"\s*stream\s*:", str(text), re.IGNORECASE):
-            from pytest_llmperf.model.streaming import StreamWorkload
-
-            return StreamWorkload.parse(str(text))
-        m = _WORKLOAD_RE.match(str(text))
-        if not m:
-            raise UsageError(
-                f"workload {text!r} not understood; write pp<N>, tg<N>, pg<N>,<M> or "
-                "pp<N>+tg<M>, optionally followed by @d<depth> (e.g. 'tg128@d4096'), or "
-                "stream:<prompt> for a streamed request (e.g. 'stream:short')"
-            )
-        depth = int(m.group("depth") or 0)
-        if m.group("pp") is not None:
-            wl = cls(int(m.group("pp")), int(m.group("pptg") or 0), depth)
-        elif m.group("tg") is not None:
-            wl = cls(0, int(m.group("tg")), depth)
-        else:
-            wl = cls(int(m.group("pg_p")), int(m.group("pg_g")), depth)
-        if wl.kind == "load":
-            raise UsageError(
-                f"workload {text!r} measures nothing (no prompt and no generated tokens); "
-                "write pp<N> or tg<N> with N >= 1, or use 'load' (llm_perf.measure_load()) "
-                "to time model loads"
-            )
-        return wl
-
-
-def pp(n: int, depth: int = 0) -> Workload:
-    return Workload(n_prompt=n, n_depth=depth)
-
-
-def tg(n: int, depth: int = 0) -> Workload:
-    return Workload(n_gen=n, n_depth=depth)
-
-
-def pg(n_prompt: int, n_gen: int, depth: int = 0) -> Workload:
-    return Workload(n_prompt=n_prompt, n_gen=n_gen, n_depth=depth)
-
-
-#: the pseudo-workload of cold-load measurements
-LOAD = Workload()

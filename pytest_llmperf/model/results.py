@@ -7,8 +7,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from pytest_llmperf.model.metrics import METRICS, Sample, Summary, per_sample_metrics, summarize
-from pytest_llmperf.model.params import LoadParams, Workload
+from pytest_llmperf.model.metrics import (
+    METRICS,
+    Sample,
+    Summary,
+    inter_token_gaps_ms,
+    per_sample_metrics,
+    summarize,
+)
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.workloads import Workload
 
 #: the verdicts, of a metric and of a test (the worst of its metrics); "error": not gated
 Verdict = Literal["pass", "regressed", "improved", "inconclusive", "new", "mismatch", "error"]
@@ -100,8 +108,6 @@ class Measurement:
 
     def itl_ms(self) -> list[float]:
         """Every inter-token gap of every sample, pooled (for distributions and plots)."""
-        from pytest_llmperf.model.metrics import inter_token_gaps_ms
-
         out: list[float] = []
         for s in self.samples:
             out.extend(inter_token_gaps_ms(s.token_ns))

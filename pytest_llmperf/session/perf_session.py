@@ -28,9 +28,8 @@ from pytest_llmperf.errors import BackendCrash, BackendError, LLMPerfError, Usag
 from pytest_llmperf.machine import builds, gguf_info
 from pytest_llmperf.machine import fingerprint as fp_mod
 from pytest_llmperf.machine.registry import Registry
-from pytest_llmperf.model.params import Workload
 from pytest_llmperf.model.results import Measurement, MetricComparison, TestResult
-from pytest_llmperf.model.streaming import DEFAULT_MAX_TOKENS, stream_workload
+from pytest_llmperf.model.workloads import DEFAULT_MAX_TOKENS, Workload, stream_workload
 from pytest_llmperf.verdict import judge, thresholds
 from pytest_llmperf.verdict import paired as paired_mod
 from pytest_llmperf.verdict.thresholds import GateRules, RuleSource

@@ -24,15 +24,8 @@ selection), :mod:`.phases` (the ranking file, the deep phase's winners),
 progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf merge``).
 """
 
-from pytest_llmperf.sweep.definition import (
-    Axis,
-    DeepPhase,
-    Sweep,
-    Variant,
-    load_sweep,
-    load_sweeps,
-    parse_int_range,
-)
+from pytest_llmperf.sweep.axes import Axis, Variant, parse_int_range
+from pytest_llmperf.sweep.definition import DeepPhase, Sweep, load_sweep, load_sweeps
 from pytest_llmperf.sweep.points import PointList, SweepPoint
 from pytest_llmperf.sweep.progress import ProgressLine, fmt_duration, plan_summary
 from pytest_llmperf.sweep.ranking import Ranked, deepen, rank, read_ranking, write_ranking

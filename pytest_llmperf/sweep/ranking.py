@@ -14,11 +14,12 @@ from typing import Any
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import read_yaml, write_atomic
 from pytest_llmperf.model.metrics import METRICS, Better
-from pytest_llmperf.model.params import Workload
+from pytest_llmperf.model.workloads import Workload
+from pytest_llmperf.sweep.axes import Axis, parse_axes
 from pytest_llmperf.sweep.context import PathLike, Where, check_keys
-from pytest_llmperf.sweep.definition import Axis, DeepPhase, Sweep, parse_axes
+from pytest_llmperf.sweep.definition import DeepPhase, Root, Sweep, expand
 from pytest_llmperf.sweep.files import write_error
-from pytest_llmperf.sweep.points import PointList, Root, SweepPoint, build
+from pytest_llmperf.sweep.points import PointList, SweepPoint
 from pytest_llmperf.sweep.selection import Sampling, sample_indices
 
 RANKING_SUFFIXES = (".yaml", ".yml", ".json")
@@ -290,7 +291,7 @@ def deepen(
     ]
     lengths = [len(a) for a in axes]
     combos = sample_indices(lengths, s, defaults=[a.default for a in axes])
-    return build(
+    return expand(
         sweep,
         roots,
         axes,

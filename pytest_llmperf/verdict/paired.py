@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_llmperf.model.metrics import METRICS, fmt_value, ordered_metrics
-from pytest_llmperf.model.params import Workload
 from pytest_llmperf.model.results import Measurement, MetricComparison, Verdict
+from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import stats
 from pytest_llmperf.verdict.thresholds import GateRules
 

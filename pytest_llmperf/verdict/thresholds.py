@@ -41,8 +41,7 @@ from typing import Any, Literal
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.metrics import METRICS
-from pytest_llmperf.model.params import Workload
-from pytest_llmperf.model.streaming import stream_name
+from pytest_llmperf.model.workloads import Workload, stream_name
 
 Op = Literal["<", "<=", ">", ">="]
 
@@ -349,7 +348,7 @@ _SLA_RE = re.compile(
 )
 
 
-#: metrics that only streamed requests have (pytest_llmperf.model.streaming)
+#: metrics that only streamed requests have (pytest_llmperf.model.workloads)
 _STREAM_PREFIXES = ("stream_", "engine_")
 _STREAM_NAME = re.compile(r"^\s*stream\s*:", re.IGNORECASE)
 

@@ -1,22 +1,22 @@
-"""Streamed requests as an application makes them: the workload, its names, prompt sets.
+"""Workloads: what is timed, in llama-bench's terms, and streamed requests.
 
-Pure: no llama.cpp import (the backend that runs them is :mod:`pytest_llmperf.backends.stream`).
+Pure: no llama.cpp import.
 
-A :class:`StreamWorkload` is one request through llama-cpp-python's high-level API: a
-text ``prompt`` (``Llama.create_completion(stream=True)``) or chat ``messages``
-(``Llama.create_chat_completion(stream=True)``, through a chat template), exactly
-``n_gen`` generated tokens, the application's sampling settings. It is a
-:class:`~pytest_llmperf.model.params.Workload`, so everything keyed by workload names
-(baselines, SLAs, sweeps, reports) takes it as it is.
+- :class:`Workload`: ``pp N`` (a prompt of N tokens), ``tg N`` (exactly N generated
+  tokens), ``pg N,M``, any of them at a KV depth (``@dD``), or ``load`` (cold loads);
+- :class:`StreamWorkload`: one request through llama-cpp-python's high-level API, as an
+  application makes it (``stream:<label>``): a text ``prompt`` or chat ``messages``,
+  exactly ``n_gen`` generated tokens, the application's sampling settings. It is a
+  Workload, so everything keyed by workload names (baselines, SLAs, sweeps, reports)
+  takes it as it is.
 
-Names: ``stream:<label>``, and ``stream:<label>+tg<N>`` when N is not
-:data:`DEFAULT_MAX_TOKENS`. A label never looks like an engine workload (``pp512``,
-``tg128``, ``load``), so neither parser can take one for the other. ``Workload.parse``
-knows the built-in prompts (:data:`BUILTIN_PROMPTS`: ``stream:short``, ``stream:long``,
-``stream:chat-short``, ``stream:chat-long``); your own come from
-``llm_perf.measure_stream(prompt=..., name=...)`` or a prompt file (:func:`load_prompts`).
-Any other name parses to the request *by name only* (no prompt: it stands for a request
-in a baseline, an SLA or a sweep's key, and cannot run: :func:`require_request`).
+Stream names are ``stream:<label>``, and ``stream:<label>+tg<N>`` when N is not
+:data:`DEFAULT_MAX_TOKENS`; a label never looks like an engine workload, so neither
+parser can take one for the other. :meth:`Workload.parse` knows the built-in prompts
+(:data:`BUILTIN_PROMPTS`); your own come from ``llm_perf.measure_stream(...)`` or a
+prompt file (:func:`pytest_llmperf.model.prompts.load_prompts`). Any other stream name
+parses to the request *by name only* (it stands for a request in a baseline, an SLA or a
+sweep's key, and cannot run: :func:`require_request`).
 """
 
 from __future__ import annotations
@@ -27,12 +27,142 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.model.params import Workload
+
+# -- workloads -------------------------------------------------------------------------
+
+_WORKLOAD_RE = re.compile(
+    r"""^\s*(?:
+        pp(?P<pp>\d+)\s*(?:\+\s*tg(?P<pptg>\d+))? |
+        tg(?P<tg>\d+) |
+        pg(?P<pg_p>\d+)\s*,\s*(?P<pg_g>\d+)
+    )\s*(?:@\s*d(?:epth)?\s*(?P<depth>\d+))?\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is timed, in llama-bench's terms.
+
+    - ``pp N``: a prompt of N tokens (n_prompt=N, n_gen=0)
+    - ``tg N``: exactly N generated tokens after a one-token (BOS) start (n_gen=N)
+    - ``pg N,M``: a prompt of N tokens, then M generated tokens
+    - ``@dD``: the KV cache is first filled to depth D (untimed)
+    - ``load``: nothing but the model load is timed (cold load measurements)
+    - ``stream:<name>``: a request streamed through llama-cpp-python's high-level API, as
+      an application makes it (:class:`pytest_llmperf.model.workloads.StreamWorkload`)
+    """
+
+    n_prompt: int = 0
+    n_gen: int = 0
+    n_depth: int = 0
+    seed: int = field(default=1234, compare=True)
+
+    def __post_init__(self) -> None:
+        for name in ("n_prompt", "n_gen", "n_depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"workload {name}={value!r}: must be an integer >= 0")
+        if self.n_prompt == 0 and self.n_gen == 0 and self.n_depth:
+            raise UsageError("workload: a depth needs n_prompt > 0 (pp) or n_gen > 0 (tg)")
+
+    @property
+    def kind(self) -> str:
+        """pp, tg, pg, or load (nothing timed but the model load itself)."""
+        if not self.n_prompt and not self.n_gen:
+            return "load"
+        if self.n_prompt and self.n_gen:
+            return "pg"
+        return "pp" if self.n_prompt else "tg"
+
+    @property
+    def name(self) -> str:
+        if self.kind == "load":
+            return "load"
+        if self.kind == "pg":
+            base = f"pp{self.n_prompt}+tg{self.n_gen}"
+        elif self.kind == "pp":
+            base = f"pp{self.n_prompt}"
+        else:
+            base = f"tg{self.n_gen}"
+        return f"{base}@d{self.n_depth}" if self.n_depth else base
+
+    @property
+    def n_tokens(self) -> int:
+        """KV cells the workload needs: depth + prompt + generated (+1 start token for tg)."""
+        start = 0 if self.n_prompt else 1
+        return self.n_depth + self.n_prompt + self.n_gen + start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_prompt": self.n_prompt,
+            "n_gen": self.n_gen,
+            "n_depth": self.n_depth,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workload:
+        if "stream" in data:  # a streamed request (its own fields)
+            return StreamWorkload.from_dict(data)
+        return cls(
+            n_prompt=int(data.get("n_prompt", 0)),
+            n_gen=int(data.get("n_gen", 0)),
+            n_depth=int(data.get("n_depth", 0)),
+            seed=int(data.get("seed", 1234)),
+        )
+
+    @classmethod
+    def parse(cls, text: str | Workload) -> Workload:
+        """``"pp512"``, ``"tg128"``, ``"pg512,128"`` (= ``"pp512+tg128"``), ``"tg128@d4096"``."""
+        if isinstance(text, Workload):
+            return text
+        if str(text).strip().lower() == "load":
+            return LOAD
+        if re.match(r"\s*stream\s*:", str(text), re.IGNORECASE):
+            return StreamWorkload.parse(str(text))
+        m = _WORKLOAD_RE.match(str(text))
+        if not m:
+            raise UsageError(
+                f"workload {text!r} not understood; write pp<N>, tg<N>, pg<N>,<M> or "
+                "pp<N>+tg<M>, optionally followed by @d<depth> (e.g. 'tg128@d4096'), or "
+                "stream:<prompt> for a streamed request (e.g. 'stream:short')"
+            )
+        depth = int(m.group("depth") or 0)
+        if m.group("pp") is not None:
+            wl = cls(int(m.group("pp")), int(m.group("pptg") or 0), depth)
+        elif m.group("tg") is not None:
+            wl = cls(0, int(m.group("tg")), depth)
+        else:
+            wl = cls(int(m.group("pg_p")), int(m.group("pg_g")), depth)
+        if wl.kind == "load":
+            raise UsageError(
+                f"workload {text!r} measures nothing (no prompt and no generated tokens); "
+                "write pp<N> or tg<N> with N >= 1, or use 'load' (llm_perf.measure_load()) "
+                "to time model loads"
+            )
+        return wl
+
+
+def pp(n: int, depth: int = 0) -> Workload:
+    return Workload(n_prompt=n, n_depth=depth)
+
+
+def tg(n: int, depth: int = 0) -> Workload:
+    return Workload(n_gen=n, n_depth=depth)
+
+
+def pg(n_prompt: int, n_gen: int, depth: int = 0) -> Workload:
+    return Workload(n_prompt=n_prompt, n_gen=n_gen, n_depth=depth)
+
+
+#: the pseudo-workload of cold-load measurements
+LOAD = Workload()
+
 
 #: generated tokens of a streamed request when none is given
 DEFAULT_MAX_TOKENS = 64
@@ -54,7 +184,7 @@ NAME_HELP = (
 Message = tuple[str, str]
 
 
-def _check_label(label: str, where: str) -> str:
+def check_label(label: str, where: str) -> str:
     if not isinstance(label, str) or not _LABEL_RE.match(label):
         raise UsageError(f"{where}: {label!r} is not a usable name; {NAME_HELP}")
     low = label.lower()
@@ -81,7 +211,7 @@ def stream_name(text: str) -> str:
     m = _NAME_RE.match(raw if _PREFIX_RE.match(raw) else f"stream:{raw}")
     if not m:
         raise UsageError(f"streamed workload {text!r} not understood; {NAME_HELP}")
-    label = _check_label(m.group("label"), "streamed workload")
+    label = check_label(m.group("label"), "streamed workload")
     n = int(m.group("n")) if m.group("n") else DEFAULT_MAX_TOKENS
     return _name(label, n)
 
@@ -207,7 +337,7 @@ class StreamWorkload(Workload):
     def __post_init__(self) -> None:
         super().__post_init__()
         where = f"streamed request {self.label!r}"
-        _check_label(self.label, "streamed request name")
+        check_label(self.label, "streamed request name")
         if self.n_gen < 1:
             raise UsageError(f"{where}: max_tokens={self.n_gen}: must be >= 1")
         if self.n_prompt or self.n_depth:
@@ -333,7 +463,7 @@ def require_request(wl: StreamWorkload) -> None:
             f"streamed workload {wl.name}: no built-in prompt {wl.label!r} (built-in: "
             f"{', '.join('stream:' + k for k in BUILTIN_PROMPTS)}); for your own prompts call "
             "llm_perf.measure_stream(prompt=..., name=...), or load a prompt file with "
-            "pytest_llmperf.model.streaming.load_prompts() and measure its entries"
+            "pytest_llmperf.load_prompts() and measure its entries"
         )
 
 
@@ -387,7 +517,7 @@ def stream_workload(
         )
         label = f"{'chat' if msgs else 'text'}-{probe.digest()[:8]}"
     else:
-        label = _check_label(name or "", f"{where} name")
+        label = check_label(name or "", f"{where} name")
     return StreamWorkload(
         n_gen=max_tokens,
         seed=seed,
@@ -398,105 +528,6 @@ def stream_workload(
         chat_template=chat_template or "",
         chat_format=chat_format or "",
     )
-
-
-# -- prompt sets ------------------------------------------------------------------------
-
-_ENTRY_KEYS = frozenset(
-    {"prompt", "messages", "max_tokens", "sampling", "chat_template", "chat_format"}
-)
-
-
-def _entry(name: str, raw: Any, where: str, max_tokens: int) -> StreamWorkload:
-    if isinstance(raw, str):
-        return stream_workload(raw, max_tokens=max_tokens, name=name)
-    if isinstance(raw, list):
-        return stream_workload(messages=raw, max_tokens=max_tokens, name=name)
-    if isinstance(raw, Mapping):
-        unknown = sorted(set(map(str, raw)) - _ENTRY_KEYS)
-        if unknown:
-            raise UsageError(
-                f"{where}: prompt {name!r}: unknown key(s) {', '.join(unknown)}; accepted: "
-                f"{', '.join(sorted(_ENTRY_KEYS))}"
-            )
-        try:
-            return stream_workload(
-                raw.get("prompt"),
-                messages=raw.get("messages"),
-                max_tokens=raw.get("max_tokens", max_tokens),
-                sampling=raw.get("sampling"),
-                name=name,
-                chat_template=raw.get("chat_template"),
-                chat_format=raw.get("chat_format"),
-            )
-        except UsageError as exc:
-            raise UsageError(f"{where}: prompt {name!r}: {exc}") from None
-    raise UsageError(
-        f"{where}: prompt {name!r} is a {type(raw).__name__}; write a string, a list of "
-        "messages or a mapping with prompt: / messages:"
-    )
-
-
-def load_prompts(
-    path: str | Path, *, max_tokens: int = DEFAULT_MAX_TOKENS
-) -> dict[str, StreamWorkload]:
-    """A prompt set from a file, as streamed workloads by name (measure one with
-    ``llm_perf.measure(prompts["long"])``).
-
-    - ``.yaml`` / ``.yml`` / ``.json`` holding a mapping: named entries, each a string (a
-      text prompt), a list of messages, or a mapping with ``prompt`` or ``messages`` and
-      optionally ``max_tokens``, ``sampling``, ``chat_template``, ``chat_format``;
-    - the same holding a list: entries named ``<file stem>-1``, ``-2``, ...;
-    - any other file: one text prompt per non-empty line, named the same way.
-    """
-    p = Path(path)
-    where = f"prompt file {p}"
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(
-            f"{where} does not exist; check the path (relative to {Path.cwd()})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{where} cannot be read as UTF-8 text: {exc}") from None
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", p.stem).strip("-.") or "prompt"
-    suffix = p.suffix.lower()
-    data: Any
-    if suffix in (".yaml", ".yml", ".json"):
-        try:
-            if suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except ValueError as exc:  # JSONDecodeError
-            raise UsageError(f"{where} is not valid JSON: {exc}") from None
-        except Exception as exc:  # yaml.YAMLError
-            raise UsageError(f"{where} is not valid YAML: {exc}") from None
-    else:
-        data = [line for line in text.splitlines() if line.strip()]
-    if isinstance(data, list):
-        items: list[tuple[str, Any]] = [(f"{stem}-{i}", e) for i, e in enumerate(data, 1)]
-    elif isinstance(data, Mapping):
-        items = [(str(k), v) for k, v in data.items()]
-    else:
-        raise UsageError(
-            f"{where}: expected a mapping of named prompts or a list of prompts, got "
-            f"{type(data).__name__}"
-        )
-    if not items:
-        raise UsageError(f"{where} holds no prompts")
-    out: dict[str, StreamWorkload] = {}
-    for name, raw in items:
-        if name in out:
-            raise UsageError(f"{where}: prompt {name!r} twice")
-        try:
-            _check_label(name, f"{where}: prompt name")
-        except UsageError as exc:
-            raise UsageError(str(exc)) from None
-        out[name] = _entry(name, raw, where, max_tokens)
-    return out
 
 
 # -- built-in prompts -------------------------------------------------------------------
@@ -556,15 +587,3 @@ BUILTIN_PROMPTS: dict[str, StreamWorkload] = {
         messages=(("system", _SYSTEM), ("user", LONG_PROMPT)),
     ),
 }
-
-
-__all__ = [
-    "BUILTIN_PROMPTS",
-    "DEFAULT_MAX_TOKENS",
-    "StreamWorkload",
-    "load_prompts",
-    "require_request",
-    "stream_name",
-    "stream_workload",
-    "thaw_sampling",
-]
