@@ -7,9 +7,9 @@ import pytest
 
 from pytest_llmperf.model.metrics import Sample
 from pytest_llmperf.model.params import LoadParams
-from pytest_llmperf.model.results import Measurement, MetricComparison
+from pytest_llmperf.model.results import Measurement, MetricComparison, worst
 from pytest_llmperf.model.workloads import Workload
-from pytest_llmperf.verdict import gate
+from pytest_llmperf.verdict import gate, judge, stats, table
 from pytest_llmperf.verdict.thresholds import GateRules, default_rules, merge_threshold_sources
 
 CFG = default_rules()
@@ -78,8 +78,8 @@ def test_clean_20pct_drop_5v5_from_samples_regresses() -> None:
     # the per-token times regressed with it (tpot +25 %); ttft did not change
     assert comps["tpot_ms"].verdict == "regressed"
     assert comps["ttft_ms"].verdict == "pass"
-    assert gate.decide(list(comps.values())) == "regressed"
-    assert gate.needs_remeasure(list(comps.values()))
+    assert worst(c.verdict for c in list(comps.values())) == "regressed"
+    assert judge.needs_remeasure({"w": list(comps.values())})
 
 
 def test_3v3_clean_separation_is_detected_at_default_alpha() -> None:
@@ -102,7 +102,7 @@ def test_noisy_overlapping_samples_beyond_threshold_do_not_regress() -> None:
     assert tg.verdict == "inconclusive"
     assert tg.p_value is not None and tg.p_value > 0.05
     assert "overlap" in tg.reason and "noise" in tg.reason
-    assert not gate.needs_remeasure([tg])
+    assert not judge.needs_remeasure({"w": [tg]})
 
 
 def test_two_samples_are_inconclusive_not_a_coin_flip() -> None:
@@ -155,8 +155,8 @@ def test_improvement_verdicts() -> None:
     (tg2,) = gate.compare_measurement(cur, base, CFG, fail_on_improvement=True)
     assert tg2.verdict == "improved"
     assert "fails with --perf-fail-on-improvement" in tg2.reason
-    assert gate.decide([tg]) == "improved"
-    assert not gate.needs_remeasure([tg])
+    assert worst(c.verdict for c in [tg]) == "improved"
+    assert not judge.needs_remeasure({"w": [tg]})
     # an improvement without evidence (too few, or overlapping samples) is a plain pass
     (few,) = gate.compare_measurement(
         measurement({"tg_tps": [130, 131]}), measurement({"tg_tps": [100, 101]}), CFG
@@ -205,13 +205,13 @@ def test_no_baseline_is_new() -> None:
     assert comps[0].metric == "tg_tps"  # key metrics first
     assert comps[0].threshold == "-10%" and comps[1].threshold == ""
     assert comps[0].baseline_median is None and comps[0].change_pct is None
-    assert gate.decide(comps) == "new"
+    assert worst(c.verdict for c in comps) == "new"
     # absolute limits still apply without a baseline
     limits = gate.check_limits(
         {"tg128": measurement({"tg_tps": [3, 3, 3]})},
         merge_threshold_sources([("y", {"limits": ["tg_tps >= 5"]})]),
     )
-    assert gate.decide(comps + limits) == "regressed"
+    assert worst(c.verdict for c in comps + limits) == "regressed"
 
 
 def test_absent_metrics_are_informative_not_failing() -> None:
@@ -230,8 +230,8 @@ def test_absent_metrics_are_informative_not_failing() -> None:
     assert comps["rss_peak_mb"].reason.startswith("absent in baseline: not measured")
     assert comps["rss_peak_mb"].baseline_median is None
     assert comps["tg_tps"].verdict == "pass"
-    assert not gate.needs_remeasure(list(comps.values()))
-    assert gate.decide(list(comps.values())) == "inconclusive"
+    assert not judge.needs_remeasure({"w": list(comps.values())})
+    assert worst(c.verdict for c in list(comps.values())) == "inconclusive"
 
 
 def test_identical_samples_and_zero_baseline() -> None:
@@ -267,25 +267,25 @@ def test_bootstrap_guards_against_a_shift_the_medians_do_not_carry() -> None:
 
 
 def test_bootstrap_ratio_bound() -> None:
-    low, high, excl = gate.bootstrap_ratio_bound([80, 81, 82], [100, 101, 102], "less", 0.05)
+    low, high, excl = stats.bootstrap_ratio_bound([80, 81, 82], [100, 101, 102], "less", 0.05)
     assert excl and low < high < 1
-    assert gate.bootstrap_ratio_bound([80, 81, 82], [100, 101, 102], "less", 0.05) == (
+    assert stats.bootstrap_ratio_bound([80, 81, 82], [100, 101, 102], "less", 0.05) == (
         low,
         high,
         excl,
     )
-    _l, _h, excl2 = gate.bootstrap_ratio_bound([95, 105, 99], [100, 96, 104], "less", 0.05)
+    _l, _h, excl2 = stats.bootstrap_ratio_bound([95, 105, 99], [100, 96, 104], "less", 0.05)
     assert not excl2
     # a zero in the baseline falls back to the difference of medians
-    _l, _h, excl3 = gate.bootstrap_ratio_bound([5, 6, 7], [0, 0, 0], "greater", 0.05)
+    _l, _h, excl3 = stats.bootstrap_ratio_bound([5, 6, 7], [0, 0, 0], "greater", 0.05)
     assert excl3
 
 
 def test_mann_whitney_p_edge_cases() -> None:
-    assert gate.mann_whitney_p([], [1.0], "less") == 1.0
-    assert gate.mann_whitney_p([1, 1, 1], [1, 1, 1], "less") > 0.5  # all ties: no evidence
-    assert gate.mann_whitney_p([1, 2, 3], [4, 5, 6], "less") == pytest.approx(0.05)
-    big = gate.mann_whitney_p(list(range(200)), list(range(100, 300)), "less")
+    assert stats.mann_whitney_p([], [1.0], "less") == 1.0
+    assert stats.mann_whitney_p([1, 1, 1], [1, 1, 1], "less") > 0.5  # all ties: no evidence
+    assert stats.mann_whitney_p([1, 2, 3], [4, 5, 6], "less") == pytest.approx(0.05)
+    big = stats.mann_whitney_p(list(range(200)), list(range(100, 300)), "less")
     assert 0 < big < 1e-6  # large samples use the normal approximation
 
 
@@ -340,7 +340,7 @@ def test_absolute_limits() -> None:
     assert load.baseline_median is None and load.better == "lower" and load.unit == "ms"
     assert "is not < 11000" in load.reason and "llmperf.yaml" in load.reason
     assert comps[1].better == "higher" and comps[1].current_median == pytest.approx(5.3)
-    assert gate.needs_remeasure(comps)
+    assert judge.needs_remeasure({"w": comps})
 
 
 def test_limit_on_absent_metric_is_not_checked() -> None:
@@ -422,8 +422,8 @@ def comp(metric: str, verdict: str, **kw: object) -> MetricComparison:
 )
 def test_decide(verdicts: list[str], expected: str) -> None:
     comps = [comp(f"m{i}", v) for i, v in enumerate(verdicts)]
-    assert gate.decide(comps) == expected
-    assert gate.needs_remeasure(comps) == ("regressed" in verdicts)
+    assert worst(c.verdict for c in comps) == expected
+    assert judge.needs_remeasure({"w": comps}) == ("regressed" in verdicts)
 
 
 def test_format_table_aligned_and_narrow() -> None:
@@ -452,7 +452,7 @@ def test_format_table_aligned_and_narrow() -> None:
         ),
         comp("vram_mb", "new", unit="MB", baseline_median=None, change_pct=None, p_value=None),
     ]
-    lines = gate.format_table(comps)
+    lines = table.format_table(comps)
     assert all(len(line) <= 100 for line in lines)
     header, rule, *rows = lines
     assert header.split() == ["metric", "baseline", "current", "change", "threshold", "verdict"]
@@ -480,7 +480,7 @@ def test_failure_message_ends_with_the_remedy() -> None:
         "tg32": gate.compare_measurement(cur, base, CFG),
         "sla": gate.check_limits({"tg32": cur}, limits_cfg("tg_tps >= 1")),
     }
-    msg = gate.failure_message(
+    msg = table.failure_message(
         "tests/perf/test_tiny.py::test_tg[moe-mxfp4]",
         comps,
         notes=["suspected regression: re-measured (attempt 2)"],
@@ -503,10 +503,10 @@ def test_failure_message_for_limits_only_and_improvements() -> None:
         "load": gate.compare_measurement(cur, cur, CFG),
         "sla": gate.check_limits({"load": cur}, limits_cfg("load_ms < 11000")),
     }
-    msg = gate.failure_message("t.py::test_load", comps)
+    msg = table.failure_message("t.py::test_load", comps)
     assert "performance regression: load_ms[load]" in msg
     assert msg.splitlines()[-1].startswith("absolute limits and SLAs do not follow the baseline")
     improved = {"tg128": [comp("tg_tps", "improved", change_pct=30.0)]}
-    msg2 = gate.failure_message("t.py::test_fast", improved)
+    msg2 = table.failure_message("t.py::test_fast", improved)
     assert "improved beyond the threshold" in msg2.splitlines()[0]
-    assert msg2.splitlines()[-1] == gate.REMEDY
+    assert msg2.splitlines()[-1] == table.REMEDY

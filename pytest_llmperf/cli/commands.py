@@ -20,7 +20,7 @@ from pytest_llmperf.model.metrics import fmt_value
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import BaselineValues, Measurement, Verdict, worst
 from pytest_llmperf.model.workloads import Workload
-from pytest_llmperf.verdict import gate, judge, stats, thresholds
+from pytest_llmperf.verdict import gate, judge, stats, table, thresholds
 
 
 def open_store(path: Path, machine: str | None = None) -> baseline_mod.BaselineStore:
@@ -108,13 +108,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if verdict != "pass" or args.verbose:
             for name, comps in by_workload.items():
                 print(f"  [{name}]")
-                for line in gate.format_table(comps):
+                for line in table.format_table(comps):
                     print("  " + line)
     for nodeid in missing:
         print(f"{nodeid}: only in {args.baseline}")
     overall = worst(verdicts) if verdicts else "pass"
     failed = overall == "regressed" or (args.fail_on_improvement and overall == "improved")
-    print(f"{len(verdicts)} compared: {overall}" + (f"; {gate.REMEDY}" if failed else ""))
+    print(f"{len(verdicts)} compared: {overall}" + (f"; {table.REMEDY}" if failed else ""))
     return 1 if failed else 0
 
 
@@ -157,7 +157,6 @@ def _cmd_baseline_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_baseline_show(args: argparse.Namespace) -> int:
-    from pytest_llmperf.verdict import gate
 
     store = _store(args)
     entries = store.entries_for(args.nodeid)

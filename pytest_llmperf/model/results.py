@@ -18,6 +18,9 @@ from pytest_llmperf.model.metrics import (
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
 
+#: the comparisons key under which a test's absolute limits and ratio SLAs are filed
+SLA_KEY = "sla"
+
 #: the verdicts, of a metric and of a test (the worst of its metrics); "error": not gated
 Verdict = Literal["pass", "regressed", "improved", "inconclusive", "new", "mismatch", "error"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
@@ -217,6 +220,33 @@ class MetricComparison:
     ratio_low: float | None = None
     ratio_high: float | None = None
     rounds: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        metric: str,
+        threshold: str = "",
+        verdict: Verdict = "pass",
+        *,
+        baseline_median: float | None = None,
+        current_median: float | None = None,
+        change_pct: float | None = None,
+        **extra: Any,
+    ) -> MetricComparison:
+        """A comparison of a registry metric: its unit and direction come from the
+        registry (an unknown name has neither)."""
+        spec = METRICS.get(metric)
+        return cls(
+            metric=metric,
+            unit=spec.unit if spec else "",
+            better=spec.better if spec else "",
+            baseline_median=baseline_median,
+            current_median=current_median,
+            change_pct=change_pct,
+            threshold=threshold,
+            verdict=verdict,
+            **extra,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -43,95 +43,21 @@ runs the workloads again and calls :func:`compare_measurement` anew.
 
 from __future__ import annotations
 
-import math
-import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import numpy as np
 
 from pytest_llmperf.model.metrics import METRICS, fmt_value, ordered_metrics
 from pytest_llmperf.model.results import (
+    SLA_KEY,
     BaselineValues,
     Measurement,
     MetricComparison,
     Verdict,
-    worst,
 )
 from pytest_llmperf.verdict import stats
 from pytest_llmperf.verdict.thresholds import GateRules, Limit, Operand, RatioSLA, Threshold
-
-#: the comparisons key under which limits and ratio SLAs are reported
-SLA_KEY = "sla"
-#: width of the failure table
-TABLE_WIDTH = 100
-#: bootstrap resamples and seed (fixed: the same samples always give the same verdict)
-N_BOOTSTRAP = 2000
-BOOTSTRAP_SEED = 20240821
-#: largest n_current * n_baseline for which the exact Mann-Whitney distribution is used
-_EXACT_MAX_CELLS = 10_000
-
-REMEDY = "re-run with --perf-accept to accept these numbers"
-
-Direction = Literal["greater", "less"]
-
-
-# -- statistics -------------------------------------------------------------------------
-
-
-def mann_whitney_p(
-    current: Sequence[float], baseline: Sequence[float], alternative: Direction
-) -> float:
-    """One-sided p that ``current`` is stochastically ``alternative`` than ``baseline``.
-
-    Exact distribution for small samples (ties included), the normal approximation with
-    continuity correction beyond. Returns 1.0 when the test is undefined.
-    """
-    from scipy.stats import mannwhitneyu
-
-    if not current or not baseline:
-        return 1.0
-    method = "exact" if len(current) * len(baseline) <= _EXACT_MAX_CELLS else "asymptotic"
-    result = mannwhitneyu(
-        np.asarray(current, dtype=float),
-        np.asarray(baseline, dtype=float),
-        alternative=alternative,
-        method=method,
-    )
-    p = float(result.pvalue)
-    return p if math.isfinite(p) else 1.0
-
-
-def bootstrap_ratio_bound(
-    current: Sequence[float],
-    baseline: Sequence[float],
-    alternative: Direction,
-    alpha: float,
-    *,
-    n_boot: int = N_BOOTSTRAP,
-    seed: int = BOOTSTRAP_SEED,
-) -> tuple[float, float, bool]:
-    """Percentile bootstrap of median(current) / median(baseline).
-
-    Returns ``(low, high, excludes_one)``: the ``alpha`` and ``1 - alpha`` quantiles of the
-    resampled ratios, and whether the one-sided bound in direction ``alternative``
-    excludes 1 (``greater``: low > 1; ``less``: high < 1). When a baseline median can be
-    zero or negative the difference of medians is used instead (against 0).
-    """
-    cur = np.asarray(current, dtype=float)
-    base = np.asarray(baseline, dtype=float)
-    rng = np.random.default_rng(seed)
-    med_c = np.median(cur[rng.integers(0, cur.size, size=(n_boot, cur.size))], axis=1)
-    med_b = np.median(base[rng.integers(0, base.size, size=(n_boot, base.size))], axis=1)
-    if float(base.min()) > 0 and float(cur.min()) >= 0:
-        stat, neutral = med_c / med_b, 1.0
-    else:
-        stat, neutral = med_c - med_b, 0.0
-    low, high = (float(x) for x in np.quantile(stat, [alpha, 1.0 - alpha]))
-    excludes = low > neutral if alternative == "greater" else high < neutral
-    return low, high, excludes
-
 
 # -- per-metric comparison --------------------------------------------------------------
 
@@ -150,14 +76,8 @@ def _pct(change: float | None) -> str:
     return "n/a" if change is None else f"{change:+.1f}%"
 
 
-def _base(metric: str, threshold: Threshold | None) -> dict[str, Any]:
-    mdef = METRICS.get(metric)
-    return {
-        "metric": metric,
-        "unit": mdef.unit if mdef else "",
-        "better": mdef.better if mdef else "",
-        "threshold": threshold.text() if threshold is not None else "",
-    }
+def _text(threshold: Threshold | None) -> str:
+    return threshold.text() if threshold is not None else ""
 
 
 @dataclass(frozen=True)
@@ -237,13 +157,12 @@ def compare_metric(
     history; ``baseline`` is then their pooled values, the reference value is the centre
     of the session medians, and the allowance widens to what the machine drifts.
     """
-    info = _base(metric, threshold)
     history = [list(v) for v in sessions or () if len(v)]
     bm = stats.center([_median(v) for v in history]) if len(history) >= 2 else _median(baseline)
     cm = _median(current)
     change = _change_pct(bm, cm)
-    out = MetricComparison(
-        **info, baseline_median=bm, current_median=cm, change_pct=change, verdict="pass"
+    out = MetricComparison.of(
+        metric, _text(threshold), baseline_median=bm, current_median=cm, change_pct=change
     )
     if threshold is None:
         out.reason = "not gated"
@@ -318,13 +237,13 @@ def compare_metric(
             )
         return out
     # the direction in which current differs from baseline
-    alternative: Direction = "greater" if cm > bm else "less"
-    p = mann_whitney_p(current, baseline, alternative)
+    alternative: stats.Direction = "greater" if cm > bm else "less"
+    p = stats.mann_whitney_p(current, baseline, alternative)
     out.p_value = p
     significant = p <= alpha
     ci_note = ""
     if significant and bootstrap:
-        low, high, excludes = bootstrap_ratio_bound(current, baseline, alternative, alpha)
+        low, high, excludes = stats.bootstrap_ratio_bound(current, baseline, alternative, alpha)
         ci_note = f"; median ratio {1 - 2 * alpha:.0%} CI [{low:.3g}, {high:.3g}]"
         significant = excludes
         if not excludes:
@@ -385,12 +304,11 @@ def compare_measurement(
         for metric in ordered_metrics(cur_vals):
             threshold = config.threshold(metric)
             out.append(
-                MetricComparison(
-                    **_base(metric, threshold),
-                    baseline_median=None,
+                MetricComparison.of(
+                    metric,
+                    _text(threshold),
+                    "new",
                     current_median=_median(cur_vals[metric]),
-                    change_pct=None,
-                    verdict="new",
                     reason="no baseline",
                 )
             )
@@ -416,12 +334,11 @@ def compare_measurement(
                 )
             )
             continue
-        comp = MetricComparison(
-            **_base(metric, threshold),
+        comp = MetricComparison.of(
+            metric,
+            _text(threshold),
             baseline_median=_median(base_vals[metric]) if metric in base_vals else None,
             current_median=_median(cur_vals[metric]) if metric in cur_vals else None,
-            change_pct=None,
-            verdict="pass",
         )
         if metric in base_vals:  # absent now
             comp.reason = _absent_reason(current, metric, "now")
@@ -578,182 +495,11 @@ def check_limits(
     return out
 
 
-# -- decisions --------------------------------------------------------------------------
-
-
-def decide(comparisons: Iterable[MetricComparison]) -> Verdict:
-    """The test's verdict: the worst of its comparisons (``pass`` when there are none).
-
-    ``regressed`` > ``mismatch`` > ``improved`` > ``inconclusive`` > ``new`` > ``pass``
-    (:data:`pytest_llmperf.model.results.VERDICT_RANK`). A test with no baseline is ``new``
-    unless a limit is violated.
-    """
-    return worst([c.verdict for c in comparisons])
-
-
-def needs_remeasure(comparisons: Iterable[MetricComparison]) -> bool:
-    """True when any comparison regressed: the caller re-measures once before failing."""
-    return any(c.verdict == "regressed" for c in comparisons)
-
-
-# -- failure table ----------------------------------------------------------------------
-
-_COLUMNS: tuple[tuple[str, int, str], ...] = (
-    # header, max width (the metric column takes what the others leave), alignment
-    ("metric", 0, "<"),
-    ("baseline", 12, ">"),
-    ("current", 12, ">"),
-    ("change", 8, ">"),
-    ("threshold", 16, "<"),
-    ("verdict", 19, "<"),
-)
-#: the columns of a paired comparison: the reference, the candidate and the ratio's interval
-_PAIRED_COLUMNS: tuple[tuple[str, int, str], ...] = (
-    ("metric", 0, "<"),
-    ("reference", 12, ">"),
-    ("candidate", 12, ">"),
-    ("ratio [interval]", 22, ">"),
-    ("threshold", 10, "<"),
-    ("verdict", 12, "<"),
-)
-_SEP = "  "
-
-
-def _cell(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-
-def _verdict_cell(c: MetricComparison) -> str:
-    if c.p_value is not None and c.verdict in ("regressed", "improved", "inconclusive"):
-        return f"{c.verdict} p={c.p_value:.2g}"
-    return c.verdict
-
-
-def format_table(comparisons: Sequence[MetricComparison]) -> list[str]:
-    """Aligned rows: metric, baseline median, current median, change %, threshold,
-    verdict (with p), then one wrapped line of reason per non-passing row. At most
-    :data:`TABLE_WIDTH` columns."""
-    paired = any(c.ratio is not None for c in comparisons)
-    columns = _PAIRED_COLUMNS if paired else _COLUMNS
-
-    def change(c: MetricComparison) -> str:
-        if paired:
-            if c.ratio is None or c.ratio_low is None or c.ratio_high is None:
-                return "-"
-            return f"{c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]"
-        return _pct(c.change_pct) if c.change_pct is not None else "-"
-
-    rows = [
-        [
-            c.metric,
-            fmt_value(c.baseline_median, c.unit),
-            fmt_value(c.current_median, c.unit),
-            change(c),
-            c.threshold or "-",
-            _verdict_cell(c),
-        ]
-        for c in comparisons
-    ]
-    header = [h for h, _w, _a in columns]
-    natural = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    widths = [min(cap, w) if cap else w for w, (_h, cap, _a) in zip(natural, columns, strict=True)]
-    room = TABLE_WIDTH - sum(widths[1:]) - len(_SEP) * (len(widths) - 1)
-    widths[0] = max(min(natural[0], room), len(header[0]))
-
-    def line(cells: Sequence[str]) -> str:
-        cols = zip(cells, widths, columns, strict=True)
-        parts = [f"{_cell(t, w):{a}{w}}" for t, w, (_h, _c, a) in cols]
-        return _SEP.join(parts).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    for c in comparisons:
-        if c.verdict != "pass" and c.reason and c.verdict != "new":
-            out.extend(
-                textwrap.wrap(
-                    f"{c.metric}: {c.reason}",
-                    TABLE_WIDTH,
-                    initial_indent="  ",
-                    subsequent_indent="    ",
-                )
-            )
-    return out
-
-
-def _shown(c: MetricComparison) -> bool:
-    return bool(c.threshold) or c.verdict != "pass"
-
-
-def failure_message(
-    nodeid: str,
-    comparisons_by_workload: Mapping[str, Sequence[MetricComparison]],
-    *,
-    notes: Sequence[str] = (),
-) -> str:
-    """The message of a failed performance test: a headline, one table per workload (gated
-    or non-passing metrics), the notes, and the remedy as the last line."""
-    regressed = [
-        (wl, c)
-        for wl, cs in comparisons_by_workload.items()
-        for c in cs
-        if c.verdict == "regressed"
-    ]
-    improved = [
-        (wl, c) for wl, cs in comparisons_by_workload.items() for c in cs if c.verdict == "improved"
-    ]
-    if regressed:
-        what = ", ".join(
-            f"{c.metric} {_pct(c.change_pct)}"
-            if wl != SLA_KEY and c.change_pct is not None
-            else c.metric
-            for wl, c in regressed[:4]
-        )
-        more = f" and {len(regressed) - 4} more" if len(regressed) > 4 else ""
-        lines = [f"{nodeid}: performance regression: {what}{more}"]
-    elif improved:
-        lines = [
-            f"{nodeid}: improved beyond the threshold (--perf-fail-on-improvement): "
-            + ", ".join(f"{c.metric} {_pct(c.change_pct)}" for _wl, c in improved[:4])
-        ]
-    else:
-        lines = [f"{nodeid}: performance check failed"]
-    for wl, comps in comparisons_by_workload.items():
-        shown = [c for c in comps if _shown(c)]
-        if not shown:
-            continue
-        lines.append("")
-        lines.append(f"[{wl}]" if wl != SLA_KEY else "[sla: absolute limits and ratios]")
-        lines.extend(format_table(shown))
-    if notes:
-        lines.append("")
-        lines.extend(notes)
-    lines.append("")
-    baseline_failures = [c for wl, c in regressed + improved if wl != SLA_KEY]
-    if regressed and not baseline_failures:
-        lines.append(
-            "absolute limits and SLAs do not follow the baseline: fix the slowdown, "
-            "or change the rule in its source"
-        )
-    else:
-        if any(wl == SLA_KEY for wl, _c in regressed):
-            lines.append(
-                "(absolute limits and SLAs above do not follow the baseline: "
-                "change the rule in its source)"
-            )
-        lines.append(REMEDY)
-    return "\n".join(lines)
-
-
 __all__ = [
-    "REMEDY",
     "SLA_KEY",
-    "bootstrap_ratio_bound",
+    "Drift",
     "check_limits",
     "compare_measurement",
     "compare_metric",
-    "decide",
-    "failure_message",
-    "format_table",
-    "mann_whitney_p",
-    "needs_remeasure",
+    "history_drift",
 ]

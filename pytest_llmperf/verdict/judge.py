@@ -22,7 +22,7 @@ from pytest_llmperf.model.results import (
     Verdict,
     worst,
 )
-from pytest_llmperf.verdict import gate
+from pytest_llmperf.verdict import gate, table
 from pytest_llmperf.verdict.thresholds import GateRules
 
 AcceptMode = Literal["all", "new", "failed", "reset"]
@@ -91,7 +91,7 @@ def flat(comparisons: Mapping[str, Sequence[MetricComparison]]) -> list[MetricCo
 
 def needs_remeasure(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bool:
     """A suspected regression against the baseline: measure again before failing."""
-    return gate.needs_remeasure(flat(comparisons))
+    return any(c.verdict == "regressed" for c in flat(comparisons))
 
 
 def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
@@ -197,7 +197,7 @@ def judge(
         return out
     if verdict == "regressed" or (verdict == "improved" and policy.fail_on_improvement):
         out.outcome = "fail"
-        out.message = gate.failure_message(nodeid, comparisons, notes=out.notes)
+        out.message = table.failure_message(nodeid, comparisons, notes=out.notes)
     return out
 
 

@@ -140,15 +140,11 @@ def compare(
         sign = _bad(metric)
         thr = design.threshold_pct
         thr_text = f"{'+' if sign > 0 else '-'}{thr:g}%"
-        comp = MetricComparison(
-            metric=metric,
-            unit=METRICS[metric].unit if metric in METRICS else "",
-            better=METRICS[metric].better if metric in METRICS else "",
+        comp = MetricComparison.of(
+            metric,
+            thr_text if gated else "",
             baseline_median=stats.median(a_vals) if a_vals else None,
             current_median=stats.median(b_vals) if b_vals else None,
-            change_pct=None,
-            threshold=thr_text if gated else "",
-            verdict="pass",
         )
         n = sum(len(b) for b in blocks)
         comp.rounds = n

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -128,6 +129,71 @@ def paired_interval(
     return med, float(low), float(high)
 
 
+# -- the stored-baseline gate's tests (verdict/gate.py) ----------------------------------
+
+#: resamples and seed of the bootstrap of a ratio of medians (fixed: the same samples
+#: always give the same verdict)
+RATIO_BOOTSTRAP = 2000
+RATIO_SEED = 20240821
+#: largest n_current * n_baseline for which the exact Mann-Whitney distribution is used
+_EXACT_MAX_CELLS = 10_000
+
+Direction = Literal["greater", "less"]
+
+
+def mann_whitney_p(
+    current: Sequence[float], baseline: Sequence[float], alternative: Direction
+) -> float:
+    """One-sided p that ``current`` is stochastically ``alternative`` than ``baseline``.
+
+    Exact distribution for small samples (ties included), the normal approximation with
+    continuity correction beyond. Returns 1.0 when the test is undefined.
+    """
+    from scipy.stats import mannwhitneyu
+
+    if not current or not baseline:
+        return 1.0
+    method = "exact" if len(current) * len(baseline) <= _EXACT_MAX_CELLS else "asymptotic"
+    result = mannwhitneyu(
+        np.asarray(current, dtype=float),
+        np.asarray(baseline, dtype=float),
+        alternative=alternative,
+        method=method,
+    )
+    p = float(result.pvalue)
+    return p if math.isfinite(p) else 1.0
+
+
+def bootstrap_ratio_bound(
+    current: Sequence[float],
+    baseline: Sequence[float],
+    alternative: Direction,
+    alpha: float,
+    *,
+    n_boot: int = RATIO_BOOTSTRAP,
+    seed: int = RATIO_SEED,
+) -> tuple[float, float, bool]:
+    """Percentile bootstrap of median(current) / median(baseline).
+
+    Returns ``(low, high, excludes_one)``: the ``alpha`` and ``1 - alpha`` quantiles of the
+    resampled ratios, and whether the one-sided bound in direction ``alternative``
+    excludes 1 (``greater``: low > 1; ``less``: high < 1). When a baseline median can be
+    zero or negative the difference of medians is used instead (against 0).
+    """
+    cur = np.asarray(current, dtype=float)
+    base = np.asarray(baseline, dtype=float)
+    rng = np.random.default_rng(seed)
+    med_c = np.median(cur[rng.integers(0, cur.size, size=(n_boot, cur.size))], axis=1)
+    med_b = np.median(base[rng.integers(0, base.size, size=(n_boot, base.size))], axis=1)
+    if float(base.min()) > 0 and float(cur.min()) >= 0:
+        stat, neutral = med_c / med_b, 1.0
+    else:
+        stat, neutral = med_c - med_b, 0.0
+    low, high = (float(x) for x in np.quantile(stat, [alpha, 1.0 - alpha]))
+    excludes = low > neutral if alternative == "greater" else high < neutral
+    return low, high, excludes
+
+
 def change_points(values: Sequence[float]) -> list[int]:
     """Where a history steps: the indices at which a new level starts, by optimal
     partitioning with an L1 cost and a BIC-like penalty (the method of asv's step
@@ -168,9 +234,11 @@ __all__ = [
     "MIN_SESSIONS",
     "N_BOOTSTRAP",
     "POWER",
+    "bootstrap_ratio_bound",
     "center",
     "change_points",
     "drift_allowance",
+    "mann_whitney_p",
     "median",
     "paired_interval",
     "robust_cv",
