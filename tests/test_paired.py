@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_llmperf.api import apply_reference, config, parse_reference
+from pytest_llmperf.api import config
 from pytest_llmperf.cli.main import main
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.session.plan import apply_reference, parse_reference
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.thresholds import default_rules
 

@@ -38,8 +38,7 @@ def _inverse_ms(values: Sequence[float]) -> list[float]:
 
 #: metric -> (the metric it is computed from, how): not stored, rebuilt on reading
 DERIVED: dict[str, tuple[str, Callable[[Sequence[float]], list[float]]]] = {
-    "tpot_ms": ("tg_tps", _inverse_ms),
-    "itl_mean_ms": ("tg_tps", _inverse_ms),
+    name: (spec.inverse_of, _inverse_ms) for name, spec in METRICS.items() if spec.inverse_of
 }
 
 

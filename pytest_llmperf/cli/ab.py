@@ -29,7 +29,8 @@ from pytest_llmperf.machine.registry import load_registry
 from pytest_llmperf.model.metrics import fmt_value
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
-from pytest_llmperf.session.perf_session import PerfSession, Settings
+from pytest_llmperf.session.perf_session import PerfSession
+from pytest_llmperf.session.settings import Settings
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.thresholds import default_rules
 

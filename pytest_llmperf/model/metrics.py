@@ -25,146 +25,321 @@ from typing import Any, Literal
 import numpy as np
 
 Better = Literal["higher", "lower"]
+#: how often a metric is measured: once per timed repetition, or once per load of the
+#: model (load time, memory): a paired verdict judges the latter on loads, not rounds
+Per = Literal["repetition", "load"]
 
 
 @dataclass(frozen=True)
-class MetricDef:
+class MetricSpec:
+    """Everything the package knows about one metric: the registry entry every consumer
+    (gate, paired verdicts, baselines, tables, plots, backends) reads."""
+
     name: str
     unit: str
     better: Better
     description: str
+    #: a plot title ("generation rate")
+    title: str
+    #: the metric's name in narrow tables ("tg", "p95"); its name when empty
+    short: str = ""
+    per: Per = "repetition"
     #: True when the value does not vary run to run (memory, sizes): compared directly,
     #: without a statistical test.
     deterministic: bool = False
     #: True for llama.cpp's own counters and other figures shown but not gated by default.
     informational: bool = False
+    #: the default threshold against a stored baseline ("-10%"); None: not gated by default
+    threshold: str | None = None
+    #: the same figure of a streamed request (tg_tps -> stream_tps), for tables that show
+    #: one rate per row
+    stream: str = ""
+    #: this metric is exactly 1000 / that one (tpot_ms of tg_tps): rebuilt on reading a
+    #: baseline rather than stored
+    inverse_of: str = ""
+    #: a statistic of the gaps between generated tokens: needs a timestamp per token (a
+    #: backend that times whole repetitions, llama-bench, cannot give it)
+    per_token: bool = False
+
+    @property
+    def label(self) -> str:
+        """The name in narrow tables."""
+        return self.short or self.name
 
 
-METRICS: dict[str, MetricDef] = {
+def _spec(
+    name: str, unit: str, better: Better, title: str, description: str, **kw: Any
+) -> MetricSpec:
+    return MetricSpec(name, unit, better, description, title, **kw)
+
+
+_ = _spec
+METRICS: dict[str, MetricSpec] = {
     m.name: m
     for m in (
-        MetricDef("load_ms", "ms", "lower", "wall time of the model load call"),
-        MetricDef("ttft_ms", "ms", "lower", "start of generation to the first generated token"),
-        MetricDef("pp_tps", "t/s", "higher", "prompt tokens / prompt-eval time"),
-        MetricDef("tg_tps", "t/s", "higher", "(N-1) / (t_last - t_first) over N generated tokens"),
-        MetricDef("tpot_ms", "ms", "lower", "(t_last - t_first) / (N-1)"),
-        MetricDef("itl_p50_ms", "ms", "lower", "median inter-token gap"),
-        MetricDef("itl_p95_ms", "ms", "lower", "95th percentile inter-token gap"),
-        MetricDef("itl_p99_ms", "ms", "lower", "99th percentile inter-token gap"),
-        MetricDef("itl_mean_ms", "ms", "lower", "mean inter-token gap", informational=True),
-        MetricDef("itl_max_ms", "ms", "lower", "largest inter-token gap", informational=True),
-        MetricDef("e2e_ms", "ms", "lower", "start of generation to the last token"),
-        MetricDef(
+        _(
+            "load_ms",
+            "ms",
+            "lower",
+            "model load time",
+            "wall time of the model load call",
+            short="load",
+            per="load",
+            threshold="+25% or +20 ms",
+        ),
+        _(
+            "ttft_ms",
+            "ms",
+            "lower",
+            "time to first token",
+            "start of generation to the first generated token",
+            short="ttft",
+            threshold="+15% or +1 ms",
+            stream="stream_ttft_ms",
+        ),
+        _(
+            "pp_tps",
+            "t/s",
+            "higher",
+            "prompt processing rate",
+            "prompt tokens / prompt-eval time",
+            short="pp",
+            threshold="-10%",
+        ),
+        _(
+            "tg_tps",
+            "t/s",
+            "higher",
+            "generation rate",
+            "(N-1) / (t_last - t_first) over N generated tokens",
+            short="tg",
+            threshold="-10%",
+            stream="stream_tps",
+        ),
+        _(
+            "tpot_ms",
+            "ms",
+            "lower",
+            "time per output token",
+            "(t_last - t_first) / (N-1)",
+            short="tpot",
+            threshold="+10%",
+            inverse_of="tg_tps",
+        ),
+        _(
+            "itl_p50_ms",
+            "ms",
+            "lower",
+            "inter-token latency, p50",
+            "median inter-token gap",
+            short="p50",
+            threshold="+15% or +0.5 ms",
+            per_token=True,
+        ),
+        _(
+            "itl_p95_ms",
+            "ms",
+            "lower",
+            "inter-token latency, p95",
+            "95th percentile inter-token gap",
+            short="p95",
+            threshold="+15% or +0.5 ms",
+            stream="stream_itl_p95_ms",
+            per_token=True,
+        ),
+        _(
+            "itl_p99_ms",
+            "ms",
+            "lower",
+            "inter-token latency, p99",
+            "99th percentile inter-token gap",
+            short="p99",
+            threshold="+25% or +1 ms",
+            per_token=True,
+        ),
+        _(
+            "itl_mean_ms",
+            "ms",
+            "lower",
+            "inter-token latency, mean",
+            "mean inter-token gap",
+            short="itl",
+            informational=True,
+            inverse_of="tg_tps",
+            per_token=True,
+        ),
+        _(
+            "itl_max_ms",
+            "ms",
+            "lower",
+            "inter-token latency, max",
+            "largest inter-token gap",
+            short="itlmax",
+            informational=True,
+            per_token=True,
+        ),
+        _(
+            "e2e_ms",
+            "ms",
+            "lower",
+            "end-to-end time",
+            "start of generation to the last token",
+            short="e2e",
+            threshold="+15%",
+        ),
+        _(
             "rss_peak_mb",
             "MB",
             "lower",
+            "peak RSS",
             "peak resident memory of the process running the model",
+            short="rss",
+            per="load",
             deterministic=True,
+            threshold="+10% or +16 MB",
         ),
-        MetricDef(
+        _(
             "vram_mb",
             "MB",
             "lower",
+            "VRAM used",
             "device memory used by the model (NVML): peak during the run minus before the load",
+            short="vram",
+            per="load",
             deterministic=True,
+            threshold="+5% or +16 MB",
         ),
-        MetricDef(
+        _(
             "model_size_mb",
             "MB",
             "lower",
+            "model file size",
             "size of the model file",
+            per="load",
             deterministic=True,
             informational=True,
         ),
-        MetricDef(
+        _(
             "llama_pp_tps",
             "t/s",
             "higher",
+            "prompt rate (llama.cpp's counter)",
             "llama.cpp's own counter: n_p_eval / t_p_eval_ms",
             informational=True,
         ),
-        MetricDef(
+        _(
             "llama_tg_tps",
             "t/s",
             "higher",
+            "generation rate (llama.cpp's counter)",
             "llama.cpp's own counter: n_eval / t_eval_ms",
             informational=True,
         ),
-        # a request streamed through llama-cpp-python's high-level API (backend/stream.py)
-        MetricDef(
+        # a request streamed through llama-cpp-python's high-level API (backends/stream.py)
+        _(
             "stream_ttft_ms",
             "ms",
             "lower",
+            "time to the first streamed chunk",
             "the create_(chat_)completion call to the first streamed chunk carrying text "
             "(tokenization and chat template included)",
+            threshold="+15% or +1 ms",
         ),
-        MetricDef(
-            "stream_itl_p50_ms", "ms", "lower", "median gap between streamed chunks carrying text"
+        _(
+            "stream_itl_p50_ms",
+            "ms",
+            "lower",
+            "gap between streamed chunks, p50",
+            "median gap between streamed chunks carrying text",
+            threshold="+15% or +0.5 ms",
         ),
-        MetricDef(
+        _(
             "stream_itl_p95_ms",
             "ms",
             "lower",
+            "gap between streamed chunks, p95",
             "95th percentile gap between streamed chunks carrying text",
+            threshold="+15% or +0.5 ms",
         ),
-        MetricDef(
+        _(
             "stream_itl_p99_ms",
             "ms",
             "lower",
+            "gap between streamed chunks, p99",
             "99th percentile gap between streamed chunks carrying text",
+            threshold="+25% or +1 ms",
         ),
-        MetricDef(
+        _(
             "stream_tps",
             "t/s",
             "higher",
+            "streamed generation rate",
             "(N-1) / (t_last - t_first) over the N tokens the stream sampled (as tg_tps)",
+            threshold="-10%",
         ),
-        MetricDef("stream_e2e_ms", "ms", "lower", "the call to the end of the stream"),
-        MetricDef(
+        _(
+            "stream_e2e_ms",
+            "ms",
+            "lower",
+            "streamed request, end to end",
+            "the call to the end of the stream",
+            threshold="+15%",
+        ),
+        _(
             "stream_overhead",
             "x",
             "lower",
+            "streaming overhead",
             "engine tg_tps / stream_tps on the same model, params and token counts: how many "
             "times slower tokens arrive through the application's path (1 = no overhead)",
+            threshold="+10%",
         ),
-        MetricDef(
+        _(
             "stream_empty_chunks",
             "chunks",
             "lower",
+            "empty streamed chunks",
             "streamed chunks carrying no text (a token without visible text: a control "
             "token, or the part of a character split across tokens)",
             informational=True,
         ),
-        MetricDef(
+        _(
             "stream_load_ms",
             "ms",
             "lower",
+            "Llama load time (streaming)",
             "load of llama-cpp-python's Llama for streaming (a second load of the model file)",
+            per="load",
             informational=True,
         ),
-        MetricDef(
+        _(
             "engine_tg_tps",
             "t/s",
             "higher",
+            "engine generation rate beside the stream",
             "the engine's tg_tps on the streamed request's token counts, beside each repetition",
             informational=True,
         ),
-        MetricDef(
+        _(
             "engine_ttft_ms",
             "ms",
             "lower",
+            "engine time to first token beside the stream",
             "the engine's ttft_ms on the streamed request's token counts",
             informational=True,
         ),
-        MetricDef(
+        _(
             "engine_itl_p95_ms",
             "ms",
             "lower",
+            "engine inter-token latency p95 beside the stream",
             "the engine's itl_p95_ms on the streamed request's token counts",
             informational=True,
         ),
     )
 }
+del _
+
 
 #: the metrics shown first in tables, in this order
 KEY_METRICS: tuple[str, ...] = (

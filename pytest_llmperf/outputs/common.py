@@ -253,19 +253,12 @@ def baseline_for(index: BaselineIndex, report: TestResult, m: Measurement) -> Me
 # -- llama-bench compatibility ----------------------------------------------------------
 
 
-#: a streamed request's counterparts of the engine's headline metrics
-STREAM_COUNTERPARTS: dict[str, str] = {
-    "tg_tps": "stream_tps",
-    "ttft_ms": "stream_ttft_ms",
-    "itl_p95_ms": "stream_itl_p95_ms",
-}
-
-
 def headline_median(m: Measurement, metric: str) -> float | None:
     """The median of ``metric``, or of its ``stream_*`` counterpart for a streamed
     request (whose metrics are named apart from the engine's)."""
     if m.workload.kind == "stream":
-        metric = STREAM_COUNTERPARTS.get(metric, metric)
+        spec = METRICS.get(metric)
+        metric = spec.stream if spec is not None and spec.stream else metric
     return m.median(metric)
 
 
@@ -477,11 +470,10 @@ class SweepGroup:
         return f"{self.function} {self.workload}"
 
     def metric(self) -> str | None:
-        """The rate this sweep is judged by: tg_tps when measured, else pp_tps."""
-        for name in ("tg_tps", "pp_tps", "load_ms"):
-            if any(m.values.get(name) for _, m, _ in self.points):
-                return name
-        return None
+        """The metric this sweep is judged by: the first key metric its points measured
+        (tg_tps, else pp_tps, ..., load_ms for cold loads)."""
+        measured = {name for _, m, _ in self.points for name, v in m.values.items() if v}
+        return next((name for name in KEY_METRICS if name in measured), None)
 
     def variants(self, axis: str) -> list[Any]:
         seen: list[Any] = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_llmperf.model.metrics import KEY_METRICS, chunk_gaps_ms, fmt_value
+from pytest_llmperf.model.metrics import KEY_METRICS, METRICS, chunk_gaps_ms, fmt_value
 from pytest_llmperf.model.results import Measurement, TestResult
 from pytest_llmperf.outputs.common import (
     BASELINE_COLOR,
@@ -48,16 +48,6 @@ _ROWS_PER_FIGURE = 12
 #: the smallest half-width of a metric panel's x axis, relative to its centre
 _MIN_WINDOW = 0.08
 _ITL_PANELS_PER_FIGURE = 8
-
-_METRIC_TITLE: dict[str, str] = {
-    "tg_tps": "generation rate",
-    "pp_tps": "prompt processing rate",
-    "ttft_ms": "time to first token",
-    "itl_p95_ms": "inter-token latency, p95",
-    "load_ms": "model load time",
-    "vram_mb": "VRAM used",
-    "rss_peak_mb": "peak RSS",
-}
 
 
 def matplotlib_missing() -> str | None:
@@ -137,8 +127,11 @@ class _MetricEntry:
     change_pct: float | None
 
 
-#: metrics of the loaded model rather than of a workload: one entry per test and params
-_RUN_LEVEL = frozenset({"load_ms", "rss_peak_mb", "vram_mb", "model_size_mb"})
+def _per_load(metric: str) -> bool:
+    """A metric of the loaded model rather than of a workload (load time, memory): one
+    entry per test and params."""
+    spec = METRICS.get(metric)
+    return spec is not None and spec.per == "load"
 
 
 def _metric_entries(
@@ -146,7 +139,7 @@ def _metric_entries(
 ) -> list[_MetricEntry]:
     out: list[_MetricEntry] = []
     rows = all_rows(reports)
-    if metric in _RUN_LEVEL:
+    if _per_load(metric):
         # a test measuring several workloads on one loaded model has one load and one
         # memory figure: keep the last measurement per (test, params)
         last: dict[tuple[str, object], int] = {}
@@ -169,7 +162,7 @@ def _metric_entries(
         )
         out.append(
             _MetricEntry(
-                label=row.name if metric in _RUN_LEVEL and row.workload else row.label,
+                label=row.name if _per_load(metric) and row.workload else row.label,
                 current=list(m.values[metric]),
                 baseline=base_vals,
                 baseline_median=base_median,
@@ -253,7 +246,8 @@ def _metric_figure(metric: str, entries: list[_MetricEntry], path: Path, page: s
         )
         ax.grid(axis="y", visible=False)
     axes[-1].set_xlabel(_axis_label(metric))
-    title = f"{metric}: {_METRIC_TITLE.get(metric, metric)}, current vs baseline{page}"
+    spec = METRICS.get(metric)
+    title = f"{metric}: {spec.title if spec else metric}, current vs baseline{page}"
     fig.suptitle(title, fontsize=11.5, fontweight="bold")
     return _save(fig, path)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from pytest_llmperf.model.metrics import fmt_value, ordered_metrics
+from pytest_llmperf.model.metrics import METRICS, fmt_value, ordered_metrics
 from pytest_llmperf.model.results import TestResult, worst
 from pytest_llmperf.outputs.common import (
     VERDICT_MARKUP,
@@ -41,22 +41,6 @@ VERDICT_LABEL: dict[str, str] = {
     "mismatch": "mismatch",
 }
 
-#: metric names in the change column when the terminal is narrow: the column headers
-_METRIC_SHORT: dict[str, str] = {
-    "tg_tps": "tg",
-    "pp_tps": "pp",
-    "ttft_ms": "ttft",
-    "tpot_ms": "tpot",
-    "itl_p50_ms": "p50",
-    "itl_p95_ms": "p95",
-    "itl_p99_ms": "p99",
-    "itl_mean_ms": "itl",
-    "itl_max_ms": "itlmax",
-    "e2e_ms": "e2e",
-    "load_ms": "load",
-    "vram_mb": "vram",
-    "rss_peak_mb": "rss",
-}
 #: below this width the change column uses the short metric names
 _WIDE = 100
 #: the name column's width below which model/params columns are dropped
@@ -89,7 +73,8 @@ def _change_text(row: Row, short: bool) -> str:
     c = headline_change(row.comparisons)
     if c is None:
         return "-"
-    name = _METRIC_SHORT.get(c.metric, c.metric) if short else c.metric
+    spec = METRICS.get(c.metric)
+    name = spec.label if short and spec is not None else c.metric
     return f"{fmt_pct(c.change_pct)} {name}"
 
 

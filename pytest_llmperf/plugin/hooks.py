@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_llmperf import options
-from pytest_llmperf.api import Config, parse_reference
+from pytest_llmperf.api import Config
 from pytest_llmperf.backends.runner import DEFAULT_TIMEOUT_S, Runner
 from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
 from pytest_llmperf.errors import LLMPerfError, UsageError
@@ -24,15 +24,13 @@ from pytest_llmperf.machine.registry import load_registry
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.session.perf_session import (
     OVERSUBSCRIBED,
-    PerfOutcome,
     PerfSession,
-    Recorder,
-    Settings,
-    TestPlan,
-    default_missing_mode,
     group_by_config,
     oversubscription,
 )
+from pytest_llmperf.session.plan import TestPlan, parse_reference
+from pytest_llmperf.session.recorder import PerfOutcome, Recorder
+from pytest_llmperf.session.settings import Settings, default_missing_mode
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.judge import ACCEPT_MODES, MISSING_MODES, Policy
 
@@ -88,7 +86,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     g.addoption(
         "--perf-repetitions",
-        type=options.int_at_least(0),
+        type=options.int_at_least(1),
         default=None,
         metavar="N",
         help="timed repetitions per workload (default 3)",

@@ -415,26 +415,9 @@ def parse_sla(text: Any, where: str = "sla") -> RatioSLA:
 
 # -- the merged configuration -----------------------------------------------------------
 
+#: the default threshold of each gated metric, from the metric registry
 DEFAULT_THRESHOLDS: dict[str, str] = {
-    "tg_tps": "-10%",
-    "pp_tps": "-10%",
-    "ttft_ms": "+15% or +1 ms",
-    "tpot_ms": "+10%",
-    "itl_p50_ms": "+15% or +0.5 ms",
-    "itl_p95_ms": "+15% or +0.5 ms",
-    "itl_p99_ms": "+25% or +1 ms",
-    "e2e_ms": "+15%",
-    "load_ms": "+25% or +20 ms",
-    "vram_mb": "+5% or +16 MB",
-    "rss_peak_mb": "+10% or +16 MB",
-    # the application's path (streamed requests): the same allowances as the engine's
-    "stream_ttft_ms": "+15% or +1 ms",
-    "stream_tps": "-10%",
-    "stream_itl_p50_ms": "+15% or +0.5 ms",
-    "stream_itl_p95_ms": "+15% or +0.5 ms",
-    "stream_itl_p99_ms": "+25% or +1 ms",
-    "stream_e2e_ms": "+15%",
-    "stream_overhead": "+10%",
+    name: spec.threshold for name, spec in METRICS.items() if spec.threshold is not None
 }
 
 
