@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmperf import options, paired
+from pytest_llmperf import options, ownership, paired
 from pytest_llmperf.api import Config, parse_reference
 from pytest_llmperf.backend.runner import DEFAULT_TIMEOUT_S, Runner
 from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
@@ -346,6 +346,25 @@ def build_settings(config: pytest.Config) -> Settings:
     )
 
 
+def check_outputs(settings: Settings) -> None:
+    """Refuse, before anything is measured, an output file that exists and is not the
+    file of ours its option writes (a UsageError naming it, what it appears to be and the
+    fix); see :mod:`pytest_llmperf.ownership`. The writers check again when they write."""
+    from pytest_llmperf.report.writer import check_folder
+
+    if settings.report_dir is not None:
+        check_folder(settings.report_dir, "--perf-report")
+    files: list[tuple[Path | None, ownership.Kind, str]] = [
+        (settings.benchmark_json, "benchmark-json", "--perf-benchmark-json"),
+        (settings.bmf_json, "bmf", "--perf-bmf"),
+    ]
+    for path, kind, what in files:
+        if path is not None:
+            if path.is_dir():
+                raise UsageError(f"{what}: {path} is a directory; name a file in it")
+            ownership.check(path, kind, what)
+
+
 MARKER_HELP = (
     "llmperf(model=None, args=None, profile=None, thresholds=None, limits=None, sla=None, "
     "repetitions=None, warmup=None, timeout=None, isolate=None, remeasure=None, "
@@ -359,6 +378,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "smoke: fast subset of the performance suite")
     try:
         settings = build_settings(config)
+        check_outputs(settings)
         registry = load_registry(Path(str(config.rootpath)), config.option.perf_config)
         perf = PerfSession(settings, registry)
         config.stash[session_key] = perf
@@ -633,20 +653,31 @@ def _write_outputs(perf: PerfSession) -> None:
         return
     from pytest_llmperf import report
 
-    try:
-        if st.report_dir is not None:
-            written = report.write_report(
-                perf.reports, st.report_dir, history=perf.history_entries()
-            )
-            perf.notice(f"report: {st.report_dir} ({len(written)} files)")
-        if st.benchmark_json is not None:
-            report.write_benchmark_json(perf.reports, st.benchmark_json)
-            perf.notice(f"pytest-benchmark JSON: {st.benchmark_json}")
-        if st.bmf_json is not None:
-            report.write_bmf(perf.reports, st.bmf_json)
-            perf.notice(f"Bencher Metric Format: {st.bmf_json}")
-    except (OSError, LLMPerfError) as exc:
-        perf.notice(f"report NOT written: {exc}")
+    def report_dir(out: Path) -> str:
+        history = perf.history_entries()
+        written = report.write_report(perf.reports, out, history=history, what="--perf-report")
+        return f"report: {out} ({len(written)} files)"
+
+    def benchmark_json(out: Path) -> str:
+        report.write_benchmark_json(perf.reports, out, what="--perf-benchmark-json")
+        return f"pytest-benchmark JSON: {out}"
+
+    def bmf(out: Path) -> str:
+        report.write_bmf(perf.reports, out, what="--perf-bmf")
+        return f"Bencher Metric Format: {out}"
+
+    outputs: list[tuple[Path | None, Callable[[Path], str]]] = [
+        (st.report_dir, report_dir),
+        (st.benchmark_json, benchmark_json),
+        (st.bmf_json, bmf),
+    ]
+    for out, write in outputs:
+        if out is None:
+            continue
+        try:  # one output refused or failing leaves the others to be written
+            perf.notice(write(out))
+        except (OSError, LLMPerfError) as exc:
+            perf.notice(f"report NOT written: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -1,6 +1,8 @@
 """Data loss found by a hostile-input battery, each closed as a class, through real files,
 real pytest sessions (pytester) and the real ``llmperf`` command on the tiny models:
 
+- an output file that exists and is not the file of ours its option writes is refused
+  before anything is measured, and left byte for byte (pytest_llmperf.ownership);
 - every write goes through symbolic links to their target, atomically there
   (pytest_llmperf.fileio).
 """
@@ -12,13 +14,19 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from pytest_llmperf import baseline as bl
 from pytest_llmperf import tiny
+from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.report import write_benchmark_json, write_bmf, write_report
+from pytest_llmperf.sweep.ranking import write_ranking
+from pytest_llmperf.sweep.stream import append_result, read_results
 
 MACHINE = "dl"
 FAST = [
@@ -62,6 +70,241 @@ def stored_file(pytester: pytest.Pytester, name: str) -> Path:
 
 def temp_files(*folders: Path) -> list[str]:
     return [p.name for f in folders for p in f.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def baseline_json() -> bytes:
+    """A real per-test baseline file of this repository: the file a user most likely
+    points an output option at by mistake."""
+    root = Path(__file__).resolve().parent.parent / "baselines"
+    return sorted(root.rglob("*/**/*.json"))[0].read_bytes()
+
+
+# -- 1. output files that are not ours ------------------------------------------------------
+
+#: a pytest-benchmark run saved by pytest-benchmark itself (not ours to overwrite)
+OTHER_BENCHMARK = json.dumps(
+    {
+        "machine_info": {"node": "ci"},
+        "commit_info": {"id": "abc"},
+        "benchmarks": [{"name": "test_sort", "stats": {"mean": 0.1}, "extra_info": {}}],
+        "datetime": "2025-01-01T00:00:00",
+        "version": "5.1.0",
+    }
+).encode()
+README = b"# My project\n\nNotes that must survive.\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "content", "appears"),
+    [
+        (
+            "--perf-sweep-results",
+            "baseline.json",
+            None,
+            "appears to be a pytest-llmperf baseline file (of test perf_tests/",
+        ),
+        ("--perf-sweep-results", "notes.md", README, "appears to be a Markdown or text file"),
+        (
+            "--perf-benchmark-json",
+            "bench.json",
+            OTHER_BENCHMARK,
+            "appears to be pytest-benchmark JSON not written by pytest-llmperf",
+        ),
+        ("--perf-benchmark-json", "baseline.json", None, "a pytest-llmperf baseline file"),
+        ("--perf-bmf", "baseline.json", None, "a pytest-llmperf baseline file"),
+        (
+            "--perf-bmf",
+            "results.json",
+            b'{"schema_version": 1, "generated_at": "x", "tests": []}\n',
+            "appears to be a pytest-llmperf results.json",
+        ),
+        ("--perf-ranking", "rank.json", None, "a pytest-llmperf baseline file"),
+        (
+            "--perf-ranking",
+            "sweeps.yaml",
+            b"sweeps:\n  kv: {models: [m], workloads: [tg8]}\n",
+            "appears to be a sweep definition (YAML)",
+        ),
+    ],
+)
+def test_an_output_file_not_ours_is_refused_before_anything_runs(
+    pytester: pytest.Pytester,
+    model: Path,
+    baseline_json: bytes,
+    option: str,
+    name: str,
+    content: bytes | None,
+    appears: str,
+) -> None:
+    project(pytester, model, suite("test_a"))
+    target = pytester.path / name
+    target.write_bytes(baseline_json if content is None else content)
+    before = target.read_bytes()
+    res = pytester.runpytest(*FAST, f"{option}={target}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str() + res.stderr.str()
+    [line] = [ln for ln in res.stderr.lines if str(target) in ln]
+    assert option in line and appears in line, line
+    assert "nothing was written to it: choose another path or remove it" in line
+    assert target.read_bytes() == before
+    assert not (pytester.path / "baselines").exists()  # nothing measured, nothing recorded
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "appears"),
+    [
+        ("results.json", None, "a pytest-llmperf baseline file"),
+        ("summary.md", README, "a Markdown or text file"),
+        ("report.html", b"<!DOCTYPE html>\n<html><title>home</title></html>\n", "an HTML page"),
+        ("metric_tg_tps.png", b"\x89PNG\r\n\x1a\nnot ours", "a PNG image of another program"),
+    ],
+)
+def test_a_report_folder_holding_files_not_ours_is_refused(
+    pytester: pytest.Pytester,
+    model: Path,
+    baseline_json: bytes,
+    name: str,
+    content: bytes | None,
+    appears: str,
+) -> None:
+    project(pytester, model, suite("test_a"))
+    folder = pytester.path / "site"
+    folder.mkdir()
+    (folder / name).write_bytes(baseline_json if content is None else content)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    res = pytester.runpytest(*FAST, f"--perf-report={folder}")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR, res.stdout.str()
+    err = res.stderr.str()
+    assert f"--perf-report: {folder / name} exists and appears to be {appears}" in err, err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_outputs_of_our_own_are_written_again(pytester: pytest.Pytester, model: Path) -> None:
+    """No false refusal: a second session rewrites the report folder and the exports a
+    first one wrote."""
+    from pytest_llmperf import ownership
+
+    project(pytester, model, suite("test_a"))
+    out = pytester.path / "out"
+    args = [
+        *FAST,
+        f"--perf-report={out / 'report'}",
+        f"--perf-benchmark-json={out / 'bench.json'}",
+        f"--perf-bmf={out / 'bmf.json'}",
+    ]
+    out.mkdir()
+    (out / "bmf.json").write_text("")  # an empty file is anyone's
+    first = pytester.runpytest(*args)
+    first.assert_outcomes(passed=1)
+    report = out / "report"
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert "results.json" in os.listdir(report) and pngs
+    assert all(ownership.png_software(report / p) == ownership.PNG_SOFTWARE for p in pngs)
+    second = pytester.runpytest(*args)
+    second.assert_outcomes(passed=1)
+    assert "NOT written" not in second.stdout.str()
+    assert json.loads((out / "bmf.json").read_text())
+    assert json.loads((out / "bench.json").read_text())["benchmarks"]
+
+
+def test_writers_refuse_what_is_not_theirs_and_take_what_is(
+    tmp_path: Path, baseline_json: bytes
+) -> None:
+    foreign = tmp_path / "baseline.json"
+    foreign.write_bytes(baseline_json)
+    with pytest.raises(UsageError, match="appears to be a pytest-llmperf baseline file"):
+        append_result(foreign, {"id": "p1"})
+    with pytest.raises(UsageError, match="a pytest-llmperf baseline file"):
+        write_ranking(foreign, ["p1"])
+    with pytest.raises(UsageError, match="a pytest-llmperf baseline file"):
+        write_bmf([], foreign)
+    with pytest.raises(UsageError, match="a pytest-llmperf baseline file"):
+        write_benchmark_json([], foreign)
+    assert foreign.read_bytes() == baseline_json
+    # another kind of ours is refused too: Bencher's file is not pytest-benchmark's
+    bmf = tmp_path / "bmf.json"
+    bmf.write_text('{"test_a[tg16]": {"tg-tps": {"value": 700.0}}}\n')
+    write_bmf([], bmf)  # ours: rewritten
+    bmf.write_text('{"test_a[tg16]": {"tg-tps": {"value": 700.0}}}\n')
+    with pytest.raises(UsageError, match="appears to be Bencher Metric Format JSON written"):
+        write_benchmark_json([], bmf)
+    # results: our own file (a line cut by a crash included) takes more lines
+    results = tmp_path / "r.jsonl"
+    append_result(results, {"id": "p1"})
+    with open(results, "ab") as fh:
+        fh.write(b'{"id": "p2", "metr')
+    append_result(results, {"id": "p3"})
+    with pytest.warns(UserWarning, match="unreadable result line"):
+        assert [r["id"] for r in read_results(results)] == ["p1", "p3"]
+    with pytest.raises(UsageError, match="pytest-llmperf sweep results"):
+        write_ranking(results, ["p1"])
+    # a ranking the user edited is still a ranking
+    ranking = tmp_path / "rank.yaml"
+    ranking.write_text("# mine\n- p3\n- p1\n")
+    write_ranking(ranking, ["p1"])
+    # an empty file is anyone's
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    append_result(empty, {"id": "p1"})
+
+
+def test_a_report_is_refused_before_any_file_is_written(tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "history.html").write_bytes(b"<!DOCTYPE html>\n<title>Team wiki</title>\n")
+    with pytest.raises(UsageError, match=r"history\.html exists and appears to be an HTML page"):
+        write_report([], out)
+    assert os.listdir(out) == ["history.html"]
+    # plots of an older version (untagged) beside its own results.json are ours
+    older = tmp_path / "older"
+    write_report([], older, plots=False)
+    (older / "depth.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    write_report([], older, plots=False)
+
+
+def llmperf(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_llmperf.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_llmperf_commands_refuse_outputs_not_theirs(tmp_path: Path, baseline_json: bytes) -> None:
+    shard = tmp_path / "shard.jsonl"
+    append_result(shard, {"id": "p1", "sweep": "s", "phase": "explore", "metrics": {}})
+    foreign = tmp_path / "baseline.json"
+    foreign.write_bytes(baseline_json)
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("sweeps:\n  s: {models: [m]}\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "summary.md").write_bytes(README)
+    (tmp_path / "results.json").write_text(
+        '{"schema_version": 1, "generated_at": "x", "tests": []}\n'
+    )
+    cases = [
+        (["merge", str(shard), "-o", str(foreign)], foreign, "merge -o"),
+        (
+            ["merge", str(shard), "-o", str(tmp_path / "all.jsonl"), "--ranking", str(notes)],
+            notes,
+            "merge --ranking",
+        ),
+        (["report", str(tmp_path / "results.json"), "-o", str(site)], site / "summary.md", ""),
+    ]
+    for args, target, what in cases:
+        before = target.read_bytes()
+        res = llmperf(*args, cwd=tmp_path)
+        assert res.returncode == 2, res.stdout + res.stderr
+        [line] = res.stderr.strip().splitlines()
+        assert f"{what}: {target} exists and appears to be" in line, line
+        assert line.endswith("choose another path or remove it")
+        assert target.read_bytes() == before
+    assert not (tmp_path / "all.jsonl").exists()
+    assert os.listdir(site) == ["summary.md"]
 
 
 # -- 3. writes go through symbolic links ----------------------------------------------------
