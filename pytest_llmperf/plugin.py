@@ -640,10 +640,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     perf.close()
     try:
-        perf.flush()
+        flushed = perf.flush()
     except LLMPerfError as exc:
         perf.notice(f"baselines NOT written: {exc}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        if flushed is not None and flushed.refused:  # measured, and not stored
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _write_outputs(perf)
 
 
@@ -735,4 +738,8 @@ def _flush_lines(flushed: Any, path: str) -> list[str]:
             lines.extend(f"  {label}: {n}" for n in names[:20])
             if len(names) > 20:
                 lines.append(f"  ... and {len(names) - 20} more")
+    refused = list(getattr(flushed, "refused", []) or [])
+    if refused:
+        lines.append(f"baseline {path}: NOT written {len(refused)} (their files were left alone)")
+        lines.extend(f"  NOT written: {line}" for line in refused)
     return lines

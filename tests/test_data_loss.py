@@ -4,7 +4,9 @@ real pytest sessions (pytester) and the real ``llmperf`` command on the tiny mod
 - an output file that exists and is not the file of ours its option writes is refused
   before anything is measured, and left byte for byte (pytest_llmperf.ownership);
 - every write goes through symbolic links to their target, atomically there
-  (pytest_llmperf.fileio).
+  (pytest_llmperf.fileio);
+- a baseline file that holds another test's entries (a renamed test, a moved file) is
+  named with the fix and never written over, with or without --perf-accept.
 """
 
 from __future__ import annotations
@@ -367,3 +369,34 @@ def test_accept_writes_a_linked_baseline_file_through_its_link(
     assert "created: test_perf.py::test_a" in res.stdout.str()
     assert path.is_symlink() and shared.is_file()
     assert temp_files(pytester.path / "baselines", shared.parent) == []
+
+
+# -- 4. a baseline file holding another test's entries ---------------------------------------
+
+
+@pytest.mark.parametrize("accept", [[], ["--perf-accept"]], ids=["record", "accept"])
+def test_a_renamed_test_never_overwrites_the_moved_history(
+    pytester: pytest.Pytester, model: Path, accept: list[str]
+) -> None:
+    """test_a renamed test_c and its file moved (git mv): its content still names
+    test_a. The run names the file, the nodeid inside and the fix, and leaves it alone;
+    test_c is not silently "new"."""
+    project(pytester, model, suite("test_a", "test_b"))
+    pytester.runpytest(*FAST).assert_outcomes(passed=2)  # no baseline yet: recorded
+    old, new = stored_file(pytester, "test_a"), stored_file(pytester, "test_c")
+    os.rename(old, new)
+    before = new.read_bytes()
+    other = stored_file(pytester, "test_b")
+    pytester.makepyfile(test_perf=suite("test_c", "test_b"))
+    res = pytester.runpytest(*FAST, *accept)
+    res.assert_outcomes(passed=1, failed=1)
+    text = res.stdout.str()
+    assert (
+        f"baseline file {new} holds the entries of test 'test_perf.py::test_a' (its "
+        '"nodeid" field), not of test_perf.py::test_c' in text
+    ), text
+    assert "Edit its \"nodeid\" field to 'test_perf.py::test_c', or move the file back" in text
+    assert "no baseline yet" not in text.split("short test summary")[0].split("test_c")[-1]
+    assert new.read_bytes() == before
+    assert not old.exists()
+    assert other.exists()
