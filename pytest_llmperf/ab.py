@@ -147,7 +147,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
         alpha=args.alpha,
     )
     rules = default_rules()
-    results = []
+    results: list[tuple[Workload, paired.PairedResult]] = []
     try:
         for wl in workloads(args.n_prompt, args.n_gen, args.pg, args.n_depth):
             result = paired.run(
@@ -161,6 +161,11 @@ def cmd_ab(args: argparse.Namespace) -> int:
             print(
                 f"{wl.name}: {paired.summary_line(result, _ROW_METRIC[wl.kind])}", file=sys.stderr
             )
+    except KeyboardInterrupt:  # a stop signal: the workers stop; the finished rows stay
+        session.close()
+        if results:
+            sys.stdout.write(render(a, b, results, args.output))
+        raise
     finally:
         session.close()
     sys.stdout.write(render(a, b, results, args.output))

@@ -454,9 +454,38 @@ def _write_meta(
 
 
 def _run(cmd: list[str], env: Mapping[str, str] | None, log: Any) -> None:
-    proc = subprocess.run(cmd, env=dict(env) if env else None, stdout=log, stderr=log, check=False)
-    if proc.returncode != 0:
-        raise UsageError(f"build failed ({' '.join(cmd[:4])} ...: exit {proc.returncode})")
+    """Run one build step in its own process group; interrupted (a stop signal, Ctrl-C),
+    the whole group (cmake, make, the compilers) is stopped before the exception goes on,
+    so no compiler outlives the command."""
+    proc = subprocess.Popen(
+        cmd, env=dict(env) if env else None, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        _stop_group(proc)
+        raise
+    if returncode != 0:
+        raise UsageError(f"build failed ({' '.join(cmd[:4])} ...: exit {returncode})")
+
+
+def _stop_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM to the process group of ``proc``, SIGKILL to what is left after 10 s."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; members of its group may not be
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
 
 
 def _build_wheel(version: str, args: str, work: Path, lib: Path, log: Any) -> None:

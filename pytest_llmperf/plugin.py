@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,12 @@ from pytest_llmperf.session import (
     group_by_config,
     oversubscription,
 )
+from pytest_llmperf.signals import SignalGuard, exit_status, signal_name
 
 session_key = pytest.StashKey[PerfSession]()
 recorder_key = pytest.StashKey[Recorder]()
 spec_key = pytest.StashKey[TestSpec | None]()
+guard_key = pytest.StashKey[SignalGuard]()
 
 FIXTURES = ("llm_model", "llm_perf")
 
@@ -382,6 +385,7 @@ def pytest_configure(config: pytest.Config) -> None:
         registry = load_registry(Path(str(config.rootpath)), config.option.perf_config)
         perf = PerfSession(settings, registry)
         config.stash[session_key] = perf
+        _guard_signals(config)
         if _is_xdist_controller(config):
             config.pluginmanager.register(_XdistCollector(perf), "llmperf-xdist-collector")
             if settings.policy.accept is not None:
@@ -394,6 +398,58 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
+    guard = config.stash.get(guard_key, None)
+    if guard is not None:
+        guard.restore()
+        del config.stash[guard_key]
+    finisher = config.pluginmanager.get_plugin("llmperf-signals")
+    if finisher is not None:
+        config.pluginmanager.unregister(finisher)
+
+
+# -- stop signals -------------------------------------------------------------------------
+
+
+def _guard_signals(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel), SIGHUP (a closed terminal), SIGUSR1/SIGUSR2 (Slurm's
+    --signal) stop the session as Ctrl-C does: the current measurement stops, the
+    session's end still writes what finished (baselines, results, reports), no worker is
+    left, and the exit status is 128 + the signal (see pytest_llmperf.signals). SIGINT
+    stays pytest's KeyboardInterrupt. Handlers go in only from the main thread and only
+    over default dispositions; pytest_unconfigure restores them."""
+    guard = SignalGuard(sigint=lambda _signum: KeyboardInterrupt()).install()
+    config.stash[guard_key] = guard
+    config.pluginmanager.register(_SignalFinish(guard), "llmperf-signals")
+
+
+class _SignalFinish:
+    """Outermost around pytest_sessionfinish: from there on a stop signal is recorded,
+    never raised, so the flush and the reports are written whole."""
+
+    def __init__(self, guard: SignalGuard) -> None:
+        self.guard = guard
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, None, None]:
+        self.guard.finish()
+        return (yield)
+
+
+def _stopped_by_signal(session: pytest.Session, perf: PerfSession) -> None:
+    """After the flush: a session a stop signal ended says so, with its exit status."""
+    guard = session.config.stash.get(guard_key, None)
+    signum = None if guard is None else guard.signum
+    if signum is None:
+        return
+    name = signal_name(signum)
+    # Ctrl-C keeps pytest's own status (2); the others the shell's 128 + signal
+    sigint = signum == signal.SIGINT
+    status = int(pytest.ExitCode.INTERRUPTED) if sigint else exit_status(signum)
+    session.exitstatus = status
+    perf.notice(
+        f"session stopped by {name}: the tests that finished were kept (baselines, "
+        f"results, reports); the one running was stopped; exit status {status}"
+    )
 
 
 # -- a usage error while pytest imports a test module -------------------------------------
@@ -648,6 +704,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if flushed is not None and flushed.refused:  # measured, and not stored
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _write_outputs(perf)
+    _stopped_by_signal(session, perf)
 
 
 def _write_outputs(perf: PerfSession) -> None:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import paths
+from pytest_llmperf import paths, signals
 from pytest_llmperf.baseline import jsonfmt, legacy
 from pytest_llmperf.baseline.history import Entry, Session, apply_diff, diff_from
 from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key, params_identity
@@ -534,27 +534,28 @@ class BaselineStore:
         """Write the files of ``touched`` nodeids (and, when schema-1 files were read,
         every entry they held, then their schema-2 manifests). Returns the number of
         schema-1 entries moved and the nodeids whose files were refused (a file that is
-        not theirs: left as it is)."""
+        not theirs: left as it is). Stop signals wait until every file is written."""
         migrate = set(disk.legacy_nodeids) if disk.legacy else set()
         refused: set[str] = set()
         try:
-            self.entries_dir.mkdir(parents=True, exist_ok=True)
-            for nodeid in sorted(touched | migrate):
-                if not self._write_test(disk, nodeid):
-                    refused.add(nodeid)
-            sync_tree(
-                {
-                    real_target(disk.files[n]).parent
-                    for n in touched | migrate
-                    if n in disk.files and n not in refused
-                }
-            )
-            if refused & migrate:  # the schema-1 file still holds what was not moved
-                return 0, refused
-            for path, doc in disk.legacy.items():
-                self._write_manifest(path, doc)
-            if not disk.legacy or self.path not in disk.legacy:
-                self._write_manifest(self.path, disk.manifest)
+            with signals.held():
+                self.entries_dir.mkdir(parents=True, exist_ok=True)
+                for nodeid in sorted(touched | migrate):
+                    if not self._write_test(disk, nodeid):
+                        refused.add(nodeid)
+                sync_tree(
+                    {
+                        real_target(disk.files[n]).parent
+                        for n in touched | migrate
+                        if n in disk.files and n not in refused
+                    }
+                )
+                if refused & migrate:  # the schema-1 file still holds what was not moved
+                    return 0, refused
+                for path, doc in disk.legacy.items():
+                    self._write_manifest(path, doc)
+                if not disk.legacy or self.path not in disk.legacy:
+                    self._write_manifest(self.path, disk.manifest)
         except OSError as exc:
             raise BaselineError(
                 f"{self.directory}: could not write the baselines ({exc}); the old files "
