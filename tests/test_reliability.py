@@ -1135,3 +1135,32 @@ def test_relative_model_paths_do_not_depend_on_the_working_directory(
     monkeypatch.chdir(suite)  # run from a subdirectory
     res = pytester.runpytest(*FAST, "test_perf.py")
     res.assert_outcomes(passed=1)
+
+
+def test_a_held_signal_waits_for_the_block_and_a_finishing_run_never_raises() -> None:
+    """SignalGuard in this process, with a real signal: raised once outside a held block,
+    deferred to the end of one, only recorded once the run is finishing; the handlers
+    found are put back."""
+    from pytest_llmperf.signals import SignalGuard, Stopped
+
+    sig = signal.SIGUSR2
+    outer = signal.getsignal(sig)  # this test session's own guard, maybe
+    signal.signal(sig, signal.SIG_DFL)
+    guard = SignalGuard()
+    try:
+        guard.install()
+        assert "SIGUSR2" in guard.installed
+        with pytest.raises(Stopped) as stopped, guard.hold():
+            os.kill(os.getpid(), sig)
+            written = "the block ran to its end"
+        assert written and stopped.value.exit_status == 128 + sig
+        os.kill(os.getpid(), sig)  # once raised, later signals are recorded only
+        guard2 = SignalGuard().install()  # over a handler of someone else: nothing
+        assert guard2.installed == []
+        guard.finish()
+        os.kill(os.getpid(), sig)
+        assert guard.received == [sig, sig, sig]
+    finally:
+        guard.restore()
+        assert signal.getsignal(sig) is signal.SIG_DFL
+        signal.signal(sig, outer)
