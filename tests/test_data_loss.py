@@ -309,6 +309,22 @@ def test_llmperf_commands_refuse_outputs_not_theirs(tmp_path: Path, baseline_jso
     assert os.listdir(site) == ["summary.md"]
 
 
+def test_the_checksum_cache_never_replaces_a_file_it_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Path
+) -> None:
+    """LLMPERF_CACHE_DIR pointed at a user's models folder puts the checksum cache beside
+    it: a file of that name that is not the cache is read as no cache and left alone."""
+    from pytest_llmperf import gguf_info, paths
+
+    monkeypatch.setenv("LLMPERF_CACHE_DIR", str(tmp_path / "models"))
+    cache = paths.sha256_cache_file()
+    cache.write_text('["notes of mine"]\n')
+    digest = gguf_info.file_sha256(model)
+    assert len(digest) == 64 and cache.read_text() == '["notes of mine"]\n'
+    cache.unlink()
+    assert gguf_info.file_sha256(model) == digest and str(model.resolve()) in cache.read_text()
+
+
 # -- 3. writes go through symbolic links ----------------------------------------------------
 
 
