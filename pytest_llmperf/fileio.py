@@ -5,11 +5,19 @@ it the target's permission bits (or, for a new file, what the umask gives an ord
 file), renames it over the target and fsyncs the directory: a reader or a crash sees the
 old file or the new one, never a mix, and a report published from a shared directory is
 as readable as any file the user writes there.
+
+Writes go **through symbolic links**: the final path is resolved first
+(:func:`os.path.realpath`), so a link stays a link and its target gets the new content,
+atomically, in the target's own directory (the temporary file is made there, so the
+rename never crosses a file system). A link that points nowhere (dangling) is written
+where it points, creating that file; a loop of links is an OSError. Every writer of the
+package goes through :func:`atomic_path` or :func:`write_atomic`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -38,11 +46,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def real_target(target: str | os.PathLike[str]) -> Path:
+    """The file a write of ``target`` must replace: ``target`` with every symbolic link
+    resolved (a dangling link: the path it points to). Raises OSError (ELOOP) for a loop
+    of links, which names no file."""
+    path = Path(target)
+    if not os.path.islink(path):
+        return path
+    final = Path(os.path.realpath(path))
+    if os.path.islink(final):
+        raise OSError(errno.ELOOP, "a loop of symbolic links, naming no file", str(path))
+    return final
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
-    """A temporary path beside ``target``, renamed onto it when the block succeeds (and
-    removed when it fails). The caller writes the temporary file however it likes."""
-    final = Path(target)
+    """A temporary path beside the file ``target`` names (through symbolic links), renamed
+    onto it when the block succeeds (and removed when it fails). The caller writes the
+    temporary file however it likes."""
+    final = real_target(target)
     try:
         mode = final.stat().st_mode & 0o777
     except OSError:
@@ -78,8 +100,9 @@ def sync_tree(folders: Iterable[Path]) -> None:
 def write_atomic(
     target: str | os.PathLike[str], data: str | bytes, *, durable: bool = True
 ) -> Path:
-    """Write ``data`` (text is UTF-8 with ``\\n`` line ends) to ``target`` atomically.
-    The parent directory must exist. OSError propagates: the caller names the fix."""
+    """Write ``data`` (text is UTF-8 with ``\\n`` line ends) to ``target`` atomically,
+    through symbolic links (see :func:`atomic_path`). The parent directory must exist.
+    OSError propagates: the caller names the fix. Returns ``target`` as given."""
     final = Path(target)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_path(final, durable=durable) as tmp:

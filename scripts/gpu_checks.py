@@ -746,16 +746,19 @@ class GPUChecks:
             output = f"{exc.stdout or ''}{exc.stderr or ''}"
             output = output if isinstance(output, str) else ""
             rc = -1
-        with open(self.out / "pytest.log", "a") as fh:
-            fh.write(f"$ {' '.join(cmd)}\n# exit {rc} after {time.perf_counter() - t0:.1f} s\n")
-            fh.write(output + "\n")
+        from pytest_llmperf.fileio import write_atomic
+
+        log = self.out / "pytest.log"
+        earlier = log.read_text() if log.is_file() else ""
+        took = time.perf_counter() - t0
+        write_atomic(log, f"{earlier}$ {' '.join(cmd)}\n# exit {rc} after {took:.1f} s\n{output}\n")
         counts = parse_pytest_counts(output)
         figs: dict[str, Any] = {"exit": rc, **counts}
         for f in sorted(base.glob("*.json"))[:1]:
             # only letters, digits, '.', '_' and '-' come back from the device ('+' may
             # be in a machine id)
             dest = self.out / ("baseline-" + re.sub(r"[^A-Za-z0-9._-]", "_", f.name))
-            shutil.copyfile(f, dest)
+            write_atomic(dest, f.read_bytes())
             figs["baseline"] = dest.name
         shutil.rmtree(base, ignore_errors=True)
         reasons = sorted(set(re.findall(r"SKIPPED \[\d+\] [^:]+:\d+: (.*)", output)))
@@ -938,13 +941,13 @@ class GPUChecks:
         return "\n".join(lines) + "\n"
 
     def write(self) -> None:
+        from pytest_llmperf.fileio import write_atomic
+
         for name, text in (
             ("gpu-summary.json", json.dumps(self.summary(), indent=1, default=str) + "\n"),
             ("gpu-summary.md", self.markdown()),
         ):
-            tmp = self.out / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, self.out / name)
+            write_atomic(self.out / name, text)
 
 
 #: figures left out of the table's details column (they stay in the JSON)
@@ -1070,8 +1073,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
+        from pytest_llmperf.fileio import write_atomic
+
         result = child_main(args.child, json.loads(args.child_args))
-        Path(args.child_out).write_text(json.dumps(result, default=str))
+        write_atomic(args.child_out, json.dumps(result, default=str))
         return 0
     checks = GPUChecks(args)
     if args.build_failed:

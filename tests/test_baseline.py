@@ -351,9 +351,14 @@ def test_unwritable_directory_is_named_and_nothing_changes(tmp_path: Path) -> No
     blocker = machine_dir / "u"
     blocker.write_text("a file where the module's folder must go")
     s.queue("u.py::test_new", KEY, pending())
-    with pytest.raises(BaselineError, match="is a file where a folder of baselines must be"):
-        s.flush()
+    s.queue("t.py::other", KEY, pending())
+    report = s.flush()  # the blocked test is named and not written; the others are
+    [refused] = report.refused
+    assert refused.startswith("u.py::test_new: ")
+    assert "is a file where a folder of baselines must be" in refused
+    assert report.created == ["t.py::other"]
     assert file_of(tmp_path, "t.py::old").read_bytes() == before
+    assert blocker.read_text() == "a file where the module's folder must go"
 
 
 # -- corrupt, hand-edited and future files ----------------------------------------------
@@ -501,9 +506,41 @@ def test_a_corrupt_test_file_fails_only_its_test(tmp_path: Path) -> None:
     again.queue("t.py::b", KEY, pending(50.0, "2026-01-01T00:00:00+00:00"))
     assert again.flush().updated == ["t.py::b"]
     again.queue("t.py::a", KEY, pending())
-    with pytest.raises(BaselineError):
-        again.flush()
+    [refused] = again.flush().refused  # not written over, named with its file
+    assert refused.startswith("t.py::a: ") and str(bad) in refused
     assert bad.read_bytes() == before
+
+
+def test_a_file_holding_another_tests_entries_is_named_and_never_written(
+    tmp_path: Path,
+) -> None:
+    """A renamed test whose file was moved (git mv): the file still names the old test.
+    It is not read as anyone's entries, its test is told why and how to fix it, and a
+    session queued for that test (--perf-accept, or a "new" test recorded) leaves it byte
+    for byte while the other tests are written."""
+    s = store(tmp_path)
+    s.queue("t.py::test_a", KEY, pending())
+    s.flush()
+    moved = file_of(tmp_path, "t.py::test_c")
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(file_of(tmp_path, "t.py::test_a"), moved)
+    before = moved.read_bytes()
+    again = store(tmp_path)
+    with pytest.raises(BaselineError) as exc:
+        again.lookup("t.py::test_c", KEY)
+    msg = str(exc.value)
+    assert f"baseline file {moved} holds the entries of test 't.py::test_a'" in msg
+    assert "Edit its \"nodeid\" field to 't.py::test_c', or move the file back to" in msg
+    assert str(file_of(tmp_path, "t.py::test_a")) in msg
+    assert again.lookup("t.py::test_a", KEY) is None  # its entries are not read for anyone
+    again.queue("t.py::test_c", KEY, pending())
+    again.queue("t.py::test_d", KEY, pending())
+    report = again.flush()
+    assert report.created == ["t.py::test_d"]
+    [refused] = report.refused
+    assert refused.startswith(f"t.py::test_c: baseline file {moved} holds the entries")
+    assert moved.read_bytes() == before
+    assert list(store(tmp_path).broken_files) == [moved]
 
 
 @pytest.mark.parametrize(

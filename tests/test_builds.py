@@ -276,3 +276,94 @@ def test_sweep(llm_perf):
     res = pytester.runpytest(*RUN, "--perf-missing=record", "-v")
     res.assert_outcomes(passed=4)
     res.stdout.fnmatch_lines(["*test_sweep[[]tiny-moe-q8_0-bcopy-t2[]] PASSED*"])
+
+
+# -- llmperf build: names are aliases ------------------------------------------------------
+
+#: a llama.cpp "source tree" CMake builds in seconds: one shared libllama
+FAKE_TREE = {
+    "CMakeLists.txt": "cmake_minimum_required(VERSION 3.10)\nproject(fake C)\n"
+    "add_library(llama SHARED llama.c)\n",
+    "llama.c": "int llama_fake(void) { return 1; }\n",
+}
+
+
+def _tree(path: Path, tag: str = "") -> Path:
+    path.mkdir(parents=True)
+    for name, text in FAKE_TREE.items():
+        (path / name).write_text(text + (f"/* {tag} */\n" if tag and name == "llama.c" else ""))
+    return path
+
+
+def _llmperf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_llmperf.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake and a C compiler")
+def test_build_names_are_aliases_and_a_name_given_again_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`llmperf build fa --source S` then `llmperf build fb --source S`: one build, two
+    names; fa is still there. fa given again for another tree moves to the new build, and
+    fb stays with the old one."""
+    cache = tmp_path / "builds"
+    env = {**os.environ, "LLMPERF_BUILD_DIR": str(cache)}
+    monkeypatch.setenv("LLMPERF_BUILD_DIR", str(cache))
+    src = _tree(tmp_path / "src")
+    first = _llmperf("build", "fa", "--source", str(src), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "built build fa:" in first.stderr
+    second = _llmperf("build", "fb", "--source", str(src), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "reused build fb (also named fa):" in second.stderr
+    lib = Path(second.stdout.strip())
+    listing = _llmperf("build", "--list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert [ln.split(":", 1)[0] for ln in listing.stdout.splitlines()] == ["fa, fb"]
+    reg = parse_registry({}, "llmperf.yaml", tmp_path)
+    assert reg.build("fa").lib == reg.build("fb").lib == str(lib)  # `ab --build-b fa` finds it
+
+    other = _tree(tmp_path / "other", tag="another tree")
+    moved = _llmperf("build", "fa", "--source", str(other), env=env)
+    assert moved.returncode == 0, moved.stderr
+    assert f"the name fa now names this build; it was taken from build {lib.parent.name}" in (
+        moved.stderr
+    )
+    assert f"(source {src}), which keeps fb" in moved.stderr
+    new_lib = Path(moved.stdout.strip())
+    assert new_lib != lib
+    reg = parse_registry({}, "llmperf.yaml", tmp_path)
+    assert reg.build("fa").lib == str(new_lib)
+    assert reg.build("fb").lib == str(lib)
+    listing = _llmperf("build", "--list", env=env)
+    assert sorted(ln.split(":", 1)[0] for ln in listing.stdout.splitlines()) == ["fa", "fb"]
+
+
+def test_a_build_json_of_an_older_version_keeps_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lib_copy: Path
+) -> None:
+    """build.json files written before aliases hold one "name": still read."""
+    monkeypatch.setenv("LLMPERF_BUILD_DIR", str(tmp_path))
+    root = tmp_path / "0123456789abcdef"
+    shutil.copytree(lib_copy, root / "lib", symlinks=True)
+    (root / "build.json").write_text(
+        json.dumps(
+            {
+                "name": "old",
+                "key": "0123456789abcdef",
+                "version": "0.3.36",
+                "cmake_args": "",
+                "source": "",
+                "kind": "lib",
+            }
+        )
+    )
+    assert builds.cached_builds()["old"].lib == root / "lib"
+    assert [b.names for b in builds.cached_build_list()] == [("old",)]

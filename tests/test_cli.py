@@ -173,10 +173,11 @@ def test_tiny_model_prune_removes_only_stale_builtin_files(
     current = tiny.model_path(tiny.MOE, "q8_0", tmp_path, "tiny-moe")
     stale = tmp_path / "tiny-moe-q8_0-0123456789abcdef.gguf"
     custom = tmp_path / "my-model-q8_0-0123456789abcdef.gguf"
-    for p in (current, stale, custom):
+    mine = tmp_path / "tiny-moe-mine.gguf"  # a user's model that happens to share the prefix
+    for p in (current, stale, custom, mine):
         p.write_bytes(b"GGUF")
     assert main(["tiny-model", "--prune", "--cache-dir", str(tmp_path)]) == 0
-    assert current.exists() and custom.exists() and not stale.exists()
+    assert current.exists() and custom.exists() and mine.exists() and not stale.exists()
     assert str(stale) in capsys.readouterr().out
 
 

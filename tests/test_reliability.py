@@ -12,12 +12,14 @@ import ast
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -735,6 +737,18 @@ def _group_gone(pgid: int, timeout: float = 15) -> bool:
     return False
 
 
+def _gone(find: Callable[[], list[Any]], timeout: float = 15) -> None:
+    """Wait until ``find()`` lists nothing; fail naming what is left."""
+    deadline = time.monotonic() + timeout
+    while find():
+        if time.monotonic() > deadline:
+            left = find()
+            for p in left:
+                p.kill()
+            pytest.fail(f"left behind: {left}")
+        time.sleep(0.1)
+
+
 def _passed(output: str) -> set[str]:
     return set(re.findall(r"^(test_\S+::\S+) PASSED", output, re.MULTILINE))
 
@@ -743,10 +757,10 @@ RUN_ARGS = ["--perf-repetitions=1", "--perf-warmup=0", f"--perf-machine={MACHINE
 
 
 def _start_accepting_run(
-    pytester: pytest.Pytester, model: Path
+    pytester: pytest.Pytester, model: Path, settle: bool = True
 ) -> tuple[Path, subprocess.Popen[str]]:
     """A baseline holding another file's entry, then ``pytest --perf-accept`` on SLOW_SUITE,
-    returned once its long test is well under way."""
+    returned once its long test has started (``settle``: and is well under way)."""
     path = project(pytester, model, tests=SLOW_SUITE)
     pytester.makepyfile(test_other=ONE_TEST)
     pre = subprocess.run(
@@ -762,7 +776,8 @@ def _start_accepting_run(
     assert set(entries(path)) == {"test_other.py::test_decode"}
     proc = _spawn(pytester.path, "test_perf.py", "--perf-accept", "--perf-no-reorder", *RUN_ARGS)
     _wait_for(pytester.path / "started-test_1_long", proc)
-    time.sleep(1.0)  # well inside the long measurement
+    if settle:
+        time.sleep(1.0)  # well inside the long measurement
     return path, proc
 
 
@@ -795,20 +810,212 @@ def test_ctrl_c_during_accept_keeps_the_baseline_whole(
     assert leftovers == []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_killed_pytest_leaves_the_baseline_as_it_was_and_no_worker(
-    pytester: pytest.Pytester, model: Path, sig: signal.Signals
+    pytester: pytest.Pytester, model: Path
 ) -> None:
-    """A CI cancel (SIGTERM) or the OOM killer (SIGKILL) runs no cleanup in pytest: the
-    baseline stays as it was, and the worker dies with its parent instead of measuring on."""
-    path, proc = _start_accepting_run(pytester, model)
+    """The OOM killer (SIGKILL) runs no cleanup in pytest: the baseline stays as it was,
+    and the worker dies with its parent instead of measuring on."""
+    path, proc = _start_accepting_run(pytester, model, settle=False)
     before = snapshot(path)
-    os.kill(proc.pid, sig)  # pytest only, as a supervisor or the kernel would
+    os.kill(proc.pid, signal.SIGKILL)  # pytest only, as the kernel would
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == -sig, out
-    assert _group_gone(proc.pid, timeout=5), "the llama.cpp worker outlived pytest"
+    assert proc.returncode == -signal.SIGKILL, out
+    assert _group_gone(proc.pid), "the llama.cpp worker outlived pytest"
     assert snapshot(path) == before
     assert [p.name for p in path.parent.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+#: what a CI runner (SIGTERM), a closed terminal (SIGHUP, to the whole group) and Slurm's
+#: --signal (SIGUSR1, SIGUSR2) send; SIGTERM also to the group, as a job's cancel may
+STOP_SIGNALS = [
+    pytest.param(signal.SIGTERM, "main", id="sigterm"),
+    pytest.param(signal.SIGTERM, "group", id="sigterm-to-the-group"),
+    pytest.param(signal.SIGHUP, "group", id="sighup"),
+    pytest.param(signal.SIGUSR1, "main", id="sigusr1"),
+    pytest.param(signal.SIGUSR2, "main", id="sigusr2"),
+]
+
+
+@pytest.mark.parametrize(("sig", "target"), STOP_SIGNALS)
+def test_a_stop_signal_keeps_the_finished_tests_and_leaves_no_worker(
+    pytester: pytest.Pytester, model: Path, sig: signal.Signals, target: str
+) -> None:
+    """A CI cancel, a closed terminal or a scheduler's signal while a test measures: the
+    running measurement stops, the session's end still writes the test that finished
+    (whole), no worker is left, and the exit status is 128 + the signal."""
+    path, proc = _start_accepting_run(pytester, model, settle=False)
+    before = entries(path)
+    if target == "group":
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)  # pytest only: it must stop the worker itself
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, out
+    assert _group_gone(proc.pid), "a llama.cpp worker outlived the stopped session"
+    assert f"session stopped by {sig.name}: the tests that finished were kept" in out
+    assert f"exit status {128 + sig}" in out
+    assert "Traceback" not in out
+    assert _passed(out) == {"test_perf.py::test_0_first"}
+    after = entries(path)  # parses: complete, never half-written
+    assert set(after) == {"test_other.py::test_decode", "test_perf.py::test_0_first"}
+    assert after["test_other.py::test_decode"] == before["test_other.py::test_decode"]
+    [entry] = after["test_perf.py::test_0_first"].values()
+    assert set(entry.sessions[-1].values) == {"tg8"}
+    leftovers = [p.name for p in path.parent.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+OWN_HANDLERS = """
+import atexit
+import os
+import pathlib
+import signal
+
+
+def mine(signum, frame):
+    pathlib.Path("own-handler-ran").touch()
+    os._exit(7)
+
+
+signal.signal(signal.SIGTERM, mine)  # a handler of the project's own
+atexit.register(
+    lambda: pathlib.Path("usr1-at-exit").write_text(
+        str(signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL)
+    )
+)
+"""
+
+WAITS = """
+import pathlib
+import signal
+import time
+
+
+def test_waits():
+    pathlib.Path("usr1-in-session").write_text(
+        str(signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL)
+    )
+    pathlib.Path("started").touch()
+    if pathlib.Path("wait").exists():
+        time.sleep(3600)  # until signalled
+"""
+
+
+def test_signal_handlers_of_others_are_kept_and_ours_are_restored(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(OWN_HANDLERS)
+    pytester.makepyfile(test_wait=WAITS)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=pytester.path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (pytester.path / "usr1-in-session").read_text() == "True"  # ours, in the session
+    assert (pytester.path / "usr1-at-exit").read_text() == "True"  # restored at the end
+    (pytester.path / "wait").touch()
+    (pytester.path / "started").unlink()
+    proc = _spawn(pytester.path)
+    _wait_for(pytester.path / "started", proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 7, out  # the project's own SIGTERM handler ran, not ours
+    assert (pytester.path / "own-handler-ran").exists()
+
+
+def _llmperf(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest_llmperf.cli.main", *args],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str) -> list[str]:
+    """stderr lines of ``proc`` up to the first containing ``marker``."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    for line in proc.stderr:
+        lines.append(line)
+        if marker in line:
+            return lines
+    out = proc.stdout.read() if proc.stdout else ""
+    pytest.fail(f"{marker!r} never appeared:\n{''.join(lines)}\n{out}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_llmperf_ab_stopped_by_a_signal_keeps_the_finished_rows_and_no_worker(
+    tmp_path: Path, model: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "llmperf.yaml").write_text(registry({"m": model}))
+    proc = _llmperf(
+        tmp_path,
+        "ab",
+        "--model=m",
+        "--args=-t 1 -c 4096",
+        "--args-b=-t 2 -c 4096",
+        "-n",
+        "8,4000",
+        "--rounds=2",
+    )
+    _read_until(proc, "tg8: ")  # the first workload finished; tg4000 runs
+    os.kill(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, out + err
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"llmperf ab: stopped by {sig.name}; what had finished is kept")
+    assert "| tg8 | tg_tps |" in out and "tg4000" not in out  # the finished row, printed
+    assert _group_gone(proc.pid), "a llama.cpp worker outlived llmperf ab"
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_llmperf_build_stopped_by_sigterm_leaves_no_compiler_and_no_build(
+    tmp_path: Path,
+) -> None:
+    import psutil
+
+    marker = tmp_path / "building"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "llama.c").write_text("int llama_fake(void) { return 1; }\n")
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.10)\nproject(fake C)\n"
+        "add_library(llama SHARED llama.c)\n"
+        f'add_custom_target(slow ALL COMMAND sh -c "touch {marker} && exec sleep 3600")\n'
+    )
+    cache = tmp_path / "builds"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_llmperf.cli.main", "build", "slow", "--source", str(src)],
+        env={**_env(), "LLMPERF_BUILD_DIR": str(cache)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(marker, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert err.strip().splitlines()[-1].startswith("llmperf build: stopped by SIGTERM")
+    assert "Traceback" not in err
+
+    def builders() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            if str(marker) in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+        return found
+
+    _gone(builders)
+    assert list(cache.iterdir()) == []  # no build.json, no half-built folder
 
 
 def test_two_sessions_accepting_at_once_lose_nothing(
@@ -928,3 +1135,32 @@ def test_relative_model_paths_do_not_depend_on_the_working_directory(
     monkeypatch.chdir(suite)  # run from a subdirectory
     res = pytester.runpytest(*FAST, "test_perf.py")
     res.assert_outcomes(passed=1)
+
+
+def test_a_held_signal_waits_for_the_block_and_a_finishing_run_never_raises() -> None:
+    """SignalGuard in this process, with a real signal: raised once outside a held block,
+    deferred to the end of one, only recorded once the run is finishing; the handlers
+    found are put back."""
+    from pytest_llmperf.signals import SignalGuard, Stopped
+
+    sig = signal.SIGUSR2
+    outer = signal.getsignal(sig)  # this test session's own guard, maybe
+    signal.signal(sig, signal.SIG_DFL)
+    guard = SignalGuard()
+    try:
+        guard.install()
+        assert "SIGUSR2" in guard.installed
+        with pytest.raises(Stopped) as stopped, guard.hold():
+            os.kill(os.getpid(), sig)
+            written = "the block ran to its end"
+        assert written and stopped.value.exit_status == 128 + sig
+        os.kill(os.getpid(), sig)  # once raised, later signals are recorded only
+        guard2 = SignalGuard().install()  # over a handler of someone else: nothing
+        assert guard2.installed == []
+        guard.finish()
+        os.kill(os.getpid(), sig)
+        assert guard.received == [sig, sig, sig]
+    finally:
+        guard.restore()
+        assert signal.getsignal(sig) is signal.SIG_DFL
+        signal.signal(sig, outer)

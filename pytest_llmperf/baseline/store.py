@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf import paths
+from pytest_llmperf import paths, signals
 from pytest_llmperf.baseline import jsonfmt, legacy
 from pytest_llmperf.baseline.history import Entry, SessionRecord, apply_diff, diff_from
 from pytest_llmperf.baseline.keys import STRICT_FIELDS, baseline_key, params_identity
 from pytest_llmperf.errors import BaselineError, UsageError
-from pytest_llmperf.fileio import sync_tree, write_atomic
+from pytest_llmperf.fileio import real_target, sync_tree, write_atomic
 from pytest_llmperf.options import check_machine_id
 
 SCHEMA_VERSION = 2
@@ -109,6 +109,8 @@ class FlushReport:
     unchanged: list[str] = field(default_factory=list)
     #: schema-1 entries moved into the current layout
     migrated: int = 0
+    #: queued sessions not written, one line each (nodeid: why; the file was left alone)
+    refused: list[str] = field(default_factory=list)
 
     @property
     def written(self) -> bool:
@@ -139,6 +141,9 @@ class _Disk:
     files: dict[str, Path] = field(default_factory=dict)
     #: test file that cannot be read -> the error
     broken: dict[Path, BaselineError] = field(default_factory=dict)
+    #: test file whose "nodeid" names another test than the one stored at its path (a
+    #: renamed test, a moved file) -> that nodeid; also in ``broken``
+    misplaced: dict[Path, str] = field(default_factory=dict)
     #: schema-1 files read (own id or an alias): path -> document
     legacy: dict[Path, dict[str, Any]] = field(default_factory=dict)
     #: nodeids whose entries came (only) from a schema-1 file
@@ -270,6 +275,15 @@ class BaselineStore:
             nodeid = doc.get("nodeid")
             if not isinstance(nodeid, str) or not nodeid:
                 raise legacy.fail(path, f"'nodeid' is {nodeid!r}, expected the test's node id")
+            home = self.entries_dir / entry_relpath(nodeid)
+            if not _same_file(path, home):
+                disk.misplaced[path] = nodeid
+                raise BaselineError(
+                    f"baseline file {path} holds the entries of test {nodeid!r} (its "
+                    f'"nodeid" field), whose file is {home}: a renamed test or a moved '
+                    'file? Edit its "nodeid" field to the test\'s new id, or move the file '
+                    "back (the file was not modified)"
+                )
             raw = doc.get("entries", {})
             if not isinstance(raw, dict):
                 raise legacy.fail(path, f"'entries' is a {type(raw).__name__}, expected an object")
@@ -292,10 +306,24 @@ class BaselineStore:
         path = disk.files.get(nodeid) or next(iter(disk.legacy), self.path)
         return f"baseline file {path}: entry {nodeid} [{key}]"
 
+    def _problem(self, disk: _Disk, nodeid: str) -> BaselineError | None:
+        """Why the file of ``nodeid`` cannot be used nor written, or None."""
+        path = self.entries_dir / entry_relpath(nodeid)
+        inside = disk.misplaced.get(path)
+        if inside is not None:
+            home = self.entries_dir / entry_relpath(inside)
+            return BaselineError(
+                f'baseline file {path} holds the entries of test {inside!r} (its "nodeid" '
+                f'field), not of {nodeid}: a renamed test? Edit its "nodeid" field to '
+                f"{nodeid!r}, or move the file back to {home}; the file was left as it is "
+                "and this test was not recorded as new"
+            )
+        return disk.broken.get(path)
+
     def _check_nodeid(self, disk: _Disk, nodeid: str) -> None:
-        broken = disk.broken.get(self.entries_dir / entry_relpath(nodeid))
-        if broken is not None:
-            raise broken
+        problem = self._problem(disk, nodeid)
+        if problem is not None:
+            raise problem
 
     def lookup(self, nodeid: str, key: str) -> Entry | None:
         """The entry of ``nodeid`` under ``key``, or None. Raises BaselineError when its
@@ -394,7 +422,9 @@ class BaselineStore:
     def flush(self) -> FlushReport:
         """Write the queued sessions once, merged into the files as they are on disk now
         (and move schema-1 entries into the current layout). Nothing queued: nothing is
-        touched. Raises BaselineError when the files cannot be written (the old ones are
+        touched. A test whose file cannot be read, or holds another test's entries, is
+        not written (``refused``; the file is left byte for byte) and the others are.
+        Raises BaselineError when the files cannot be written (the old ones are
         unchanged)."""
         report = FlushReport(path=self.path)
         if not self._queue:
@@ -403,10 +433,14 @@ class BaselineStore:
         with self._lock():
             disk = self._read(only={n for n, _k in self._queue})
             touched: set[str] = set()
+            labels: dict[str, str] = {}
             for (nodeid, key), pend in sorted(self._queue.items()):
                 label = f"{nodeid} [{key}]" if nodeid in multi else nodeid
-                if self.entries_dir / entry_relpath(nodeid) in disk.broken:
-                    raise disk.broken[self.entries_dir / entry_relpath(nodeid)]
+                labels[label] = nodeid
+                problem = self._problem(disk, nodeid)
+                if problem is not None:  # never written over; the other tests still are
+                    report.refused.append(f"{label}: {problem}")
+                    continue
                 by_key = disk.entries.setdefault(nodeid, {})
                 old = by_key.get(key)
                 if old is None or pend.reset:
@@ -422,7 +456,15 @@ class BaselineStore:
                     old.add(pend.session, pend.fingerprint, self.history)
                     report.updated.append(label)
                 touched.add(nodeid)
-            report.migrated = self._write(disk, touched)
+            report.migrated, refused = self._write(disk, touched)
+            for nodeid in sorted(refused):
+                why = self._problem(disk, nodeid) or (
+                    f"{self.entries_dir / entry_relpath(nodeid)} appeared or changed while "
+                    "this session ran and is not this test's file; it was left as it is"
+                )
+                report.refused.append(f"{nodeid}: {why}")
+            for done in (report.created, report.updated):
+                done[:] = [x for x in done if labels[x] not in refused]
         self._loaded = False  # the next look reads the disk again, other tests included
         self._queue.clear()
         return report
@@ -481,26 +523,39 @@ class BaselineStore:
             if removed and not dry_run:
                 for n, k in removed:
                     del disk.entries[n][k]
-                self._write(disk, {n for n, _k in removed})
+                _moved, refused = self._write(disk, {n for n, _k in removed})
+                removed = [(n, k) for n, k in removed if n not in refused]
                 self._disk = disk
                 self._loaded = True
         return removed
 
     # -- internals ----------------------------------------------------------------------
-    def _write(self, disk: _Disk, touched: set[str]) -> int:
+    def _write(self, disk: _Disk, touched: set[str]) -> tuple[int, set[str]]:
         """Write the files of ``touched`` nodeids (and, when schema-1 files were read,
         every entry they held, then their schema-2 manifests). Returns the number of
-        schema-1 entries moved."""
+        schema-1 entries moved and the nodeids whose files were refused (a file that is
+        not theirs: left as it is). Stop signals wait until every file is written."""
         migrate = set(disk.legacy_nodeids) if disk.legacy else set()
+        refused: set[str] = set()
         try:
-            self.entries_dir.mkdir(parents=True, exist_ok=True)
-            for nodeid in sorted(touched | migrate):
-                self._write_test(disk, nodeid)
-            sync_tree({disk.files[n].parent for n in touched | migrate if n in disk.files})
-            for path, doc in disk.legacy.items():
-                self._write_manifest(path, doc)
-            if not disk.legacy or self.path not in disk.legacy:
-                self._write_manifest(self.path, disk.manifest)
+            with signals.held():
+                self.entries_dir.mkdir(parents=True, exist_ok=True)
+                for nodeid in sorted(touched | migrate):
+                    if not self._write_test(disk, nodeid):
+                        refused.add(nodeid)
+                sync_tree(
+                    {
+                        real_target(disk.files[n]).parent
+                        for n in touched | migrate
+                        if n in disk.files and n not in refused
+                    }
+                )
+                if refused & migrate:  # the schema-1 file still holds what was not moved
+                    return 0, refused
+                for path, doc in disk.legacy.items():
+                    self._write_manifest(path, doc)
+                if not disk.legacy or self.path not in disk.legacy:
+                    self._write_manifest(self.path, disk.manifest)
         except OSError as exc:
             raise BaselineError(
                 f"{self.directory}: could not write the baselines ({exc}); the old files "
@@ -509,15 +564,23 @@ class BaselineStore:
         moved = sum(len(disk.entries.get(n, {})) for n in migrate)
         disk.legacy.clear()
         disk.legacy_nodeids.clear()
-        return moved
+        return moved, refused
 
-    def _write_test(self, disk: _Disk, nodeid: str) -> None:
+    def _write_test(self, disk: _Disk, nodeid: str) -> bool:
+        """Write (or, without entries, remove) the file of ``nodeid``: only a file that
+        is absent or was read as that test's own; returns False, touching nothing, for
+        any other (unreadable, another test's, appeared since it was read)."""
         path = disk.files.get(nodeid) or self.entries_dir / entry_relpath(nodeid)
+        own = disk.docs.get(path, {}).get("nodeid") == nodeid
+        if self._problem(disk, nodeid) is not None or path in disk.broken:
+            return False
+        if not own and path.exists():  # (a dangling link is written through)
+            return False
         entries = disk.entries.get(nodeid, {})
         if not entries:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            return
+            return True
         doc = {k: v for k, v in disk.docs.get(path, {}).items() if k not in ("entries",)}
         doc.update(
             schema_version=SCHEMA_VERSION,
@@ -529,6 +592,7 @@ class BaselineStore:
         write_atomic(path, jsonfmt.dumps(doc), durable=False)
         disk.files[nodeid] = path
         disk.docs[path] = doc
+        return True
 
     def _write_manifest(self, path: Path, old: Mapping[str, Any]) -> None:
         """A schema-2 manifest at ``path``: keys we do not own are kept."""
@@ -588,6 +652,17 @@ class BaselineStore:
             yield
         finally:
             lock.release()
+
+
+def _same_file(path: Path, home: Path) -> bool:
+    """Whether ``path`` is where ``home`` is (the same name, or the same file on a file
+    system that ignores case)."""
+    if path == home:
+        return True
+    try:
+        return home.exists() and os.path.samefile(path, home)
+    except OSError:
+        return False
 
 
 def _same_as_latest(entry: Entry, pend: Pending) -> bool:

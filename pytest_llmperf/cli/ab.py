@@ -151,7 +151,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
         alpha=args.alpha,
     )
     rules = default_rules()
-    results = []
+    results: list[tuple[Workload, paired.PairedResult]] = []
     try:
         for wl in workloads(args.n_prompt, args.n_gen, args.pg, args.n_depth):
             result = paired.run(
@@ -165,6 +165,11 @@ def cmd_ab(args: argparse.Namespace) -> int:
             print(
                 f"{wl.name}: {paired.summary_line(result, _ROW_METRIC[wl.kind])}", file=sys.stderr
             )
+    except KeyboardInterrupt:  # a stop signal: the workers stop; the finished rows stay
+        session.close()
+        if results:
+            sys.stdout.write(render(a, b, results, args.output))
+        raise
     finally:
         session.close()
     sys.stdout.write(render(a, b, results, args.output))
@@ -233,12 +238,13 @@ def render(
 
 def cmd_build(args: argparse.Namespace) -> int:
     if args.list:
-        cached = builds.cached_builds()
+        cached = builds.cached_build_list()
         if not cached:
             print("no cached builds (llmperf build NAME makes one)")
-        for name, info in sorted(cached.items()):
+        for info in sorted(cached, key=lambda i: (not i.names, sorted(i.names), i.key)):
             what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
-            print(f"{name}: {info.lib}  ({what}; {info.cmake_args})")
+            names = ", ".join(info.names) or f"(no name; build {info.key})"
+            print(f"{names}: {info.lib}  ({what}; {info.cmake_args})")
         return 0
     if not args.name:
         raise UsageError("build: name the build (llmperf build NAME), or --list")
@@ -251,7 +257,14 @@ def cmd_build(args: argparse.Namespace) -> int:
         log=sys.stderr,
     )
     state = "reused" if info.reused else "built"
-    print(f"{state} build {info.name}: {info.lib}", file=sys.stderr)
+    others = [n for n in info.names if n != info.name]
+    also = f" (also named {', '.join(others)})" if others else ""
+    print(f"{state} build {info.name}{also}: {info.lib}", file=sys.stderr)
+    if info.moved_from:
+        print(
+            f"the name {info.name} now names this build; it was taken from {info.moved_from}",
+            file=sys.stderr,
+        )
     key = "llama_bench" if info.kind == "llama_bench" else "lib"
     print(
         f"use it as build={info.name!r}, or in llmperf.yaml:  "

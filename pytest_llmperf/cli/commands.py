@@ -120,14 +120,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from pytest_llmperf.outputs import load_results, write_report
+    from pytest_llmperf.outputs.writer import check_folder
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"report -o {out}: is a file; name a folder for the report files")
+    check_folder(out, f"report -o {out}")
     reports = load_results(args.results)
     baseline_reports = load_results(args.baseline) if args.baseline else None
     try:
-        written = write_report(reports, out, baseline_reports=baseline_reports)
+        written = write_report(
+            reports, out, baseline_reports=baseline_reports, what=f"report -o {out}"
+        )
     except OSError as exc:
         raise UsageError(f"report -o {out}: cannot write there ({exc.strerror or exc})") from None
     for path in written:
@@ -192,7 +196,10 @@ def _cmd_baseline_show(args: argparse.Namespace) -> int:
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from pytest_llmperf.outputs import history
+    from pytest_llmperf.outputs.writer import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
 
+    if args.output:  # refused before anything is read or written
+        check_folder(Path(args.output), "history -o", HISTORY_FILES, HISTORY_PLOT_NAME)
     store = _store(args)
     nodeids = sorted({e.nodeid for e in store.list_entries() if args.test in e.nodeid})
     if not nodeids:
@@ -204,10 +211,7 @@ def _cmd_history(args: argparse.Namespace) -> int:
     for line in history.lines(entries):
         print(line)
     if args.output:
-        out = Path(args.output)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"history -o {out}: is a file; name a folder")
-        for path in history.write(entries, out):
+        for path in history.write(entries, Path(args.output), what="history -o"):
             print(path)
     return 0
 

@@ -13,12 +13,14 @@ llmperf build NAME --cmake-args "..."      # build a named llama.cpp variant; --
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.signals import SignalGuard, Stopped, exit_status
 
 
 def _cmd_tiny(args: argparse.Namespace) -> int:
@@ -93,13 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGINT, SIGTERM, SIGHUP, SIGUSR1/2 stop the command as one exception: its finally
+    # blocks stop workers and builds, files are written whole or not at all
+    guard = SignalGuard().install()
     try:
         return int(args.func(args))
+    except Stopped as exc:
+        print(f"llmperf {args.command}: {_stopped(exc.name)}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:  # SIGINT under a handler someone else installed
+        print(f"llmperf {args.command}: {_stopped('SIGINT')}", file=sys.stderr)
+        return exit_status(signal.SIGINT)
     except LLMPerfError as exc:
         print(f"llmperf: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0
+    finally:
+        guard.restore()
+
+
+def _stopped(name: str) -> str:
+    return (
+        f"stopped by {name}; what had finished is kept and no file was half-written "
+        "(run it again to finish)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import METRICS
 from pytest_llmperf.options import int_at_least
 from pytest_llmperf.sweep.definition import Sweep, load_sweeps
@@ -87,6 +88,8 @@ def _check_ranking_args(args: argparse.Namespace) -> None:
     per_sweep = "{sweep}" in args.ranking
     target = Path(args.ranking.replace("{sweep}", "x"))
     check_output(target, "merge --ranking", "ranking.yaml", parents_only=per_sweep)
+    if not per_sweep:
+        ownership.check(target, "ranking", "merge --ranking")
     if args.metric is not None and args.metric not in METRICS:
         raise UsageError(
             f"merge --metric {args.metric}: unknown metric; known: {', '.join(sorted(METRICS))}"
@@ -126,6 +129,7 @@ def _rankings(
 def cmd_merge(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_output(out, "merge -o", "merged.jsonl")
+    ownership.check(out, "sweep-results", "merge -o")
     _check_ranking_args(args)
     inputs = [Path(p) for p in args.inputs]
     missing = [str(p) for p in inputs if not p.exists()]
@@ -160,6 +164,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
         )
         return 1
     rankings = _rankings(args, result.records) if args.ranking is not None else []
+    for _name, path, ranked in rankings:  # every file refused before any is written
+        if ranked:
+            ownership.check(path, "ranking", "merge --ranking")
     text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in result.records)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ Pure apart from :func:`build`, which runs the compiler.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -173,6 +174,9 @@ def parse_launcher(name: str, value: Any, source: str) -> Launcher:
 
 @dataclass(frozen=True)
 class BuiltInfo:
+    """One build in the cache, as seen under ``name`` (one of its ``names``: a build may
+    have several, each an alias of the same library)."""
+
     name: str
     key: str
     #: the library folder (kind "lib"), or the llama-bench binary (kind "llama_bench")
@@ -182,6 +186,11 @@ class BuiltInfo:
     source: str
     reused: bool
     kind: str = "lib"
+    #: every name of the build, in the order they were given
+    names: tuple[str, ...] = ()
+    #: a name given again for other arguments: the build it was taken from (its key and
+    #: the names it keeps), "" otherwise
+    moved_from: str = ""
 
     def source_entry(self) -> BuildSource:
         if self.kind == "llama_bench":
@@ -194,30 +203,60 @@ def build_key(version: str, cmake_args: str, source: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_builds() -> dict[str, BuiltInfo]:
-    """Named builds in the cache, newest per name."""
-    out: dict[str, BuiltInfo] = {}
+def _names(data: Mapping[str, Any]) -> list[str]:
+    """The names of a build.json: ``names`` (a list), or the one ``name`` that files
+    written before aliases hold."""
+    raw = data.get("names")
+    if isinstance(raw, list):
+        return [n for n in raw if isinstance(n, str) and n]
+    name = data.get("name")
+    return [name] if isinstance(name, str) and name else []
+
+
+def _read_meta(meta: Path) -> BuiltInfo | None:
+    """The build a build.json describes (under its first name, "" when it has none), or
+    None when it cannot be read."""
+    try:
+        data = json.loads(meta.read_text())
+        kind = data.get("kind", "lib")
+        names = tuple(_names(data))
+        target = meta.parent / ("bin/llama-bench" if kind == "llama_bench" else "lib")
+        return BuiltInfo(
+            names[0] if names else "",
+            data["key"],
+            target,
+            data["version"],
+            data["cmake_args"],
+            data.get("source", ""),
+            True,
+            kind,
+            names,
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def cached_build_list() -> list[BuiltInfo]:
+    """Every build in the cache (with all its names; a build whose names all moved to
+    other builds has none), oldest first."""
     root = paths.builds_dir()
     if not root.is_dir():
-        return out
+        return []
+    out = []
     for meta in sorted(root.glob("*/build.json"), key=lambda p: p.stat().st_mtime):
-        try:
-            data = json.loads(meta.read_text())
-            kind = data.get("kind", "lib")
-            target = meta.parent / ("bin/llama-bench" if kind == "llama_bench" else "lib")
-            info = BuiltInfo(
-                data["name"],
-                data["key"],
-                target,
-                data["version"],
-                data["cmake_args"],
-                data.get("source", ""),
-                True,
-                kind,
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        out[info.name] = info
+        info = _read_meta(meta)
+        if info is not None:
+            out.append(info)
+    return out
+
+
+def cached_builds() -> dict[str, BuiltInfo]:
+    """Named builds in the cache, by name (every alias of a build is a name); a name two
+    builds hold (files of an older version) is the newest's."""
+    out: dict[str, BuiltInfo] = {}
+    for info in cached_build_list():
+        for name in info.names:
+            out[name] = dataclasses.replace(info, name=name)
     return out
 
 
@@ -290,9 +329,13 @@ def build(
     root = paths.builds_dir() / key
     meta = root / "build.json"
     target = root / ("bin/llama-bench" if kind == "llama_bench" else "lib")
+    old = _read_meta(meta) if meta.is_file() else None
+    names = [*(old.names if old is not None else ()), name]
+    names = list(dict.fromkeys(names))  # a name given again for the same build: once
     if meta.is_file() and target.exists():
-        _write_meta(meta, name, key, version, args, src, kind)
-        return BuiltInfo(name, key, target, version, args, src, True, kind)
+        moved = _take_name(name, key)
+        _write_meta(meta, names, key, version, args, src, kind)
+        return BuiltInfo(name, key, target, version, args, src, True, kind, tuple(names), moved)
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{key}.", dir=root.parent) as tmp:
         work = Path(tmp)
@@ -311,8 +354,26 @@ def build(
         if root.exists():
             shutil.rmtree(root)
         work.rename(root)
-    _write_meta(meta, name, key, version, args, src, kind)
-    return BuiltInfo(name, key, target, version, args, src, False, kind)
+    moved = _take_name(name, key)
+    _write_meta(meta, names, key, version, args, src, kind)
+    return BuiltInfo(name, key, target, version, args, src, False, kind, tuple(names), moved)
+
+
+def _take_name(name: str, key: str) -> str:
+    """Take ``name`` off every other build that holds it (a name given again for other
+    arguments moves to the new build; the old build keeps its other names). Returns what
+    it was taken from ("" when no other build had it)."""
+    moved: list[str] = []
+    for info in cached_build_list():
+        if info.key == key or name not in info.names:
+            continue
+        meta = paths.builds_dir() / info.key / "build.json"
+        keep = [n for n in info.names if n != name]
+        _write_meta(meta, keep, info.key, info.version, info.cmake_args, info.source, info.kind)
+        what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
+        kept = f"keeps {', '.join(keep)}" if keep else "has no name left"
+        moved.append(f"build {info.key} ({what}), which {kept}")
+    return "; ".join(moved)
 
 
 def _vendored_tree(version: str, work: Path, log: Any) -> Path:
@@ -371,10 +432,18 @@ def _build_llama_bench(tree: Path, work: Path, args: str, log: Any) -> None:
 
 
 def _write_meta(
-    meta: Path, name: str, key: str, version: str, args: str, src: str, kind: str = "lib"
+    meta: Path,
+    names: list[str],
+    key: str,
+    version: str,
+    args: str,
+    src: str,
+    kind: str = "lib",
 ) -> None:
-    data = {
-        "name": name,
+    """build.json: every name of the build (``name``, the first, for older readers)."""
+    data: dict[str, Any] = {
+        "names": names,
+        "name": names[0] if names else "",
         "key": key,
         "version": version,
         "cmake_args": args,
@@ -385,9 +454,38 @@ def _write_meta(
 
 
 def _run(cmd: list[str], env: Mapping[str, str] | None, log: Any) -> None:
-    proc = subprocess.run(cmd, env=dict(env) if env else None, stdout=log, stderr=log, check=False)
-    if proc.returncode != 0:
-        raise UsageError(f"build failed ({' '.join(cmd[:4])} ...: exit {proc.returncode})")
+    """Run one build step in its own process group; interrupted (a stop signal, Ctrl-C),
+    the whole group (cmake, make, the compilers) is stopped before the exception goes on,
+    so no compiler outlives the command."""
+    proc = subprocess.Popen(
+        cmd, env=dict(env) if env else None, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        returncode = proc.wait()
+    except BaseException:
+        _stop_group(proc)
+        raise
+    if returncode != 0:
+        raise UsageError(f"build failed ({' '.join(cmd[:4])} ...: exit {returncode})")
+
+
+def _stop_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM to the process group of ``proc``, SIGKILL to what is left after 10 s."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the leader is gone; members of its group may not be
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
 
 
 def _build_wheel(version: str, args: str, work: Path, lib: Path, log: Any) -> None:

@@ -278,12 +278,18 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     cache_path = paths.sha256_cache_file()
     cache: dict[str, str] = {}
+    writable = True  # only our own cache file (absent, empty or path -> digest) is rewritten
     try:
-        loaded = json.loads(cache_path.read_text())
-        if isinstance(loaded, dict):
-            cache = {str(k): str(v) for k, v in loaded.items()}
-    except (OSError, ValueError):
+        text = cache_path.read_text()
+        loaded = json.loads(text) if text.strip() else {}
+        if isinstance(loaded, dict) and all(isinstance(v, str) for v in loaded.values()):
+            cache = {str(k): v for k, v in loaded.items()}
+        else:
+            writable = False
+    except FileNotFoundError:
         pass
+    except (OSError, ValueError):
+        writable = False
     if key in cache:
         return cache[key]
     h = hashlib.sha256()
@@ -293,6 +299,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = h.hexdigest()
     cache = {k: v for k, v in cache.items() if not k.startswith(f"{p}|")}
     cache[key] = digest
+    if not writable:
+        return digest
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache_path, json.dumps(cache, sort_keys=True), durable=False)

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,10 +130,14 @@ def stale_files(directory: str | os.PathLike[str] | None = None) -> list[Path]:
     current = {
         model_path(spec, q, root, family).name for family, spec in FAMILIES.items() for q in QUANTS
     }
+    ours = re.compile(
+        rf"({'|'.join(map(re.escape, FAMILIES))})-({'|'.join(map(re.escape, QUANTS))})"
+        r"-[0-9a-f]{16}\.gguf"
+    )
     out = []
     for path in sorted(root.glob("tiny-*.gguf")):
-        family = next((f for f in FAMILIES if path.name.startswith(f + "-")), None)
-        if family is not None and path.name not in current:
+        # only names this module writes: a user's tiny-moe-mine.gguf beside them stays
+        if ours.fullmatch(path.name) and path.name not in current:
             out.append(path)
     return out
 

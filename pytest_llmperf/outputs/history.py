@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_llmperf.baseline import Entry
-from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.fileio import atomic_path, write_atomic
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import KEY_METRICS, METRICS, fmt_value, ordered_metrics
 from pytest_llmperf.outputs.doc import (
     Block,
@@ -103,9 +104,14 @@ def lines(entries: Sequence[Entry]) -> list[str]:
     return out
 
 
-def write(entries: Sequence[Entry], outdir: Path) -> list[Path]:
+def write(entries: Sequence[Entry], outdir: Path, *, what: str = "history -o") -> list[Path]:
     """history.md and a self-contained history.html (with a plot per test when matplotlib
-    is there) into ``outdir``."""
+    is there) into ``outdir``. A file there under one of these names that is not ours is
+    a UsageError naming it (``what``: the option or command), before anything is
+    written."""
+    from pytest_llmperf.outputs.writer import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
+
+    check_folder(outdir, what, HISTORY_FILES, HISTORY_PLOT_NAME)
     outdir.mkdir(parents=True, exist_ok=True)
     all_series = series(entries)
     blocks: list[Block] = [
@@ -144,8 +150,10 @@ def write(entries: Sequence[Entry], outdir: Path) -> list[Path]:
             written.append(png)
             blocks.append(Image(png, f"history of {nodeid}"))
     md = outdir / "history.md"
+    ownership.check(md, "history-md", what)
     write_atomic(md, render_markdown(blocks, image_base=outdir), durable=False)
     page = outdir / "history.html"
+    ownership.check(page, "history-html", what)
     write_atomic(page, render_html(blocks, title="llmperf: baseline history"), durable=False)
     return [md, page, *written]
 
@@ -172,6 +180,10 @@ def _plot(group: Sequence[Series], path: Path) -> Path | None:
         ax.set_xticks(xs, [d[5:] for d in s.dates], fontsize=7)
         ax.set_title(s.workload, fontsize=8, loc="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:
+        ownership.check(path, "plot-png", "history")
+        with atomic_path(path, durable=False) as tmp:
+            fig.savefig(tmp, format="png", dpi=90, metadata={"Software": ownership.PNG_SOFTWARE})
+    finally:
+        plt.close(fig)
     return path

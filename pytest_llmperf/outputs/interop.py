@@ -209,12 +209,17 @@ def write_benchmark_json(
     *,
     commit_info: Mapping[str, Any] | None = None,
     machine_info: Mapping[str, Any] | None = None,
+    what: str = "pytest-benchmark JSON",
 ) -> Path:
-    """Write :func:`benchmark_json` to ``path`` (atomically); returns the path."""
+    """Write :func:`benchmark_json` to ``path`` (atomically); returns the path. An
+    existing file that is not such a file of ours is a UsageError naming it (``what``:
+    the option), and is left alone."""
     from pytest_llmperf.outputs.writer import write_json
 
     data = benchmark_json(reports, commit_info=commit_info, machine_info=machine_info)
-    return write_json(Path(path), data)
+    if machine_info is not None and "llmperf" not in data["machine_info"]:
+        data["machine_info"]["llmperf"] = {}  # what tells the file as ours next time
+    return write_json(Path(path), data, "benchmark-json", what)
 
 
 def measure_slug(metric: str) -> str:
@@ -243,8 +248,12 @@ def bmf_dict(reports: Sequence[TestResult]) -> dict[str, dict[str, dict[str, flo
     return out
 
 
-def write_bmf(reports: Sequence[TestResult], path: str | Path) -> Path:
-    """Write :func:`bmf_dict` to ``path`` (atomically); returns the path."""
+def write_bmf(
+    reports: Sequence[TestResult], path: str | Path, what: str = "Bencher Metric Format"
+) -> Path:
+    """Write :func:`bmf_dict` to ``path`` (atomically); returns the path. An existing file
+    that is not such a file of ours is a UsageError naming it (``what``: the option), and
+    is left alone."""
     from pytest_llmperf.outputs.writer import write_json
 
-    return write_json(Path(path), bmf_dict(reports))
+    return write_json(Path(path), bmf_dict(reports), "bmf", what)

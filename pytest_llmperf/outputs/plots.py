@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.fileio import atomic_path
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import KEY_METRICS, METRICS, chunk_gaps_ms, fmt_value
 from pytest_llmperf.model.results import Measurement, TestResult
 from pytest_llmperf.outputs.common import (
@@ -92,10 +94,12 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """The figure as a PNG at ``path``, tagged as ours (tEXt Software), through the one
+    atomic writer; an existing file there that is not a plot of ours is refused."""
+    ownership.check(path, "plot-png", "report")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    tmp.replace(path)
+    with atomic_path(path, durable=False) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": ownership.PNG_SOFTWARE})
     return path
 
 

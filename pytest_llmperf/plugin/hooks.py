@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
 from pytest_llmperf.errors import LLMPerfError, UsageError
 from pytest_llmperf.machine.devices import default_threads
 from pytest_llmperf.machine.registry import load_registry
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.session.perf_session import (
     OVERSUBSCRIBED,
@@ -31,12 +33,14 @@ from pytest_llmperf.session.perf_session import (
 from pytest_llmperf.session.plan import TestPlan, parse_reference
 from pytest_llmperf.session.recorder import PerfOutcome, Recorder
 from pytest_llmperf.session.settings import Settings, default_missing_mode
+from pytest_llmperf.signals import SignalGuard, exit_status, signal_name
 from pytest_llmperf.verdict import paired
 from pytest_llmperf.verdict.judge import ACCEPT_MODES, MISSING_MODES, Policy
 
 session_key = pytest.StashKey[PerfSession]()
 recorder_key = pytest.StashKey[Recorder]()
 plan_key = pytest.StashKey[TestPlan | None]()
+guard_key = pytest.StashKey[SignalGuard]()
 
 FIXTURES = ("llm_model", "llm_perf")
 
@@ -345,6 +349,25 @@ def build_settings(config: pytest.Config) -> Settings:
     )
 
 
+def check_outputs(settings: Settings) -> None:
+    """Refuse, before anything is measured, an output file that exists and is not the
+    file of ours its option writes (a UsageError naming it, what it appears to be and the
+    fix); see :mod:`pytest_llmperf.model.ownership`. The writers check again when they write."""
+    from pytest_llmperf.outputs.writer import check_folder
+
+    if settings.report_dir is not None:
+        check_folder(settings.report_dir, "--perf-report")
+    files: list[tuple[Path | None, ownership.Kind, str]] = [
+        (settings.benchmark_json, "benchmark-json", "--perf-benchmark-json"),
+        (settings.bmf_json, "bmf", "--perf-bmf"),
+    ]
+    for path, kind, what in files:
+        if path is not None:
+            if path.is_dir():
+                raise UsageError(f"{what}: {path} is a directory; name a file in it")
+            ownership.check(path, kind, what)
+
+
 MARKER_HELP = (
     "llmperf(model=None, args=None, profile=None, thresholds=None, limits=None, sla=None, "
     "repetitions=None, warmup=None, timeout=None, isolate=None, remeasure=None, "
@@ -358,9 +381,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "smoke: fast subset of the performance suite")
     try:
         settings = build_settings(config)
+        check_outputs(settings)
         registry = load_registry(Path(str(config.rootpath)), config.option.perf_config)
         perf = PerfSession(settings, registry)
         config.stash[session_key] = perf
+        _guard_signals(config)
         if _is_xdist_controller(config):
             config.pluginmanager.register(_XdistCollector(perf), "llmperf-xdist-collector")
             if settings.policy.accept is not None:
@@ -373,6 +398,58 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
+    guard = config.stash.get(guard_key, None)
+    if guard is not None:
+        guard.restore()
+        del config.stash[guard_key]
+    finisher = config.pluginmanager.get_plugin("llmperf-signals")
+    if finisher is not None:
+        config.pluginmanager.unregister(finisher)
+
+
+# -- stop signals -------------------------------------------------------------------------
+
+
+def _guard_signals(config: pytest.Config) -> None:
+    """SIGTERM (a CI cancel), SIGHUP (a closed terminal), SIGUSR1/SIGUSR2 (Slurm's
+    --signal) stop the session as Ctrl-C does: the current measurement stops, the
+    session's end still writes what finished (baselines, results, reports), no worker is
+    left, and the exit status is 128 + the signal (see pytest_llmperf.signals). SIGINT
+    stays pytest's KeyboardInterrupt. Handlers go in only from the main thread and only
+    over default dispositions; pytest_unconfigure restores them."""
+    guard = SignalGuard(sigint=lambda _signum: KeyboardInterrupt()).install()
+    config.stash[guard_key] = guard
+    config.pluginmanager.register(_SignalFinish(guard), "llmperf-signals")
+
+
+class _SignalFinish:
+    """Outermost around pytest_sessionfinish: from there on a stop signal is recorded,
+    never raised, so the flush and the reports are written whole."""
+
+    def __init__(self, guard: SignalGuard) -> None:
+        self.guard = guard
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, None, None]:
+        self.guard.finish()
+        return (yield)
+
+
+def _stopped_by_signal(session: pytest.Session, perf: PerfSession) -> None:
+    """After the flush: a session a stop signal ended says so, with its exit status."""
+    guard = session.config.stash.get(guard_key, None)
+    signum = None if guard is None else guard.signum
+    if signum is None:
+        return
+    name = signal_name(signum)
+    # Ctrl-C keeps pytest's own status (2); the others the shell's 128 + signal
+    sigint = signum == signal.SIGINT
+    status = int(pytest.ExitCode.INTERRUPTED) if sigint else exit_status(signum)
+    session.exitstatus = status
+    perf.notice(
+        f"session stopped by {name}: the tests that finished were kept (baselines, "
+        f"results, reports); the one running was stopped; exit status {status}"
+    )
 
 
 # -- a usage error while pytest imports a test module -------------------------------------
@@ -619,11 +696,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     perf.close()
     try:
-        perf.flush()
+        flushed = perf.flush()
     except LLMPerfError as exc:
         perf.notice(f"baselines NOT written: {exc}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        if flushed is not None and flushed.refused:  # measured, and not stored
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     _write_outputs(perf)
+    _stopped_by_signal(session, perf)
 
 
 def _write_outputs(perf: PerfSession) -> None:
@@ -632,20 +713,31 @@ def _write_outputs(perf: PerfSession) -> None:
         return
     from pytest_llmperf import outputs as report
 
-    try:
-        if st.report_dir is not None:
-            written = report.write_report(
-                perf.reports, st.report_dir, history=perf.history_entries()
-            )
-            perf.notice(f"report: {st.report_dir} ({len(written)} files)")
-        if st.benchmark_json is not None:
-            report.write_benchmark_json(perf.reports, st.benchmark_json)
-            perf.notice(f"pytest-benchmark JSON: {st.benchmark_json}")
-        if st.bmf_json is not None:
-            report.write_bmf(perf.reports, st.bmf_json)
-            perf.notice(f"Bencher Metric Format: {st.bmf_json}")
-    except (OSError, LLMPerfError) as exc:
-        perf.notice(f"report NOT written: {exc}")
+    def report_dir(out: Path) -> str:
+        history = perf.history_entries()
+        written = report.write_report(perf.reports, out, history=history, what="--perf-report")
+        return f"report: {out} ({len(written)} files)"
+
+    def benchmark_json(out: Path) -> str:
+        report.write_benchmark_json(perf.reports, out, what="--perf-benchmark-json")
+        return f"pytest-benchmark JSON: {out}"
+
+    def bmf(out: Path) -> str:
+        report.write_bmf(perf.reports, out, what="--perf-bmf")
+        return f"Bencher Metric Format: {out}"
+
+    outputs: list[tuple[Path | None, Callable[[Path], str]]] = [
+        (st.report_dir, report_dir),
+        (st.benchmark_json, benchmark_json),
+        (st.bmf_json, bmf),
+    ]
+    for out, write in outputs:
+        if out is None:
+            continue
+        try:  # one output refused or failing leaves the others to be written
+            perf.notice(write(out))
+        except (OSError, LLMPerfError) as exc:
+            perf.notice(f"report NOT written: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -703,4 +795,8 @@ def _flush_lines(flushed: Any, path: str) -> list[str]:
             lines.extend(f"  {label}: {n}" for n in names[:20])
             if len(names) > 20:
                 lines.append(f"  ... and {len(names) - 20} more")
+    refused = list(getattr(flushed, "refused", []) or [])
+    if refused:
+        lines.append(f"baseline {path}: NOT written {len(refused)} (their files were left alone)")
+        lines.extend(f"  NOT written: {line}" for line in refused)
     return lines

@@ -227,6 +227,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     state = _state(session.config)
     if state is not None and state.plans:
         state.finish_collection(item.nodeid for item in session.items)
+        with _as(pytest.UsageError):
+            state.check_outputs()
 
 
 def pytest_report_collectionfinish(

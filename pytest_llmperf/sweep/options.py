@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import METRICS
 from pytest_llmperf.sweep.files import check_output
 from pytest_llmperf.sweep.fleet import Shard, resolve_shard
@@ -65,6 +66,7 @@ class SweepOptions:
         shard, notes = resolve_shard(opt.perf_shard, os.environ if environ is None else environ)
         if results is not None:
             check_output(results, "--perf-sweep-results", "results.jsonl")
+            ownership.check(results, "sweep-results", "--perf-sweep-results")
         ranking = str(Path(opt.perf_ranking).absolute()) if opt.perf_ranking else None
         if ranking is not None:
             suffix = Path(ranking.replace("{sweep}", "x")).suffix.lower()
@@ -77,6 +79,8 @@ class SweepOptions:
             per_sweep = "{sweep}" in ranking
             target = Path(ranking.replace("{sweep}", "x") if per_sweep else ranking)
             check_output(target, "--perf-ranking", "ranking.yaml", parents_only=per_sweep)
+            if not per_sweep and opt.perf_phase != "deep":  # the deep phase only reads it
+                ownership.check(target, "ranking", "--perf-ranking")
         return cls(
             strategy=opt.perf_strategy,
             size=opt.perf_sample_size,

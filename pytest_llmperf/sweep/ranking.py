@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import read_yaml, write_atomic
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import METRICS, Better
 from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.sweep.axes import Axis, parse_axes
@@ -176,10 +177,11 @@ def write_ranking(path: PathLike, ranked: Sequence[Ranked | str]) -> None:
     """Write a ranking file the user can edit (reorder, delete lines): a list of ids.
 
     ``.json``: a JSON list. ``.yaml``/``.yml``: a YAML list with the metric values as
-    comments. Written atomically; a path that cannot be written is a UsageError naming
-    it and the fix.
+    comments. Written atomically; a path that cannot be written, or an existing file that
+    is not a ranking file, is a UsageError naming it and the fix.
     """
     p = Path(path)
+    ownership.check(p, "ranking", "ranking file")
     ids = [r.id if isinstance(r, Ranked) else str(r) for r in ranked]
     suffix = p.suffix.lower()
     if suffix == ".json":

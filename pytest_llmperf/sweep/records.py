@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.model import ownership
 from pytest_llmperf.sweep.context import PathLike
 from pytest_llmperf.sweep.files import read_error
 from pytest_llmperf.sweep.points import SweepPoint
@@ -35,9 +36,12 @@ def append_result(path: PathLike, record: Mapping[str, Any]) -> None:
     """Append one result as a JSON line, flushed and fsynced before returning, so a crash
     or Ctrl-C keeps every run completed so far. Adds ``finished_at`` (UTC ISO 8601) when
     absent. A line cut by an earlier crash is closed first so it cannot swallow this one.
-    Use one writer per file (each shard writes its own)."""
+    Use one writer per file (each shard writes its own). An existing file that is not a
+    results file (a baseline, a report's JSON) is a UsageError naming it, and is left
+    alone (:mod:`pytest_llmperf.model.ownership`)."""
     if not isinstance(record.get("id"), str):
         raise UsageError("a result record needs an 'id' (the point id)")
+    ownership.check(path, "sweep-results", "sweep results")
     row = dict(record)
     row.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     data = (json.dumps(row, separators=(",", ":")) + "\n").encode("utf-8")

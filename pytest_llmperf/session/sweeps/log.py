@@ -38,6 +38,8 @@ class Recorder:
         self.done = 0
         self.durations: list[float] = []
         self.write_errors: list[str] = []
+        #: records appended to the results file (``options.results``)
+        self.appended = 0
         self._started: dict[str, float] = {}
         self._outcomes: dict[str, tuple[str, str]] = {}
         self._recorded: set[str] = set()
@@ -51,6 +53,8 @@ class Recorder:
             append_result(self.options.results, record)
         except (OSError, LLMPerfError) as exc:
             self.write_errors.append(f"{record['id']}: {exc}")
+        else:
+            self.appended += 1
 
     def _record(self, it: SweepItem, nodeid: str, **fields: Any) -> dict[str, Any]:
         point = it.point

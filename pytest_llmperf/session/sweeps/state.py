@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pytest_llmperf.api import Config
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.results import TestResult
 from pytest_llmperf.session.perf_session import PerfSession
 from pytest_llmperf.session.sweeps.collect import Collector, SweepPlan
@@ -46,6 +47,17 @@ class SweepState:
     def finish_collection(self, nodeids: Iterable[str]) -> None:
         self.collector.finish(nodeids)
         self.recorder.total = len(self.collector.items)
+
+    def check_outputs(self) -> None:
+        """Refuse, before anything runs, a ranking file of a sweep (``{sweep}`` in
+        ``--perf-ranking``) that exists and is not a ranking file (a UsageError)."""
+        o = self.options
+        if o.phase != "explore" or o.ranking is None or "{sweep}" not in o.ranking:
+            return
+        for name in self.plans:
+            path = o.ranking_path(name)
+            if path is not None:
+                ownership.check(path, "ranking", "--perf-ranking")
 
     def plan_lines(self) -> list[str]:
         return self.planner.lines(self.plans.values(), self.collector.items)
@@ -87,8 +99,8 @@ class SweepState:
         lines = list(self.collector.notices)
         ran = [plan for plan in self.plans.values() if plan.records]
         o = self.options
-        if o.results is not None and ran:
-            n = sum(len(plan.records) for plan in ran)
+        if o.results is not None and self.recorder.appended:
+            n = self.recorder.appended
             lines.append(f"sweep results: {n} record(s) appended to {o.results}")
         if o.phase == "explore" and o.ranking is not None and ran:
             if len(ran) > 1 and "{sweep}" not in o.ranking:
