@@ -742,7 +742,7 @@ def test_schema_1_files_are_read_and_moved_on_the_first_write(tmp_path: Path) ->
     assert a is not None and len(a.sessions) == 2
     assert {i.nodeid for i in again.list_entries()} == {"t.py::a", "t.py::b"}
     # an older pytest-llmperf refuses the new layout with its clear message
-    from pytest_llmperf.baseline.store import check_version
+    from pytest_llmperf.baseline.documents import check_version
 
     assert check_version(manifest, old) == 2
     with pytest.raises(BaselineError, match="written by a newer pytest-llmperf"):

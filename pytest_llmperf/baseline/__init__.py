@@ -9,6 +9,7 @@
 Pure: no pytest, no llama.cpp.
 """
 
+from pytest_llmperf.baseline.documents import SCHEMA_VERSION, parse_document
 from pytest_llmperf.baseline.history import DERIVED, SIGNIFICANT_DIGITS, Entry, SessionRecord
 from pytest_llmperf.baseline.keys import (
     STRICT_FIELDS,
@@ -20,13 +21,11 @@ from pytest_llmperf.baseline.keys import (
 from pytest_llmperf.baseline.store import (
     DEFAULT_HISTORY,
     MAX_HISTORY,
-    SCHEMA_VERSION,
     BaselineStore,
     EntryInfo,
     FlushReport,
     Pending,
     entry_relpath,
-    parse_document,
 )
 
 __all__ = [

@@ -120,7 +120,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from pytest_llmperf.outputs import load_results, write_report
-    from pytest_llmperf.outputs.writer import check_folder
+    from pytest_llmperf.outputs.files import check_folder
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -196,7 +196,7 @@ def _cmd_baseline_show(args: argparse.Namespace) -> int:
 
 def _cmd_history(args: argparse.Namespace) -> int:
     from pytest_llmperf.outputs import history
-    from pytest_llmperf.outputs.writer import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
+    from pytest_llmperf.outputs.files import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
 
     if args.output:  # refused before anything is read or written
         check_folder(Path(args.output), "history -o", HISTORY_FILES, HISTORY_PLOT_NAME)

@@ -51,6 +51,10 @@ class MetricSpec:
     informational: bool = False
     #: the default threshold against a stored baseline ("-10%"); None: not gated by default
     threshold: str | None = None
+    #: the default threshold of a paired verdict (candidate against reference, side by
+    #: side), sized to what a paired ratio of this metric resolves in a few rounds; None:
+    #: shown but not gated side by side
+    paired: str | None = None
     #: the same figure of a streamed request (tg_tps -> stream_tps), for tables that show
     #: one rate per row
     stream: str = ""
@@ -86,6 +90,7 @@ METRICS: dict[str, MetricSpec] = {
             short="load",
             per="load",
             threshold="+25% or +20 ms",
+            paired="+20%",
         ),
         _(
             "ttft_ms",
@@ -96,6 +101,7 @@ METRICS: dict[str, MetricSpec] = {
             short="ttft",
             threshold="+15% or +1 ms",
             stream="stream_ttft_ms",
+            paired="+10%",
         ),
         _(
             "pp_tps",
@@ -105,6 +111,7 @@ METRICS: dict[str, MetricSpec] = {
             "prompt tokens / prompt-eval time",
             short="pp",
             threshold="-10%",
+            paired="-5%",
         ),
         _(
             "tg_tps",
@@ -115,6 +122,7 @@ METRICS: dict[str, MetricSpec] = {
             short="tg",
             threshold="-10%",
             stream="stream_tps",
+            paired="-5%",
         ),
         _(
             "tpot_ms",
@@ -146,6 +154,7 @@ METRICS: dict[str, MetricSpec] = {
             threshold="+15% or +0.5 ms",
             stream="stream_itl_p95_ms",
             per_token=True,
+            paired="+15%",
         ),
         _(
             "itl_p99_ms",
@@ -197,6 +206,7 @@ METRICS: dict[str, MetricSpec] = {
             per="load",
             deterministic=True,
             threshold="+10% or +16 MB",
+            paired="+10% or +16 MB",
         ),
         _(
             "vram_mb",
@@ -208,6 +218,7 @@ METRICS: dict[str, MetricSpec] = {
             per="load",
             deterministic=True,
             threshold="+5% or +16 MB",
+            paired="+5% or +16 MB",
         ),
         _(
             "model_size_mb",
@@ -244,6 +255,7 @@ METRICS: dict[str, MetricSpec] = {
             "the create_(chat_)completion call to the first streamed chunk carrying text "
             "(tokenization and chat template included)",
             threshold="+15% or +1 ms",
+            paired="+10%",
         ),
         _(
             "stream_itl_p50_ms",
@@ -260,6 +272,7 @@ METRICS: dict[str, MetricSpec] = {
             "gap between streamed chunks, p95",
             "95th percentile gap between streamed chunks carrying text",
             threshold="+15% or +0.5 ms",
+            paired="+15%",
         ),
         _(
             "stream_itl_p99_ms",
@@ -276,6 +289,7 @@ METRICS: dict[str, MetricSpec] = {
             "streamed generation rate",
             "(N-1) / (t_last - t_first) over the N tokens the stream sampled (as tg_tps)",
             threshold="-10%",
+            paired="-5%",
         ),
         _(
             "stream_e2e_ms",

@@ -109,7 +109,7 @@ def write(entries: Sequence[Entry], outdir: Path, *, what: str = "history -o") -
     is there) into ``outdir``. A file there under one of these names that is not ours is
     a UsageError naming it (``what``: the option or command), before anything is
     written."""
-    from pytest_llmperf.outputs.writer import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
+    from pytest_llmperf.outputs.files import HISTORY_FILES, HISTORY_PLOT_NAME, check_folder
 
     check_folder(outdir, what, HISTORY_FILES, HISTORY_PLOT_NAME)
     outdir.mkdir(parents=True, exist_ok=True)

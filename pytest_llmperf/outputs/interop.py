@@ -214,7 +214,7 @@ def write_benchmark_json(
     """Write :func:`benchmark_json` to ``path`` (atomically); returns the path. An
     existing file that is not such a file of ours is a UsageError naming it (``what``:
     the option), and is left alone."""
-    from pytest_llmperf.outputs.writer import write_json
+    from pytest_llmperf.outputs.files import write_json
 
     data = benchmark_json(reports, commit_info=commit_info, machine_info=machine_info)
     if machine_info is not None and "llmperf" not in data["machine_info"]:
@@ -254,6 +254,6 @@ def write_bmf(
     """Write :func:`bmf_dict` to ``path`` (atomically); returns the path. An existing file
     that is not such a file of ours is a UsageError naming it (``what``: the option), and
     is left alone."""
-    from pytest_llmperf.outputs.writer import write_json
+    from pytest_llmperf.outputs.files import write_json
 
     return write_json(Path(path), bmf_dict(reports), "bmf", what)

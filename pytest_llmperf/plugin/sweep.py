@@ -27,7 +27,7 @@ import pytest
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.options import choice, int_at_least
-from pytest_llmperf.plugin.hooks import session_key
+from pytest_llmperf.plugin.state import session_key
 from pytest_llmperf.session.sweeps.collect import MARKER, MarkerCall, SweepPlan
 from pytest_llmperf.session.sweeps.state import SweepState
 from pytest_llmperf.sweep.options import PHASES, SweepOptions, parse_strategy

@@ -77,12 +77,12 @@ _UNIT_ALIASES: dict[str, frozenset[str]] = {
 _ALL_UNITS = frozenset().union(*_UNIT_ALIASES.values())
 
 #: the keys that hold gate rules, wherever rules are written (marker, YAML, pyproject, ini)
-RULE_KEYS: tuple[str, ...] = ("thresholds", "limits", "sla")
+RULE_KEYS: tuple[str, ...] = ("thresholds", "paired", "limits", "sla")
 
 #: where rule sources come from, in merge order (later overrides earlier); the marker's
 #: rules are merged last, per test
-RuleTier = Literal["pyproject", "ini", "yaml", "marker"]
-RULE_TIERS: tuple[RuleTier, ...] = ("pyproject", "ini", "yaml", "marker")
+RuleTier = Literal["pyproject", "ini", "yaml", "cli", "marker"]
+RULE_TIERS: tuple[RuleTier, ...] = ("pyproject", "ini", "yaml", "cli", "marker")
 
 
 @dataclass(frozen=True)
@@ -419,6 +419,10 @@ def parse_sla(text: Any, where: str = "sla") -> RatioSLA:
 DEFAULT_THRESHOLDS: dict[str, str] = {
     name: spec.threshold for name, spec in METRICS.items() if spec.threshold is not None
 }
+#: the default paired threshold of each metric a paired verdict gates, from the registry
+DEFAULT_PAIRED: dict[str, str] = {
+    name: spec.paired for name, spec in METRICS.items() if spec.paired is not None
+}
 
 
 @dataclass(frozen=True)
@@ -430,6 +434,8 @@ class GateRules:
     """
 
     thresholds: Mapping[str, Threshold] = field(default_factory=dict)
+    #: per-metric thresholds of paired verdicts (candidate against reference side by side)
+    paired: Mapping[str, Threshold] = field(default_factory=dict)
     limits: tuple[Limit, ...] = ()
     slas: tuple[RatioSLA, ...] = ()
     #: the sources merged into this config, earliest first
@@ -443,9 +449,16 @@ class GateRules:
     def is_gated(self, metric: str) -> bool:
         return self.threshold(metric) is not None
 
+    def paired_threshold(self, metric: str) -> Threshold | None:
+        """The active paired threshold of ``metric``, or None when a paired verdict shows
+        it without gating it."""
+        t = self.paired.get(metric)
+        return t if t is not None and t.enabled else None
+
     def describe(self) -> list[str]:
         """One line per rule, for ``--help``-style listings and reports."""
         lines = [f"{m}: {t.text()}" for m, t in sorted(self.thresholds.items()) if t.enabled]
+        lines += [f"paired {m}: {t.text()}" for m, t in sorted(self.paired.items()) if t.enabled]
         lines += [f"limit: {lim.text()}" for lim in self.limits]
         lines += [f"sla: {s.text()}" for s in self.slas]
         return lines
@@ -454,6 +467,7 @@ class GateRules:
 def default_rules() -> GateRules:
     return GateRules(
         thresholds={m: parse_threshold(m, v, "defaults") for m, v in DEFAULT_THRESHOLDS.items()},
+        paired={m: parse_threshold(m, v, "defaults") for m, v in DEFAULT_PAIRED.items()},
         sources=("defaults",),
     )
 
@@ -514,6 +528,7 @@ def merge_threshold_sources(
     """
     cfg = base if base is not None else default_rules()
     thresholds = dict(cfg.thresholds)
+    paired = dict(cfg.paired)
     limits: dict[tuple[str, str | None, bool], Limit] = {lim.key: lim for lim in cfg.limits}
     slas: dict[tuple[str, str | None, str, str | None, bool], RatioSLA] = {
         s.key: s for s in cfg.slas
@@ -538,12 +553,12 @@ def merge_threshold_sources(
                 )
             table.update({str(k): v for k, v in nested.items()})
         for key, value in mapping.items():
-            if key in ("thresholds", "limits", "sla", "slas"):
+            if key in ("thresholds", "paired", "limits", "sla", "slas"):
                 continue
             if key not in METRICS:
                 raise UsageError(
-                    f"{name}: unknown key {key!r}; accepted: thresholds, limits, sla, or a metric "
-                    f"name ({_known_metrics()})"
+                    f"{name}: unknown key {key!r}; accepted: thresholds, paired, limits, sla, "
+                    f"or a metric name ({_known_metrics()})"
                 )
             table[str(key)] = value
         where_t = _section(name, "thresholds")
@@ -553,6 +568,20 @@ def merge_threshold_sources(
                     f"{where_t}: unknown metric {metric!r}; known metrics: {_known_metrics()}"
                 )
             thresholds[metric] = parse_threshold(metric, value, f"{where_t} {metric}")
+        where_p = _section(name, "paired")
+        side_by_side = mapping.get("paired")
+        if side_by_side is not None:
+            if not isinstance(side_by_side, Mapping):
+                raise UsageError(
+                    f"{where_p}: must be a mapping of metric -> threshold of paired verdicts, "
+                    "e.g. {tg_tps: '-3%'}"
+                )
+            for metric, value in side_by_side.items():
+                if str(metric) not in METRICS:
+                    raise UsageError(
+                        f"{where_p}: unknown metric {metric!r}; known metrics: {_known_metrics()}"
+                    )
+                paired[str(metric)] = parse_threshold(str(metric), value, f"{where_p} {metric}")
         where_l = _section(name, "limits")
         for lhs, item in _items(mapping.get("limits"), where_l, LIMIT_HINT):
             if lhs is not None and _is_off(item):
@@ -576,6 +605,7 @@ def merge_threshold_sources(
             slas[sla.key] = sla
     return GateRules(
         thresholds=thresholds,
+        paired=paired,
         limits=tuple(limits.values()),
         slas=tuple(slas.values()),
         sources=tuple(names),
