@@ -1,16 +1,20 @@
-"""The one place that imports llama-cpp-python's low-level bindings.
+"""The one place that imports llama-cpp-python's low-level bindings: the library.
 
-Initialises the backend once, routes llama.cpp's log through a capture buffer (the
-cpu-moe check reads it), and binds the few ggml device functions that llama-cpp-python
-does not wrap (needed for tensor_buft_overrides).
+Initialises the backend once, routes llama.cpp's log through a capture buffer
+(:func:`captured_log`: the tensor override check reads it), and binds what the library
+offers beside models and contexts: ggml's devices and buffer types (which
+llama-cpp-python does not wrap), NUMA, ggml threadpools, what the build supports, and
+the library's identity. Models and contexts are :mod:`pytest_llmperf.native.model`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _lock = threading.Lock()
@@ -64,6 +68,28 @@ def log_capture() -> _LogCapture:
     load()
     capture: _LogCapture = _state["capture"]
     return capture
+
+
+@contextlib.contextmanager
+def captured_log() -> Iterator[list[str]]:
+    """The lines llama.cpp logs while the block runs (the list fills as they come)."""
+    capture = log_capture()
+    capture.lines = []
+    capture.active = True
+    try:
+        yield capture.lines
+    finally:
+        capture.active = False
+
+
+def supports_gpu_offload() -> bool:
+    """Whether this build has a GPU backend (llama_supports_gpu_offload)."""
+    return bool(load().llama_supports_gpu_offload())
+
+
+def max_devices() -> int:
+    """llama_max_devices(): the length of a tensor split."""
+    return int(load().llama_max_devices())
 
 
 def _ggml_fn(name: str, restype: Any, argtypes: list[Any]) -> Any:
