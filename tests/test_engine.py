@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backends.engine import LoadedModel, expert_override_patterns
+from pytest_llmperf.backends.engine import LoadedModel
+from pytest_llmperf.backends.load import expert_override_patterns
 from pytest_llmperf.errors import BackendError, ModelFileError, UsageError
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.model.metrics import per_sample_metrics

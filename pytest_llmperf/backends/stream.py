@@ -20,13 +20,14 @@ sampling settings. What it adds to that path, and why:
   prompt's tokens exactly as the call makes them (template and tokenizer included), so
   a prompt longer than n_ctx is a usage error before the model runs.
 
-Garbage collection stays enabled during streamed runs, as in an application.
+Garbage collection stays enabled during streamed runs, as in an application. The
+``Llama``'s load (its arguments from the streaming path's knob table, the knobs it cannot
+take) is :mod:`pytest_llmperf.backends.stream_load`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import inspect
 import re
 import time
@@ -34,21 +35,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmperf.backends.engine import (
-    _OVERRIDE_RE,
-    GGML_TYPES,
-    SPLIT_MODES,
-    _BuftOverride,
-)
+from pytest_llmperf.backends.stream_load import Probed, load_llama
 from pytest_llmperf.errors import BackendError, UsageError
 from pytest_llmperf.machine import devices
-from pytest_llmperf.model.metrics import Sample
-from pytest_llmperf.model.params import KNOBS, LoadParams
+from pytest_llmperf.machine.tiny import TINY_NAME_PREFIX
+from pytest_llmperf.model.metrics import METRICS, Sample
+from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import StreamWorkload, thaw_sampling
 from pytest_llmperf.native import llama_lib
+from pytest_llmperf.native import model as native
 
-#: the GGUF name the tiny-model generator writes (pytest_llmperf/machine/tiny.py)
-TINY_NAME_PREFIX = "pytest-llmperf tiny"
 #: the chat template the built-in tiny models get at load time (their GGUF has none, and
 #: their bytes must not change): one turn per line pair, as ChatML-like markers
 TINY_CHAT_TEMPLATE = (
@@ -92,135 +88,11 @@ RECORDED_SAMPLING: tuple[str, ...] = (
     "repeat_penalty",
     "seed",
 )
-#: knobs llama-cpp-python's Llama cannot take: set away from their defaults, they are
-#: listed in the measurement (resolved["stream"]["not_applied"]), never silently dropped
-_NOT_APPLIED: dict[str, str] = {
-    "device": "Llama takes no device list",
-    "embeddings": "a streamed completion needs no embeddings",
-    "cpu_mask": "Llama attaches no threadpool (llama.cpp makes one per graph)",
-    "cpu_strict": "Llama attaches no threadpool (llama.cpp makes one per graph)",
-    "poll": "Llama attaches no threadpool (llama.cpp makes one per graph)",
-    "prio": "Llama attaches no threadpool (llama.cpp makes one per graph)",
-}
-#: the engine's metrics kept beside each streamed repetition
-ENGINE_METRICS: tuple[str, ...] = ("tg_tps", "ttft_ms", "itl_p95_ms", "itl_p50_ms")
-
-
-class _Probed(Exception):
-    """The probe reached ``generate``: the prompt's tokens are counted, nothing decoded."""
-
-
-_LLAMA_CLASS: Any = None
-
-
-def llama_class() -> Any:
-    """``llama_cpp.Llama`` noting the time of each sampled token and the prompt's length
-    (and stopping at ``generate`` while probing). Nothing else changes."""
-    global _LLAMA_CLASS
-    if _LLAMA_CLASS is None:
-        llama_lib.load()  # our log callback and backend first
-        from llama_cpp import Llama
-
-        class TimedLlama(Llama):
-            stamps: list[int]
-            probing: bool = False
-            n_prompt_tokens: int = 0
-
-            def sample(self, *args: Any, **kwargs: Any) -> Any:
-                token = super().sample(*args, **kwargs)
-                self.stamps.append(time.perf_counter_ns())
-                return token
-
-            def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:
-                self.n_prompt_tokens = len(tokens)
-                if self.probing:
-                    raise _Probed
-                return super().generate(tokens, *args, **kwargs)
-
-        _LLAMA_CLASS = TimedLlama
-    return _LLAMA_CLASS
-
-
-def llama_kwargs(
-    params: LoadParams, resolved: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """``Llama(...)`` keyword arguments for ``params`` as the engine resolved them
-    (threads, flash attention), and the knobs Llama cannot take, with why. Tensor
-    overrides (cpu-moe, -ot), repack and no_host go through the model params instead
-    (:func:`_model_params`)."""
-    fa = str(resolved.get("flash_attn", params.flash_attn))
-    kwargs: dict[str, Any] = {
-        "n_ctx": params.n_ctx,
-        "n_threads": resolved.get("n_threads") or params.n_threads,
-        "n_threads_batch": resolved.get("n_threads_batch") or params.n_threads_batch,
-        "n_batch": params.n_batch,
-        "n_ubatch": params.ubatch,
-        "n_gpu_layers": params.n_gpu_layers,
-        "split_mode": SPLIT_MODES[params.split_mode],
-        "main_gpu": params.main_gpu,
-        "flash_attn": fa == "on",
-        "type_k": GGML_TYPES[params.type_k],
-        "type_v": GGML_TYPES[params.type_v],
-        "offload_kqv": not params.no_kv_offload,
-        "op_offload": not params.no_op_offload,
-        "use_mmap": params.use_mmap,
-        "use_mlock": params.use_mlock,
-        "verbose": False,
-    }
-    if params.tensor_split:
-        kwargs["tensor_split"] = [float(v) for v in params.tensor_split.split("/")]
-    not_applied = {
-        name: why for name, why in _NOT_APPLIED.items() if KNOBS[name].shown(getattr(params, name))
-    }
-    if fa not in ("on", "off"):
-        not_applied["flash_attn"] = (
-            f"llama.cpp's choice for {fa!r} is not known; Llama takes on or off: off"
-        )
-    return kwargs, not_applied
-
-
-@contextlib.contextmanager
-def _model_params(
-    lc: Any, overrides: list[tuple[str, str, int]], params: LoadParams, keep: list[Any]
-) -> Iterator[dict[str, str]]:
-    """While Llama loads: llama.cpp's default model params carry the engine's tensor
-    overrides (cpu-moe, -ot: :class:`_BuftOverride`, the engine's patterns and buffer
-    types), repack and no_host, which Llama's constructor has no argument for. Yields
-    the fields it could not set (this llama-cpp-python lacks them), with why."""
-    original = lc.llama_model_default_params
-    skipped: dict[str, str] = {}
-
-    def patched() -> Any:
-        mparams = original()
-        declared = {f[0] for f in type(mparams)._fields_}
-        wanted: dict[str, Any] = {}
-        if overrides:
-            arr = (_BuftOverride * (len(overrides) + 1))()
-            for i, (pattern, _name, buft) in enumerate(overrides):
-                raw = pattern.encode()
-                keep.append(raw)
-                arr[i].pattern = raw
-                arr[i].buft = buft
-            arr[len(overrides)].pattern = None
-            arr[len(overrides)].buft = None
-            keep.append(arr)  # must outlive the model
-            wanted["tensor_buft_overrides"] = ctypes.cast(arr, ctypes.c_void_p)
-        if KNOBS["repack"].shown(params.repack):
-            wanted["use_extra_bufts"] = params.repack
-        if KNOBS["no_host"].shown(params.no_host):
-            wanted["no_host"] = params.no_host
-        for name, value in wanted.items():
-            if name in declared:
-                setattr(mparams, name, value)
-            else:
-                skipped[name] = "this llama-cpp-python's model params have no such field"
-        return mparams
-
-    lc.llama_model_default_params = patched
-    try:
-        yield skipped
-    finally:
-        lc.llama_model_default_params = original
+#: the engine's metrics kept beside each streamed repetition: the metric registry's
+#: ``engine_<x>`` metrics give ``<x>``
+ENGINE_METRICS: tuple[str, ...] = tuple(
+    name.removeprefix("engine_") for name in METRICS if name.startswith("engine_")
+)
 
 
 @dataclass
@@ -251,43 +123,22 @@ class StreamModel:
     ) -> None:
         self.path = path
         self.params = params
-        kwargs, self.not_applied = llama_kwargs(params, resolved)
+        #: what the model params point to: must outlive the model
         self._keep: list[Any] = []
-        self.lc = llama_lib.load()
-        cls = llama_class()
-        capture = llama_lib.log_capture()
-        capture.lines = []
-        capture.active = True
-        try:
-            with _model_params(self.lc, overrides or [], params, self._keep) as skipped:
-                t0 = time.perf_counter_ns()
-                self.llm = cls(path, **kwargs)
-                t1 = time.perf_counter_ns()
-        except (ValueError, RuntimeError) as exc:
-            tail = "\n  ".join([ln for ln in capture.lines if ln.strip()][-8:])
-            raise BackendError(
-                f"llama-cpp-python's Llama could not load {path} for streaming "
-                f"({params.to_args() or 'default params'}): {exc}"
-                + (f"; llama.cpp said:\n  {tail}" if tail else "")
-            ) from None
-        finally:
-            capture.active = False
-        self.not_applied.update(skipped)
-        self.load_ms = (t1 - t0) / 1e6
-        overridden = {m.group(1) for ln in capture.lines if (m := _OVERRIDE_RE.search(ln))}
-        if expected_overridden is not None and len(overridden) != expected_overridden:
-            self.close()
-            raise BackendError(
-                f"tensor override check failed for the streaming load of {path}: llama.cpp's "
-                f"log shows {len(overridden)} tensors overridden, the engine's load "
-                f"{expected_overridden}"
-            )
-        self.overridden = len(overridden)
+        loaded = load_llama(
+            path,
+            params,
+            resolved,
+            self._keep,
+            overrides=overrides or [],
+            expected_overridden=expected_overridden,
+        )
+        self.llm = loaded.llm
+        self.load_ms = loaded.load_ms
+        self.overridden = loaded.overridden
+        self.not_applied = loaded.not_applied
         self.llm.stamps = []
-        vocab = self.llm._model.vocab
-        self.eog = [
-            i for i in range(int(self.llm.n_vocab())) if self.lc.llama_vocab_is_eog(vocab, i)
-        ]
+        self.eog = native.eog_tokens(self.llm._model.vocab, int(self.llm.n_vocab()))
         self._handlers: dict[str, Any] = {}
         tiny = model_name.startswith(TINY_NAME_PREFIX)
         #: a built-in tiny model's random weights pick lone bytes >= 0x80 (invalid UTF-8),
@@ -477,7 +328,7 @@ class StreamModel:
         try:
             with self._with_handler(handler):
                 next(iter(call(**kwargs)))
-        except _Probed:
+        except Probed:
             return int(llm.n_prompt_tokens)
         except ValueError as exc:
             m = re.search(r"Requested tokens \((\d+)\) exceed context window of (\d+)", str(exc))
@@ -500,9 +351,9 @@ class StreamModel:
     def run_once(self, request: StreamRequest) -> Sample:
         """One streamed request, timed from the call; raises when it did not stream exactly
         the requested number of tokens."""
-        wl, llm, lc = request.workload, self.llm, self.lc
+        wl, llm = request.workload, self.llm
         llm.reset()  # no prefix reuse from the previous repetition
-        lc.llama_perf_context_reset(llm.ctx)
+        native.perf_reset(llm.ctx)
         stamps: list[int] = []
         llm.stamps = stamps
         chunk_ns: list[int] = []
@@ -536,7 +387,6 @@ class StreamModel:
                 "exact token counts: leave stop out, or use a chat template whose end marker "
                 "is a special token"
             )
-        perf = lc.llama_perf_context(llm.ctx)
         return Sample(
             n_prompt=request.n_prompt,
             n_gen=len(stamps),
@@ -544,12 +394,7 @@ class StreamModel:
             prompt_ns=None,
             token_ns=[s - t0 for s in stamps],
             end_ns=end,
-            llama={
-                "n_p_eval": float(perf.n_p_eval),
-                "t_p_eval_ms": float(perf.t_p_eval_ms),
-                "n_eval": float(perf.n_eval),
-                "t_eval_ms": float(perf.t_eval_ms),
-            },
+            llama=native.perf_counters(llm.ctx),
             stream=True,
             chunk_ns=chunk_ns,
             chunk_chars=chunk_chars,

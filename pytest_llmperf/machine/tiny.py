@@ -36,6 +36,8 @@ from pytest_llmperf.fileio import atomic_path
 GENERATOR_VERSION = 2
 
 QUANTS: tuple[str, ...] = ("f16", "q8_0", "q4_k_m", "mxfp4")
+#: the start of the GGUF name (general.name) of every built-in tiny model
+TINY_NAME_PREFIX = "pytest-llmperf tiny"
 CACHE_ENV = paths.CACHE_ENV
 
 
@@ -222,7 +224,7 @@ def write_f16(
                 super().add_tensor(name, tensor, *a, **kw)
 
     w = _Writer(os.fspath(path), "llama")
-    w.add_name(f"pytest-llmperf tiny {'moe' if spec.is_moe else 'dense'} {spec.key()}")
+    w.add_name(f"{TINY_NAME_PREFIX} {'moe' if spec.is_moe else 'dense'} {spec.key()}")
     w.add_block_count(spec.n_layer)
     w.add_context_length(spec.n_ctx_train)
     w.add_embedding_length(n_embd)
