@@ -14,7 +14,8 @@ import argparse
 import statistics
 import time
 
-from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.backends.inprocess import InProcessRunner
+from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload

@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_llmperf.backends.runner import IsolatedRunner, Runner
+from pytest_llmperf.backends.protocol import Runner
+from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.machine import tiny
 from pytest_llmperf.machine.builds import Runtime
 from pytest_llmperf.model.params import LoadParams

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.backends.inprocess import InProcessRunner
+from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.errors import BackendCrash, ModelFileError, UsageError
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.backends.runner import InProcessRunner, IsolatedRunner
+from pytest_llmperf.backends.inprocess import InProcessRunner
+from pytest_llmperf.backends.runner import IsolatedRunner
 from pytest_llmperf.backends.stream import StreamModel
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.metrics import METRICS, Sample, chunk_gaps_ms

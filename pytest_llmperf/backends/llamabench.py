@@ -11,7 +11,12 @@ Mapping: each repetition's ``samples_ns`` is a sample. A prompt test gives ``pp_
 tokens and times all of them, where the engine's tg_tps leaves out the first), both with
 ``e2e_ms``; a prompt-then-generation workload also asks llama-bench for ``-pg N,1``, whose
 time is ``ttft_ms``. Per-token latencies do not exist in llama-bench's output: the ITL
-metrics are absent with that reason, never guessed. No load time either.
+metrics are absent with that reason, never guessed. No load time either (the metrics
+and reasons are its :data:`~pytest_llmperf.backends.protocol.LLAMA_BENCH` spec's).
+
+The load params become llama-bench's flags through its knob table (the
+:class:`~pytest_llmperf.backends.protocol.Flag` entries); a knob it has no flag for,
+set away from its default, is listed in ``resolved["not_applied"]`` with why.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.backends.protocol import LLAMA_BENCH, Flag
+from pytest_llmperf.backends.runner import HINTS, signal_name
 from pytest_llmperf.errors import BackendCrash, BackendError
 from pytest_llmperf.model.metrics import Sample
 from pytest_llmperf.model.params import KNOBS, LoadParams
@@ -34,23 +41,15 @@ from pytest_llmperf.model.workloads import Workload
 if TYPE_CHECKING:
     from pytest_llmperf.model.workloads import StreamWorkload
 
-#: load params llama-bench has no flag for
-_NO_FLAG = {"n_ctx", "n_threads_batch", "cpu_moe", "use_mmap", "use_mlock"}
-NO_ITL = "llama-bench reports no per-token times (its output has one time per repetition)"
-
 
 def bench_args(params: LoadParams) -> list[str]:
-    """``params`` as llama-bench arguments (the flags it shares with llama.cpp)."""
+    """``params`` as llama-bench arguments: the flag entries of its knob table, for the
+    knobs set away from their defaults (llama-bench's own defaults are llama.cpp's)."""
     out: list[str] = []
-    for name, value in params.non_default().items():
-        spec = KNOBS[name]
-        if name in _NO_FLAG or not spec.shown(value) or not spec.flags:
-            continue
-        out += [spec.flags[0], spec.kind.text(value)]
-    if params.cpu_moe:
-        out += ["-ncmoe", "9999"]  # llama-bench's form of --cpu-moe: every layer
-    if not params.use_mmap:
-        out += ["-lm", "none"]
+    for name, entry in LLAMA_BENCH.entries(Flag).items():
+        value = getattr(params, name)
+        if KNOBS[name].shown(value):
+            out += entry.args(KNOBS[name], value)
     return out
 
 
@@ -80,6 +79,9 @@ class LlamaBenchRunner:
         self.load_ms = float("nan")
         self.warnings: list[str] = []
         self.resolved: dict[str, Any] = {"backend_kind": "llama-bench", "binary": binary}
+        not_applied = LLAMA_BENCH.not_applied(params)
+        if not_applied:
+            self.resolved["not_applied"] = not_applied
         self.software = self._identity()
 
     def _identity(self) -> dict[str, Any]:
@@ -132,13 +134,11 @@ class LlamaBenchRunner:
         except OSError as exc:
             raise BackendError(f"cannot run {cmd[0]}: {exc}") from None
         if proc.returncode != 0:
-            from pytest_llmperf.backends.runner import _HINTS, signal_name
-
             name = signal_name(proc.returncode)
             tail = "\n".join(f"  | {ln}" for ln in proc.stderr.strip().splitlines()[-12:])
             raise BackendCrash(
                 f"llama-bench ({self.binary}) failed on {self.model_id}: {name}\n"
-                f"hint: {_HINTS.get(name, 'see its output below (an unknown flag?)')}\n"
+                f"hint: {HINTS.get(name, 'see its output below (an unknown flag?)')}\n"
                 f"command: {shlex.join(cmd)}\n{tail}",
                 signal_name=name,
             )
@@ -176,8 +176,7 @@ class LlamaBenchRunner:
         ttft = next((r for r in rows if int(r.get("n_gen", 0)) == 1 and workload.n_gen > 1), None)
         if ttft is not None:
             values["ttft_ms"] = [int(x) / 1e6 for x in ttft["samples_ns"]]
-        absent = {m: NO_ITL for m in ("itl_p50_ms", "itl_p95_ms", "itl_p99_ms")}
-        absent["load_ms"] = "llama-bench does not report its model load time"
+        absent = dict(LLAMA_BENCH.missing_metrics)
         samples = [
             Sample(workload.n_prompt, workload.n_gen, workload.n_depth, None, [], x, {}) for x in ns
         ]

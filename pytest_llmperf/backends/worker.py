@@ -14,7 +14,7 @@ from typing import Any
 
 
 def serve(req_fd: int, resp_fd: int) -> int:
-    from pytest_llmperf.backends.runner import InProcessRunner
+    from pytest_llmperf.backends.inprocess import InProcessRunner
     from pytest_llmperf.errors import LLMPerfError
     from pytest_llmperf.model.params import LoadParams
     from pytest_llmperf.model.workloads import Workload
@@ -63,7 +63,7 @@ def serve(req_fd: int, resp_fd: int) -> int:
                 )
                 m.resolved["worker_pid"] = os.getpid()
                 reply({"ok": True, "measurement": m.to_dict()})
-            elif op == "stream":  # a streamed request (backend/stream.py)
+            elif op == "stream":  # a streamed request (backends/stream.py)
                 if runner is None:
                     raise RuntimeError("stream before load")
                 from pytest_llmperf.model.workloads import StreamWorkload

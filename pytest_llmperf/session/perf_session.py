@@ -10,13 +10,13 @@ and queues accepted entries.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
 from pytest_llmperf.api import Config
-from pytest_llmperf.backends.runner import Runner, make_runner
+from pytest_llmperf.backends import factory as backend_factory
+from pytest_llmperf.backends.protocol import Runner
 from pytest_llmperf.errors import BackendError, LLMPerfError, UsageError
 from pytest_llmperf.machine import builds, gguf_info
 from pytest_llmperf.machine import fingerprint as fp_mod
@@ -160,39 +160,23 @@ class PerfSession:
     def start_runner(
         self, cfg: Config, path: str, isolate: bool | None = None, timeout_s: float | None = None
     ) -> Runner:
-        """A new runner for ``cfg`` (not pooled: the caller closes it)."""
+        """A new runner for ``cfg`` (not pooled: the caller closes it): the registry's
+        build and launcher, resolved here; the backend chosen by
+        :func:`~pytest_llmperf.backends.factory.start_runner`."""
         st = self.settings
         runtime, launcher, reason = self.runtime(cfg)
         if runtime is None:
             raise UsageError(reason)
-        if runtime.llama_bench:
-            from pytest_llmperf.backends.llamabench import LlamaBenchRunner
-
-            return LlamaBenchRunner(
-                runtime.llama_bench,
-                path,
-                cfg.params,
-                cfg.model,
-                extra_args=shlex.split(cfg.bench_args),
-                launcher=launcher,
-                timeout_s=timeout_s or st.timeout_s,
-                build=cfg.build,
-            )
-        if cfg.bench_args:
-            raise UsageError(
-                f"bench_args={cfg.bench_args!r} is for a llama-bench build (builds: "
-                f"{{NAME: {{llama_bench: PATH}}}}); build {cfg.build!r} runs llama-cpp-python: "
-                "write its load params as args=..."
-            )
-        return make_runner(
+        return backend_factory.start_runner(
             path,
             cfg.params,
             cfg.model,
-            isolate=st.isolate if isolate is None else isolate,
-            timeout_s=timeout_s or st.timeout_s,
             runtime=runtime,
             launcher=launcher,
+            isolate=st.isolate if isolate is None else isolate,
+            timeout_s=timeout_s or st.timeout_s,
             build=cfg.build,
+            bench_args=cfg.bench_args,
         )
 
     def runner(
