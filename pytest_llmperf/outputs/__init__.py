@@ -5,15 +5,15 @@ pytest-benchmark and Bencher. No pytest import; matplotlib only when plotting.""
 from __future__ import annotations
 
 from pytest_llmperf.model.results import Measurement, TestResult
-from pytest_llmperf.outputs.common import PLOTS_MISSING_NOTE, llama_bench_fields
 from pytest_llmperf.outputs.interop import (
     benchmark_json,
     bmf_dict,
     write_benchmark_json,
     write_bmf,
 )
+from pytest_llmperf.outputs.llama_bench import llama_bench_fields
 from pytest_llmperf.outputs.markdown import summary_markdown
-from pytest_llmperf.outputs.plots import matplotlib_missing
+from pytest_llmperf.outputs.plots import PLOTS_MISSING_NOTE, matplotlib_missing
 from pytest_llmperf.outputs.results_json import SCHEMA_VERSION, load_results, results_dict
 from pytest_llmperf.outputs.terminal import blind_spot_lines, terminal_lines
 from pytest_llmperf.outputs.writer import write_report

@@ -30,6 +30,13 @@ PLOT_NAME = re.compile(r"(metric_.+|itl(_\d+)?|depth|sweep_.+|history-\d{3})\.pn
 HISTORY_PLOT_NAME = re.compile(r"history-\d{3}\.png")
 
 
+def file_name_part(text: str, maxlen: int = 60) -> str:
+    """``text`` as a part of an output file's name (a plot's metric or sweep): runs of
+    characters other than letters, digits and ``. _ -`` become one ``-``."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return (out or "x")[:maxlen]
+
+
 def check_folder(
     outdir: str | Path,
     what: str,

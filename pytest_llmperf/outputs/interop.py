@@ -13,12 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.model.results import Measurement, TestResult
-from pytest_llmperf.outputs.common import (
-    measurement_label,
-    rate_samples,
-    short_name,
-)
+from pytest_llmperf.outputs.llama_bench import rate_samples
 from pytest_llmperf.outputs.results_json import now_iso
+from pytest_llmperf.outputs.rows import measurement_label, short_name
 
 #: the pytest-benchmark file format version written when pytest-benchmark is not installed
 _FALLBACK_PB_VERSION = "5.1.0"

@@ -9,28 +9,7 @@ from collections.abc import Mapping, Sequence
 from pytest_llmperf.model.metrics import fmt_value
 from pytest_llmperf.model.params import KNOBS
 from pytest_llmperf.model.results import MetricComparison, TestResult
-from pytest_llmperf.outputs.common import (
-    Row,
-    all_rows,
-    backend_name,
-    counts_text,
-    depth_series,
-    fmt_n_params,
-    fmt_pct,
-    fmt_size,
-    headline_change,
-    headline_median,
-    headline_rate,
-    measurement_label,
-    metric_unit,
-    model_n_params,
-    model_size_bytes,
-    rate_samples,
-    resolved_flash_attn,
-    resolved_threads,
-    short_name,
-    sweep_groups,
-)
+from pytest_llmperf.outputs.depth import depth_series
 from pytest_llmperf.outputs.doc import (
     Align,
     Block,
@@ -42,6 +21,28 @@ from pytest_llmperf.outputs.doc import (
     Table,
     render_markdown,
 )
+from pytest_llmperf.outputs.llama_bench import (
+    backend_name,
+    fmt_n_params,
+    fmt_size,
+    model_n_params,
+    model_size_bytes,
+    rate_samples,
+    resolved_flash_attn,
+    resolved_threads,
+)
+from pytest_llmperf.outputs.rows import (
+    Row,
+    all_rows,
+    counts_text,
+    headline_change,
+    headline_median,
+    headline_rate,
+    measurement_label,
+    short_name,
+)
+from pytest_llmperf.outputs.sweep_groups import sweep_groups
+from pytest_llmperf.outputs.text import fmt_pct, metric_unit
 
 #: plot kinds, in the order their sections appear
 PLOT_KINDS: tuple[str, ...] = ("metrics", "itl", "depth", "sweep")
@@ -100,7 +101,7 @@ def overview_table(reports: Sequence[TestResult]) -> Table:
                 row.name,
                 m.model if m else "-",
                 m.params.short_id() if m else "-",
-                (measurement_label(row.report, m) if m else row.workload) or "-",
+                (measurement_label(row.result, m) if m else row.workload) or "-",
                 _fmt(rate),
                 _fmt(headline_median(m, "ttft_ms") if m else None),
                 _fmt(headline_median(m, "itl_p95_ms") if m else None),

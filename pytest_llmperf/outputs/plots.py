@@ -19,37 +19,47 @@ from pytest_llmperf.fileio import atomic_path
 from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import KEY_METRICS, METRICS, chunk_gaps_ms, fmt_value
 from pytest_llmperf.model.results import Measurement, TestResult
-from pytest_llmperf.outputs.common import (
-    BASELINE_COLOR,
-    PLOTS_MISSING_NOTE,
-    VERDICT_COLOR,
+from pytest_llmperf.outputs.depth import depth_series
+from pytest_llmperf.outputs.doc import Image
+from pytest_llmperf.outputs.files import file_name_part
+from pytest_llmperf.outputs.rows import (
     BaselineIndex,
-    SweepGroup,
     all_rows,
     baseline_for,
     baseline_index,
-    depth_series,
-    ellipsize,
-    fmt_pct,
-    metric_better,
-    metric_unit,
     short_name,
-    slug,
-    sweep_groups,
-    verdict_color,
 )
-from pytest_llmperf.outputs.doc import Image
+from pytest_llmperf.outputs.sweep_groups import SweepGroup, sweep_groups
+from pytest_llmperf.outputs.text import ellipsize, fmt_pct, metric_better, metric_unit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+#: the note written instead of plots when matplotlib is missing
+PLOTS_MISSING_NOTE = "matplotlib not installed: pip install pytest-llmperf[plots]"
+
+#: colours of verdicts in plots (colour-blind friendly where it matters)
+VERDICT_COLOR: dict[str, str] = {
+    "pass": "#2e7d32",
+    "improved": "#00838f",
+    "regressed": "#c62828",
+    "error": "#6a1b1a",
+    "inconclusive": "#e69f00",
+    "new": "#7b61a8",
+    "mismatch": "#b07800",
+}
+BASELINE_COLOR = "#8a8a8a"
 DPI = 110
 CURRENT_COLOR = "#1f5fa8"
 _ROWS_PER_FIGURE = 12
 #: the smallest half-width of a metric panel's x axis, relative to its centre
 _MIN_WINDOW = 0.08
 _ITL_PANELS_PER_FIGURE = 8
+
+
+def verdict_color(verdict: str) -> str:
+    return VERDICT_COLOR.get(verdict, "#455a64")
 
 
 def matplotlib_missing() -> str | None:
@@ -149,14 +159,14 @@ def _metric_entries(
         last: dict[tuple[str, object], int] = {}
         for i, row in enumerate(rows):
             if row.measurement is not None and row.measurement.values.get(metric):
-                last[(row.report.nodeid, row.measurement.params)] = i
+                last[(row.result.nodeid, row.measurement.params)] = i
         keep = set(last.values())
         rows = [row for i, row in enumerate(rows) if i in keep]
     for row in rows:
         m = row.measurement
         if m is None or not m.values.get(metric):
             continue
-        base = baseline_for(index, row.report, m)
+        base = baseline_for(index, row.result, m)
         base_vals = list(base.values.get(metric, [])) if base else []
         c = row.comparison(metric)
         base_median = (
@@ -266,7 +276,7 @@ def plot_metrics(reports: Sequence[TestResult], outdir: Path, index: BaselineInd
         pages = _chunks(entries, _ROWS_PER_FIGURE)
         for i, chunk in enumerate(pages):
             page = f" ({i + 1}/{len(pages)})" if len(pages) > 1 else ""
-            path = outdir / _numbered(f"metric_{slug(metric)}", i, len(pages))
+            path = outdir / _numbered(f"metric_{file_name_part(metric)}", i, len(pages))
             out.append(_metric_figure(metric, chunk, path, page))
     return out
 
@@ -357,7 +367,7 @@ def plot_itl(reports: Sequence[TestResult], outdir: Path, index: BaselineIndex) 
         gaps = _gaps(m)
         if len(gaps) < 2:
             continue
-        base = baseline_for(index, row.report, m)
+        base = baseline_for(index, row.result, m)
         stream = m.workload.kind == "stream"
         label = f"{row.label} (streamed chunks)" if stream else row.label
         what = "streamed chunk" if stream else "inter-token"
@@ -544,7 +554,9 @@ def plot_sweeps(reports: Sequence[TestResult], outdir: Path) -> list[Path]:
         metric = group.metric()
         if metric is None:
             continue
-        out.append(_sweep_figure(group, metric, outdir / f"sweep_{slug(group.title)}.png"))
+        out.append(
+            _sweep_figure(group, metric, outdir / f"sweep_{file_name_part(group.title)}.png")
+        )
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.results import TestResult
-from pytest_llmperf.outputs.common import llama_bench_fields
+from pytest_llmperf.outputs.llama_bench import llama_bench_fields
 
 SCHEMA_VERSION = 1
 

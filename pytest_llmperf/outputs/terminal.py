@@ -14,21 +14,28 @@ from dataclasses import dataclass
 
 from pytest_llmperf.model.metrics import METRICS, fmt_value, ordered_metrics
 from pytest_llmperf.model.results import TestResult, worst
-from pytest_llmperf.outputs.common import (
-    VERDICT_MARKUP,
+from pytest_llmperf.outputs.rows import (
     Row,
     counts_text,
-    ellipsize,
-    fmt_compact,
-    fmt_pct,
     headline_change,
     headline_median,
     headline_rate,
-    metric_unit,
-    report_rows,
+    result_rows,
 )
+from pytest_llmperf.outputs.text import ellipsize, fmt_compact, fmt_pct, metric_unit
 
 Line = tuple[str, dict[str, bool]]
+
+#: pytest TerminalWriter markup per verdict
+VERDICT_MARKUP: dict[str, dict[str, bool]] = {
+    "pass": {"green": True},
+    "improved": {"green": True, "bold": True},
+    "regressed": {"red": True, "bold": True},
+    "error": {"red": True, "bold": True},
+    "inconclusive": {"yellow": True},
+    "new": {"yellow": True},
+    "mismatch": {"yellow": True},
+}
 
 #: how a verdict reads in the table's last column (failures in capitals)
 VERDICT_LABEL: dict[str, str] = {
@@ -173,7 +180,7 @@ def _detail_lines(row: Row) -> list[Line]:
 def _items(reports: list[TestResult]) -> list[_Item]:
     items: list[_Item] = []
     for r in reports:
-        rows = report_rows(r)
+        rows = result_rows(r)
         if len(rows) == 1:
             items.append(_Item(rows[0], rows[0].name, rows[0].verdict))
             continue
@@ -257,9 +264,9 @@ def terminal_lines(
         lines.append((_fmt_line(cols, values), _markup(row.verdict)))
         if verbose >= 1:
             lines += _detail_lines(row)
-            last = row.report.measurements[-1] if row.report.measurements else None
+            last = row.result.measurements[-1] if row.result.measurements else None
             if row.measurement is last:
-                lines += [(f"      note: {n}", {"yellow": True}) for n in row.report.notes]
+                lines += [(f"      note: {n}", {"yellow": True}) for n in row.result.notes]
 
     legend = f"t/s: tg (pp if prompt-only); ms: ttft, p95 itl, load; MB: {mem_header}"
     if rss_mark:

@@ -8,11 +8,11 @@ from typing import Any
 
 from pytest_llmperf.baseline import Entry
 from pytest_llmperf.model.results import TestResult
-from pytest_llmperf.outputs.common import counts_text
 from pytest_llmperf.outputs.doc import render_html, render_markdown
 from pytest_llmperf.outputs.files import check_folder, write_json, write_text
 from pytest_llmperf.outputs.markdown import build_document
 from pytest_llmperf.outputs.results_json import now_iso, results_dict
+from pytest_llmperf.outputs.rows import counts_text
 
 
 def write_report(
