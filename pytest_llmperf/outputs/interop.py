@@ -6,87 +6,31 @@ from __future__ import annotations
 
 import math
 import platform
-import statistics
-from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest_benchmark
+from pytest_benchmark.stats import Stats
 
 from pytest_llmperf.model.results import Measurement, TestResult
 from pytest_llmperf.outputs.llama_bench import rate_samples
 from pytest_llmperf.outputs.results_json import now_iso
 from pytest_llmperf.outputs.rows import measurement_label, short_name
 
-#: the pytest-benchmark file format version written when pytest-benchmark is not installed
-_FALLBACK_PB_VERSION = "5.1.0"
-
-
-def _pb_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("pytest-benchmark")
-    except metadata.PackageNotFoundError:
-        return _FALLBACK_PB_VERSION
-
-
-def _quartiles(data: list[float]) -> tuple[float, float]:
-    """q1, q3 computed exactly like pytest-benchmark's Stats."""
-    d = sorted(data)
-    n = len(d)
-    if n == 1:
-        return d[0], d[0]
-    if n % 2:
-        k, q = n // 4, n % 4
-        if q == 1:
-            q1 = 0.25 * d[k - 1] + 0.75 * d[k]
-            q3 = 0.75 * d[3 * k] + 0.25 * d[3 * k + 1]
-        else:
-            q1 = 0.75 * d[k] + 0.25 * d[k + 1]
-            q3 = 0.25 * d[3 * k + 1] + 0.75 * d[3 * k + 2]
-        return q1, q3
-    return statistics.median(d[: n // 2]), statistics.median(d[n // 2 :])
-
 
 def benchmark_stats(data: Sequence[float]) -> dict[str, Any]:
-    """pytest-benchmark's ``stats`` object for per-round durations ``data`` (seconds)."""
-    d = [float(x) for x in data]
-    if not d:
+    """pytest-benchmark's ``stats`` object for per-round durations ``data`` (seconds), as
+    pytest-benchmark computes and saves it (its own :class:`~pytest_benchmark.stats.Stats`:
+    min, max, mean, stddev, quartiles, iqr, outliers, ops, ...), with the rounds' data and
+    one iteration a round."""
+    if not data:
         raise ValueError("benchmark_stats() needs at least one value")
-    s = sorted(d)
-    mean = statistics.fmean(d)
-    stddev = statistics.stdev(d) if len(d) > 1 else 0.0
-    q1, q3 = _quartiles(d)
-    iqr = q3 - q1
-    lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-    iqr_out = sum(1 for x in d if x < lo or x > hi)
-    sd_out = sum(1 for x in d if x < mean - stddev or x > mean + stddev)
-    if len(d) == 1:
-        ld15, hd15 = d[0], d[0]
-    else:
-        ld15 = s[bisect_left(s, lo)]
-        hd15 = s[bisect_right(s, hi) - 1]
-    total = sum(d)
-    return {
-        "min": s[0],
-        "max": s[-1],
-        "mean": mean,
-        "stddev": stddev,
-        "rounds": len(d),
-        "median": statistics.median(d),
-        "iqr": iqr,
-        "q1": q1,
-        "q3": q3,
-        "iqr_outliers": iqr_out,
-        "stddev_outliers": sd_out,
-        "outliers": f"{sd_out};{iqr_out}",
-        "ld15iqr": ld15,
-        "hd15iqr": hd15,
-        "ops": len(d) / total if total else 0,
-        "total": total,
-        "data": d,
-        "iterations": 1,
-    }
+    stats = Stats()  # type: ignore[no-untyped-call]
+    for x in data:
+        stats.update(float(x))  # type: ignore[no-untyped-call]
+    out: dict[str, Any] = stats.as_dict()  # type: ignore[no-untyped-call]
+    return {**out, "data": list(stats.data), "iterations": 1}
 
 
 def primary_rate(m: Measurement) -> tuple[str, list[float], str]:
@@ -196,7 +140,7 @@ def benchmark_json(
         },
         "benchmarks": benchmarks,
         "datetime": generated_at or now_iso(),
-        "version": _pb_version(),
+        "version": pytest_benchmark.__version__,
     }
 
 
