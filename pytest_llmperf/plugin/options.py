@@ -15,8 +15,8 @@ from pytest_llmperf import options
 from pytest_llmperf.backends.runner import DEFAULT_TIMEOUT_S
 from pytest_llmperf.baseline import DEFAULT_HISTORY, MAX_HISTORY
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.model import ownership
 from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.outputs.formats import FORMATS
 from pytest_llmperf.session.plan import parse_reference
 from pytest_llmperf.session.settings import Settings, default_missing_mode
 from pytest_llmperf.verdict import paired
@@ -123,21 +123,10 @@ def add(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="where built-in tiny models are built (env LLMPERF_CACHE_DIR)",
     )
-    g.addoption(
-        "--perf-report",
-        default=None,
-        metavar="DIR",
-        help="write results.json, summary.md, plots and report.html to DIR",
-    )
-    g.addoption(
-        "--perf-benchmark-json",
-        default=None,
-        metavar="FILE",
-        help="write results in pytest-benchmark's JSON format",
-    )
-    g.addoption(
-        "--perf-bmf", default=None, metavar="FILE", help="write results in Bencher Metric Format"
-    )
+    for spec in FORMATS.values():  # one option (and ini key) per report format
+        g.addoption(spec.option, default=None, metavar=spec.metavar, help=spec.help)
+        if spec.ini is not None:
+            parser.addini(spec.ini, spec.help.replace("%%", "%"), default=None)
     g.addoption(
         "--perf-reference",
         default=None,
@@ -259,9 +248,6 @@ def settings_from(config: pytest.Config) -> Settings:
     if not base_dir.is_absolute():
         base_dir = root / base_dir
 
-    def out_path(value: str | None) -> Path | None:
-        return None if value is None else Path(value).absolute()
-
     in_process = bool(opt.perf_in_process) or bool(os.environ.get("LLMPERF_IN_PROCESS"))
     isolate = not in_process and bool(config.getini("llmperf_isolate"))
     if not isolate and opt.perf_timeout is not None:
@@ -314,9 +300,7 @@ def settings_from(config: pytest.Config) -> Settings:
         cache_dir=opt.perf_cache_dir,
         max_loaded=pick(None, "llmperf_max_loaded", 2, options.int_at_least(1)),
         history=pick(None, "llmperf_history", DEFAULT_HISTORY, options.int_between(1, MAX_HISTORY)),
-        report_dir=out_path(opt.perf_report),
-        benchmark_json=out_path(opt.perf_benchmark_json),
-        bmf_json=out_path(opt.perf_bmf),
+        outputs=_output_paths(config),
         ini_rules=_ini_rules(config),
         reference=reference,
         paired=design,
@@ -324,23 +308,28 @@ def settings_from(config: pytest.Config) -> Settings:
     )
 
 
+def _output_paths(config: pytest.Config) -> dict[str, Path]:
+    """Format name -> path of every report format the session writes: its option, else its
+    ini key, else its environment variable (a set, non-empty one), in registry order."""
+    out: dict[str, Path] = {}
+    for spec in FORMATS.values():
+        value = getattr(config.option, spec.dest)
+        if value is None and spec.ini is not None:
+            value = _ini(config, spec.ini)
+        if value is None and spec.env is not None:
+            value = os.environ.get(spec.env) or None
+        if value is not None:
+            out[spec.name] = Path(str(value)).absolute()
+    return out
+
+
 def check_outputs(settings: Settings) -> None:
     """Refuse, before anything is measured, an output file that exists and is not the
     file of ours its option writes (a UsageError naming it, what it appears to be and the
     fix); see :mod:`pytest_llmperf.model.ownership`. The writers check again when they write."""
-    from pytest_llmperf.outputs.files import check_folder
-
-    if settings.report_dir is not None:
-        check_folder(settings.report_dir, "--perf-report")
-    files: list[tuple[Path | None, ownership.Kind, str]] = [
-        (settings.benchmark_json, "benchmark-json", "--perf-benchmark-json"),
-        (settings.bmf_json, "bmf", "--perf-bmf"),
-    ]
-    for path, kind, what in files:
-        if path is not None:
-            if path.is_dir():
-                raise UsageError(f"{what}: {path} is a directory; name a file in it")
-            ownership.check(path, kind, what)
+    for name, path in settings.outputs.items():
+        spec = FORMATS[name]
+        spec.check(path, spec.option)
 
 
 MARKER_HELP = (

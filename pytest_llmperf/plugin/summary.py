@@ -3,13 +3,12 @@ of the terminal summary."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_llmperf.errors import LLMPerfError
+from pytest_llmperf.outputs.formats import FORMATS, FormatInputs
 from pytest_llmperf.plugin.state import (
     session_key,
 )
@@ -19,34 +18,18 @@ from pytest_llmperf.session.perf_session import (
 
 
 def write_outputs(perf: PerfSession) -> None:
-    st = perf.settings
+    """Every report format the session names (:data:`~pytest_llmperf.outputs.formats.FORMATS`),
+    each in turn: one refused or failing leaves the others to be written."""
     if not perf.reports:
         return
-    from pytest_llmperf import outputs as report
-
-    def report_dir(out: Path) -> str:
-        history = perf.history_entries()
-        written = report.write_report(perf.reports, out, history=history, what="--perf-report")
-        return f"report: {out} ({len(written)} files)"
-
-    def benchmark_json(out: Path) -> str:
-        report.write_benchmark_json(perf.reports, out, what="--perf-benchmark-json")
-        return f"pytest-benchmark JSON: {out}"
-
-    def bmf(out: Path) -> str:
-        report.write_bmf(perf.reports, out, what="--perf-bmf")
-        return f"Bencher Metric Format: {out}"
-
-    outputs: list[tuple[Path | None, Callable[[Path], str]]] = [
-        (st.report_dir, report_dir),
-        (st.benchmark_json, benchmark_json),
-        (st.bmf_json, bmf),
-    ]
-    for out, write in outputs:
+    inputs = FormatInputs(history=perf.history_entries)
+    for spec in FORMATS.values():
+        out = perf.settings.outputs.get(spec.name)
         if out is None:
             continue
-        try:  # one output refused or failing leaves the others to be written
-            perf.notice(write(out))
+        try:
+            written = spec.write(perf.reports, out, inputs, spec.option)
+            perf.notice(spec.notice(out, written))
         except (OSError, LLMPerfError) as exc:
             perf.notice(f"report NOT written: {exc}")
 

@@ -31,9 +31,9 @@ class Settings:
     max_loaded: int = 2
     #: accepted sessions kept per baseline entry
     history: int = baseline_mod.DEFAULT_HISTORY
-    report_dir: Path | None = None
-    benchmark_json: Path | None = None
-    bmf_json: Path | None = None
+    #: the report formats to write at the session's end: format name -> path (see
+    #: :data:`pytest_llmperf.outputs.formats.FORMATS`)
+    outputs: Mapping[str, Path] = field(default_factory=dict)
     #: rules from the pytest ini section (``llmperf_thresholds`` ...)
     ini_rules: Mapping[str, Any] = field(default_factory=dict)
     #: judge every test against this reference (``--perf-reference``), e.g. {"build": "main"}
