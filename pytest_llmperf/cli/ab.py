@@ -1,10 +1,7 @@
-"""``llmperf ab`` and ``llmperf build``: paired A/B comparisons without writing a test, and
-named llama.cpp builds.
+"""``llmperf ab``: paired A/B comparisons without writing a test.
 
     llmperf ab --model tiny-moe-mxfp4 --build-b main -p 512 -n 128 --rounds 5
     llmperf ab --model tiny-moe-mxfp4 --args "-t 2" --args-b "-t 2 --cpu-moe" -o json
-    llmperf build portable --cmake-args "-DGGML_NATIVE=OFF"
-    llmperf build --list
 
 ``ab`` is compare-llama-bench.py with statistics: each workload runs on both sides in
 interleaved rounds (see :mod:`pytest_llmperf.verdict.paired`), and the table gives the ratio B/A
@@ -65,7 +62,7 @@ def workloads(
     return out
 
 
-def add_subcommands(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     ab = sub.add_parser(
         "ab",
         help="is B slower than A? paired rounds of two configurations (exit 1 on a regression)",
@@ -92,20 +89,7 @@ def add_subcommands(sub: Any) -> None:
     ab.add_argument("--alpha", type=options.probability, default=0.05)
     ab.add_argument("-o", "--output", choices=("md", "json", "csv"), default="md")
     ab.add_argument("--config", default=None, help="llmperf.yaml (default: the current folder's)")
-    ab.set_defaults(func=cmd_ab)
-
-    b = sub.add_parser("build", help="build a named llama.cpp variant into the cache, or list them")
-    b.add_argument("name", nargs="?", help="the build's name (used as build=NAME)")
-    b.add_argument("--list", action="store_true", help="list cached builds")
-    b.add_argument("--version", default=builds.PINNED_VERSION, help="llama-cpp-python version")
-    b.add_argument("--cmake-args", default="", help="extra CMake arguments")
-    b.add_argument("--source", default="", help="a local llama.cpp source tree instead")
-    b.add_argument(
-        "--llama-bench",
-        action="store_true",
-        help="build the llama-bench binary (measured as its own backend) instead of the library",
-    )
-    b.set_defaults(func=cmd_build)
+    ab.set_defaults(func=run)
 
 
 def _side(args: argparse.Namespace, suffix: str, base: Config | None) -> Config:
@@ -129,7 +113,7 @@ def _side(args: argparse.Namespace, suffix: str, base: Config | None) -> Config:
     )
 
 
-def cmd_ab(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     registry = load_registry(Path.cwd(), args.config)
     session = PerfSession(Settings(), registry)
     a = _side(args, "", None)
@@ -234,42 +218,3 @@ def render(
             f"{r['loads']} x {r['rounds'] // max(r['loads'], 1)} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    if args.list:
-        cached = builds.cached_build_list()
-        if not cached:
-            print("no cached builds (llmperf build NAME makes one)")
-        for info in sorted(cached, key=lambda i: (not i.names, sorted(i.names), i.key)):
-            what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
-            names = ", ".join(info.names) or f"(no name; build {info.key})"
-            print(f"{names}: {info.lib}  ({what}; {info.cmake_args})")
-        return 0
-    if not args.name:
-        raise UsageError("build: name the build (llmperf build NAME), or --list")
-    info = builds.build(
-        args.name,
-        version=args.version,
-        cmake_args=args.cmake_args,
-        source=args.source,
-        kind="llama_bench" if args.llama_bench else "lib",
-        log=sys.stderr,
-    )
-    state = "reused" if info.reused else "built"
-    others = [n for n in info.names if n != info.name]
-    also = f" (also named {', '.join(others)})" if others else ""
-    print(f"{state} build {info.name}{also}: {info.lib}", file=sys.stderr)
-    if info.moved_from:
-        print(
-            f"the name {info.name} now names this build; it was taken from {info.moved_from}",
-            file=sys.stderr,
-        )
-    key = "llama_bench" if info.kind == "llama_bench" else "lib"
-    print(
-        f"use it as build={info.name!r}, or in llmperf.yaml:  "
-        f"builds: {{{info.name}: {{{key}: {info.lib}}}}}",
-        file=sys.stderr,
-    )
-    print(info.lib)
-    return 0

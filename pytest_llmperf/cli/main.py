@@ -3,8 +3,9 @@
 llmperf tiny-model --variant moe-mxfp4     # build (or reuse) a tiny model, print its path
 llmperf tiny-model --list
 llmperf compare A B                        # results or baseline files: table, exit 0/1
-llmperf report RESULTS -o DIR              # re-render a report from results.json
+llmperf report RESULTS -o DIR              # re-render a report from results.json (--format)
 llmperf baseline list|show|prune           # inspect and clean the baseline store
+llmperf history [TEST] [-o DIR]            # session medians over time, and their steps
 llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shards
 llmperf ab --model M --build-b main -n 128 # is B slower than A? paired rounds, exit 0/1
 llmperf build NAME --cmake-args "..."      # build a named llama.cpp variant; --list
@@ -15,45 +16,28 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any, Protocol
 
+from pytest_llmperf.cli import ab, baseline, build, compare, history, merge, report, tiny
 from pytest_llmperf.errors import LLMPerfError
 from pytest_llmperf.signals import SignalGuard, Stopped, exit_status
 
 
-def _cmd_tiny(args: argparse.Namespace) -> int:
-    from pytest_llmperf.machine import tiny
+class Command(Protocol):
+    """A command's module (cli/<command>.py): the parser and the dispatch here, the
+    command's arguments and body there."""
 
-    if args.list:
-        for name in tiny.variant_names():
-            print(name)
-        return 0
-    if args.prune:
-        stale = tiny.stale_files(args.cache_dir)
-        for path in stale:
-            path.unlink()
-            print(f"removed {path}")
-        print(f"{len(stale)} stale built-in tiny model file(s) removed", file=sys.stderr)
-        return 0
-    family, spec, quant = tiny.parse_variant(args.variant)
-    overrides = {
-        k: getattr(args, k)
-        for k in ("n_layer", "n_embd", "n_ff", "n_expert", "n_vocab", "seed")
-        if getattr(args, k) is not None
-    }
-    if overrides:
-        import dataclasses
+    def add_parser(self, sub: Any) -> None:
+        """Add the command's parser to ``sub`` (argparse's subparsers), its ``func``
+        default set to :meth:`run`."""
 
-        spec = dataclasses.replace(spec, **overrides)
-    start = time.perf_counter()
-    info = tiny.ensure_model(spec, quant, args.cache_dir, family=family)
-    size_mb = info.path.stat().st_size / 1e6
-    state = f"built in {time.perf_counter() - start:.2f} s" if info.built else "cached"
-    print(f"{family}-{quant}: {state}, {size_mb:.1f} MB", file=sys.stderr)
-    print(info.path)
-    return 0
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the command; its exit status."""
+
+
+#: the commands, in the order ``llmperf --help`` lists them
+COMMANDS: tuple[Command, ...] = (tiny, compare, report, baseline, history, merge, ab, build)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,34 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmperf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("tiny-model", help="build or reuse a built-in tiny GGUF model")
-    t.add_argument(
-        "--variant",
-        default="moe-mxfp4",
-        help="<dense|moe>-<f16|q8_0|q4_k_m|mxfp4> (default moe-mxfp4)",
-    )
-    t.add_argument("--list", action="store_true", help="list the built-in variants")
-    t.add_argument(
-        "--prune",
-        action="store_true",
-        help="remove cached built-in variants of older specs or generator versions",
-    )
-    t.add_argument("--cache-dir", default=None, help="cache directory (env LLMPERF_CACHE_DIR)")
-    for name in ("n_layer", "n_embd", "n_ff", "n_expert", "n_vocab", "seed"):
-        t.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=int,
-            default=None,
-            help=f"override the spec's {name}",
-        )
-    t.set_defaults(func=_cmd_tiny)
-
-    from pytest_llmperf.cli import ab, commands
-
-    commands.add_subcommands(sub)
-    ab.add_subcommands(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 
@@ -124,6 +82,3 @@ def _stopped(name: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["Path", "main"]

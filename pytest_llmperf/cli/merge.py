@@ -38,7 +38,7 @@ from pytest_llmperf.sweep.ranking import (
 from pytest_llmperf.sweep.records import merge_records, read_quietly
 
 
-def add_merge_subcommand(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     """Register ``merge`` on the ``llmperf`` command's argparse subparsers."""
     p = sub.add_parser(
         "merge",
@@ -73,7 +73,7 @@ def add_merge_subcommand(sub: Any) -> None:
     p.add_argument(
         "--top-k", type=int_at_least(1), default=None, metavar="K", help="with --ranking: keep K"
     )
-    p.set_defaults(func=cmd_merge)
+    p.set_defaults(func=run)
 
 
 def _check_ranking_args(args: argparse.Namespace) -> None:
@@ -126,7 +126,7 @@ def _rankings(
     return out
 
 
-def cmd_merge(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_output(out, "merge -o", "merged.jsonl")
     ownership.check(out, "sweep-results", "merge -o")
