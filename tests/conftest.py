@@ -17,6 +17,7 @@ from pytest_llmperf import outputs  # noqa: F401
 from pytest_llmperf.backends import engine, runner  # noqa: F401
 from pytest_llmperf.machine import fingerprint, tiny
 from pytest_llmperf.native import llama_lib
+from pytest_llmperf.outputs.formats import FORMATS
 from pytest_llmperf.sweep.fleet import SHARD_ENV
 from pytest_llmperf.verdict import gate  # noqa: F401
 
@@ -46,6 +47,7 @@ OUTSIDE_VARIABLES = (
     "LLMPERF_IN_PROCESS",
     "LLMPERF_SKIP_MEMORY_CHECK",
     *SHARD_ENV,
+    *(spec.env for spec in FORMATS.values() if spec.env),  # GITHUB_STEP_SUMMARY
 )
 
 

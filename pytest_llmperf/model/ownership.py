@@ -4,11 +4,12 @@ is appended to or replaced.
 Every output path a user names (``--perf-sweep-results``, ``--perf-ranking``,
 ``--perf-report``'s files, ``--perf-benchmark-json``, ``--perf-bmf``, ``llmperf merge -o``,
 ``llmperf report -o``, ``llmperf history -o``) may exist already: then it must be a file of
-the kind that option writes, as this package writes it. Anything else (a baseline file
-given as the sweep results, a pytest-benchmark run of another tool, a README) is refused
-by :func:`check` with one line naming the file, what it appears to be, and the fix, before
-anything is written to it. A missing or empty file is fine. The baseline store recognizes
-its own files itself (:mod:`pytest_llmperf.baseline.store`).
+the kind that option writes, as this package writes it (the GitHub job summary,
+``--perf-github-summary``, is only ever appended to: Markdown of anyone's). Anything else
+(a baseline file given as the sweep results, a pytest-benchmark run of another tool, a
+README) is refused by :func:`check` with one line naming the file, what it appears to be,
+and the fix, before anything is written to it. A missing or empty file is fine. The
+baseline store recognizes its own files itself (:mod:`pytest_llmperf.baseline.store`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ Kind = Literal[
     "plot-png",
     "benchmark-json",
     "bmf",
+    "github-summary",
 ]
 
 #: what each kind is called in messages
@@ -48,6 +50,7 @@ KIND_NAMES: dict[Kind, str] = {
     "plot-png": "a pytest-llmperf plot (PNG)",
     "benchmark-json": "pytest-benchmark JSON written by pytest-llmperf",
     "bmf": "Bencher Metric Format JSON written by pytest-llmperf",
+    "github-summary": "a Markdown job summary (GitHub Actions' GITHUB_STEP_SUMMARY)",
 }
 
 #: the tEXt "Software" value of every PNG plot the package writes
@@ -262,6 +265,48 @@ def _bmf(path: Path) -> bool:
     return all(set(measures) <= ours for measures in data.values())
 
 
+#: existing files under these names are data an appended Markdown block would break
+_STRUCTURED_SUFFIXES = frozenset(
+    {".json", ".jsonl", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".py", ".csv", ".html", ".htm"}
+)
+#: the top-level keys of an llmperf.yaml registry or a sweep definition (each a table)
+_REGISTRY_KEYS = frozenset({"sweeps", "models", "builds", "launchers", "profiles"})
+
+
+def _github_summary(path: Path) -> bool:
+    """Markdown that a job's steps append to (GitHub's summary file is shared by a job's
+    steps; a block is only ever appended to it): text that is none of this package's
+    other files and no data an appended block would break (JSON, an HTML page, an
+    llmperf.yaml or sweep definition, a file named as structured data)."""
+    if path.suffix.lower() in _STRUCTURED_SUFFIXES:
+        return False
+    raw = _read(path, _JSONL_HEAD)
+    if raw.startswith((_PNG_MAGIC, b"GGUF")) or b"\0" in raw:
+        return False
+    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
+    head = text.lstrip()
+    if _summary_md(path) or _history_md(path):
+        return False
+    if head.startswith("{") or re.match(r"<(!DOCTYPE html|html)", head, re.IGNORECASE):
+        return False
+    if head.startswith("["):
+        try:
+            json.loads(text)
+        except ValueError:
+            pass  # Markdown that opens with a link
+        else:
+            return False
+    try:
+        import yaml
+
+        loaded = yaml.safe_load(text)
+    except Exception:  # Markdown is rarely YAML: any failure means it is not a registry
+        loaded = None
+    if not isinstance(loaded, Mapping):
+        return True
+    return not any(isinstance(loaded.get(k), Mapping | list) for k in _REGISTRY_KEYS)
+
+
 _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "sweep-results": _sweep_results,
     "ranking": _ranking,
@@ -273,6 +318,7 @@ _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "plot-png": _plot_png,
     "benchmark-json": _benchmark_json,
     "bmf": _bmf,
+    "github-summary": _github_summary,
 }
 
 

@@ -134,6 +134,14 @@ def _bmf(results: Sequence[TestResult], path: Path, inputs: FormatInputs, what: 
     return [write_bmf(results, path, what)]
 
 
+def _github_summary(
+    results: Sequence[TestResult], path: Path, inputs: FormatInputs, what: str
+) -> list[Path]:
+    from pytest_llmperf.outputs.github import append_summary
+
+    return [append_summary(results, path, what)]
+
+
 #: the report formats, by name, in the order they are written
 FORMATS: dict[str, FormatSpec] = {
     spec.name: spec
@@ -166,6 +174,18 @@ FORMATS: dict[str, FormatSpec] = {
             kinds=("bmf",),
             write=_bmf,
             file_name="bmf.json",
+        ),
+        FormatSpec(
+            name="github-summary",
+            title="GitHub job summary",
+            metavar="FILE",
+            help="append the session's verdict table to FILE in GitHub-flavoured Markdown "
+            "(default: the job summary GitHub Actions names in GITHUB_STEP_SUMMARY)",
+            writes="file",
+            kinds=("github-summary",),
+            write=_github_summary,
+            file_name="github-summary.md",
+            env="GITHUB_STEP_SUMMARY",
         ),
     )
 }
