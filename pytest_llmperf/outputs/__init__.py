@@ -1,6 +1,8 @@
-"""Reports of a session, as pure functions over ``list[TestResult]``: the terminal
-section, results.json, summary.md, PNG plots, report.html, and exports for
-pytest-benchmark and Bencher. No pytest import; matplotlib only when plotting."""
+"""What a session shows and writes, as pure functions over its TestResults: the terminal
+section, and the report formats of :data:`pytest_llmperf.outputs.formats.FORMATS` (the
+report folder: results.json, summary.md, PNG plots, report.html; pytest-benchmark and
+Bencher exports; the GitHub job summary). No pytest import; matplotlib only when
+plotting."""
 
 from __future__ import annotations
 
