@@ -164,8 +164,8 @@ def test_readme_flags_table_agrees_with_knobs() -> None:
     assert not missing, f"README's llama.cpp flags table lacks {missing}"
     for name, row in by_knob.items():
         spec = KNOBS[name]
-        flags = set(re.findall(r"`(-[^`]+)`", row[0]))
-        assert set(spec.all_flags) <= flags, f"README: {name} lacks {set(spec.all_flags) - flags}"
+        listed = set(re.findall(r"`(-[^`]+)`", row[0]))
+        assert set(spec.all_flags) <= listed, f"README: {name} lacks {set(spec.all_flags) - listed}"
         assert row[2], f"README: {name} has no default"
         if spec.default not in (None, ""):
             text = spec.kind.text(spec.default)

@@ -114,7 +114,8 @@ def test_cli_prints_a_path_that_runs_and_reuses_it(tmp_path: Path) -> None:
     env = dict(os.environ)
     code = (
         "import sys; from pytest_llmperf.backends.engine import LoadedModel;"
-        "from pytest_llmperf.model.params import LoadParams, Workload;"
+        "from pytest_llmperf.model.params import LoadParams;"
+        "from pytest_llmperf.model.workloads import Workload;"
         "m = LoadedModel(sys.argv[1], LoadParams(n_threads=2, n_ctx=128));"
         "print(len(m.run(Workload(n_gen=8), 1, 0)[0].token_ns))"
     )

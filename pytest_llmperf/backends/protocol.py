@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pytest_llmperf.backends import llama_values as v
 from pytest_llmperf.backends.llama_values import Value
 from pytest_llmperf.model.knobs import KnobSpec
+from pytest_llmperf.model.metrics import METRICS
 from pytest_llmperf.model.params import KNOBS, LoadParams
 from pytest_llmperf.model.results import Measurement
 from pytest_llmperf.model.workloads import StreamWorkload, Workload
@@ -305,9 +306,7 @@ LLAMA_BENCH = BackendSpec(
         "prio": flag("--prio"),
     },
     missing_metrics={
-        "itl_p50_ms": _NO_ITL,
-        "itl_p95_ms": _NO_ITL,
-        "itl_p99_ms": _NO_ITL,
+        **{name: _NO_ITL for name, spec in METRICS.items() if spec.per_token},
         "load_ms": "llama-bench does not report its model load time",
     },
 )
