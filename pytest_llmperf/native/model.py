@@ -201,6 +201,13 @@ def memory_clear(ctx: int) -> None:
     lc.llama_memory_clear(lc.llama_get_memory(ctx), True)
 
 
+def memory_keep(ctx: int, n_tokens: int) -> bool:
+    """Remove every position from ``n_tokens`` on (sequence 0), keeping the prefix before
+    it; False where this memory cannot cut a sequence (a recurrent model's state)."""
+    lc = llama_lib.load()
+    return bool(lc.llama_memory_seq_rm(lc.llama_get_memory(ctx), 0, n_tokens, -1))
+
+
 def synchronize(ctx: int) -> None:
     llama_lib.load().llama_synchronize(ctx)
 
