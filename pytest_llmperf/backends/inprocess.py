@@ -201,6 +201,9 @@ class InProcessRunner:
             self._vram.sample()
         return self._stream
 
+    def settle(self) -> None:
+        """Nothing to wait for: this process's threads are the caller's."""
+
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()

@@ -209,5 +209,8 @@ class LlamaBenchRunner:
             "streamed requests with a llama-cpp-python build"
         )
 
+    def settle(self) -> None:
+        """Nothing to wait for: each call's llama-bench has exited."""
+
     def close(self) -> None:
         pass

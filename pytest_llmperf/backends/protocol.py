@@ -54,6 +54,10 @@ class Runner(Protocol):
         self, workload: StreamWorkload, repetitions: int = 3, warmup: int = 1
     ) -> Measurement: ...
 
+    def settle(self) -> None:
+        """Return once the runner's compute threads stopped spinning after its last call
+        (another runner's measurement starts next)."""
+
     def close(self) -> None: ...
 
 

@@ -32,6 +32,7 @@ from pytest_llmperf.errors import (
     ModelFileError,
     UsageError,
 )
+from pytest_llmperf.machine import devices
 from pytest_llmperf.machine.builds import DEFAULT as DEFAULT_BUILD
 from pytest_llmperf.machine.builds import Runtime
 from pytest_llmperf.model.params import LoadParams
@@ -270,6 +271,11 @@ class IsolatedRunner:
             }
         )
         return Measurement.from_dict(reply["measurement"])
+
+    def settle(self) -> None:
+        """Wait until the worker's compute threads stopped spinning after its last call."""
+        if self._proc.poll() is None:
+            devices.wait_idle(self._proc.pid)
 
     def close(self) -> None:
         if self._proc.poll() is None and self._pending:

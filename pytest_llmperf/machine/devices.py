@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -302,6 +304,106 @@ def thread_affinities() -> list[str]:
         except OSError:
             continue
     return sorted(out)
+
+
+#: environment variables that change how llama.cpp, ggml or their OpenMP threads run
+LLAMA_ENV_PREFIXES = ("GGML_", "LLAMA_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "CUDA_")
+LLAMA_ENV_NAMES = frozenset({"LD_PRELOAD", "LD_LIBRARY_PATH", "MALLOC_ARENA_MAX"})
+
+
+def llama_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment variables of this process that llama.cpp, ggml, OpenMP or the
+    dynamic loader read: two sides of a paired run must see the same."""
+    source = os.environ if env is None else env
+    return {
+        k: v
+        for k, v in sorted(source.items())
+        if k.startswith(LLAMA_ENV_PREFIXES) or k in LLAMA_ENV_NAMES
+    }
+
+
+def mapped_libraries(pattern: str = r"lib(llama|ggml)[^/]*\.so") -> dict[str, dict[str, int]]:
+    """The shared libraries of llama.cpp this process has mapped, each with its mapped
+    size and how much of it huge pages back (kB, from /proc/self/smaps): where two sides'
+    code is mapped differently, their speed can differ with nothing else changed."""
+    rx = re.compile(pattern)
+    out: dict[str, dict[str, int]] = {}
+    current: dict[str, int] | None = None
+    try:
+        with open("/proc/self/smaps") as fh:
+            for line in fh:
+                head = line.split()
+                if head and "-" in head[0] and len(head) >= 5 and not line[0].isupper():
+                    path = head[5] if len(head) >= 6 else ""
+                    current = (
+                        out.setdefault(path, {"size_kb": 0, "huge_kb": 0})
+                        if path and rx.search(path)
+                        else None
+                    )
+                elif current is not None and len(head) >= 2 and head[1].isdigit():
+                    if head[0] == "Size:":
+                        current["size_kb"] += int(head[1])
+                    elif head[0] in ("AnonHugePages:", "FilePmdMapped:"):
+                        current["huge_kb"] += int(head[1])
+    except OSError:
+        return {}
+    return out
+
+
+def thread_cpus() -> list[int]:
+    """The CPUs this process's threads last ran on (field 39 of /proc/self/task/*/stat),
+    distinct, sorted."""
+    out: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+            out.add(int(rest[36]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(out)
+
+
+def cpu_time_ns(pid: int) -> int | None:
+    """The CPU time all threads of process ``pid`` have run so far, in ns (the first
+    field of each /proc/PID/task/TID/schedstat); None where the system does not tell."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def wait_idle(
+    pid: int, *, window_s: float = 0.002, busy: float = 0.1, most_s: float = 0.2
+) -> float:
+    """Wait until process ``pid`` stops using the CPU: its threads ran less than ``busy``
+    of one CPU over a ``window_s`` window (at most ``most_s``). llama.cpp's compute
+    threads keep spinning for a while after their last work (OpenMP's spin count, ggml's
+    polling); a paired round that starts the other side then would have both compete for
+    the cores. Returns the seconds waited."""
+    start = time.monotonic()
+    before = cpu_time_ns(pid)
+    if before is None:
+        return 0.0
+    while time.monotonic() - start < most_s:
+        time.sleep(window_s)
+        now = cpu_time_ns(pid)
+        if now is None or now - before < busy * window_s * 1e9:
+            break
+        before = now
+    return time.monotonic() - start
 
 
 @dataclass(frozen=True)
