@@ -97,6 +97,7 @@ def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: 
     the engine runs tg129 against llama-bench's -n 128."""
     from pytest_llmperf.backends.llamabench import LlamaBenchRunner
     from pytest_llmperf.backends.runner import IsolatedRunner
+    from pytest_llmperf.session.pairs import PairRunner
     from pytest_llmperf.verdict import paired
     from pytest_llmperf.verdict.thresholds import default_rules
 
@@ -111,22 +112,21 @@ def versus_llama_bench(name: str, path: str, binary: str, threads: int, rounds: 
             m.workload = workload
             return m
 
-    design = paired.Design(rounds=rounds, min_blocks=3, max_blocks=3)
+    n = 3 * rounds  # a fixed number of rounds over 3 loads: an estimate, not a verdict
+    design = paired.Design(loads=3, max_loads=3, min_rounds=n, max_rounds=n, max_seconds=600)
     print(f"{name}: engine vs llama-bench ({binary}), {threads} threads, 3 loads x {rounds} rounds")
+    pair = PairRunner(
+        lambda: Bench(binary, path, params, "m"), lambda: IsolatedRunner(path, params, "m"), design
+    )
     for wl, metric in ((Workload(n_gen=129), "tg_tps"), (Workload(n_prompt=512), "pp_tps")):
-        result = paired.run(
-            lambda: Bench(binary, path, params, "m"),
-            lambda: IsolatedRunner(path, params, "m"),
-            wl,
-            default_rules(),
-            design,
-        )
+        result = pair.measure(wl, default_rules())
         c = paired.as_mapping(result.comparisons)[metric]
         print(
             f"  {metric}: llama-bench {c.baseline_median:8.1f}  engine {c.current_median:8.1f}  "
             f"engine/llama-bench {c.ratio:.3f} [{c.ratio_low:.3f}, {c.ratio_high:.3f}]  "
             "(target >= 0.98)"
         )
+    pair.close()
 
 
 if __name__ == "__main__":

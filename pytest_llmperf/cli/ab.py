@@ -24,12 +24,13 @@ from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine import builds
 from pytest_llmperf.machine.registry import load_registry
 from pytest_llmperf.model.metrics import fmt_value
-from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.params import KNOBS, LoadParams
 from pytest_llmperf.model.workloads import Workload
+from pytest_llmperf.session.pairs import PairRunner
 from pytest_llmperf.session.perf_session import PerfSession
 from pytest_llmperf.session.settings import Settings
 from pytest_llmperf.verdict import paired
-from pytest_llmperf.verdict.thresholds import default_rules
+from pytest_llmperf.verdict.thresholds import RuleSource, rules_from
 
 #: the metric a workload's row shows: tg for generation, pp for prompts
 _ROW_METRIC = {"pp": "pp_tps", "tg": "tg_tps", "pg": "tg_tps"}
@@ -81,10 +82,30 @@ def add_parser(sub: Any) -> None:
         "-pg", action="append", default=[], metavar="PP,TG", help="prompt then generation"
     )
     ab.add_argument("-d", "--n-depth", type=_ints, default=[0], help="KV depths (0,4096)")
-    ab.add_argument("--rounds", type=options.int_at_least(2), default=paired.DEFAULT_ROUNDS)
-    ab.add_argument("--max-loads", type=options.int_at_least(1), default=paired.MAX_BLOCKS)
     ab.add_argument(
-        "--threshold", type=options.positive_percent, default=paired.DEFAULT_THRESHOLD_PCT
+        "--rounds",
+        type=options.int_at_least(2),
+        default=paired.MAX_ROUNDS,
+        help=f"rounds of a workload at most (default {paired.MAX_ROUNDS})",
+    )
+    ab.add_argument(
+        "--max-loads",
+        type=options.int_at_least(1),
+        default=paired.MAX_LOADS,
+        help=f"loads of each side at most (default {paired.MAX_LOADS})",
+    )
+    ab.add_argument(
+        "--threshold",
+        type=options.positive_percent,
+        default=None,
+        help="the smallest change of a rate that fails (default: each metric's paired "
+        f"threshold, {paired.DEFAULT_THRESHOLD_PCT:g}%% for the rates)",
+    )
+    ab.add_argument(
+        "--seconds",
+        type=options.positive_seconds,
+        default=paired.MAX_SECONDS,
+        help=f"seconds a workload's rounds may take at most (default {paired.MAX_SECONDS:g})",
     )
     ab.add_argument("--alpha", type=options.probability, default=0.05)
     ab.add_argument("-o", "--output", choices=("md", "json", "csv"), default="md")
@@ -128,36 +149,57 @@ def run(args: argparse.Namespace) -> int:
         if path is None:
             raise UsageError(f"ab: {side} cannot run: {reason}")
         paths[side] = path
-    design = paired.Design(
-        rounds=args.rounds,
-        max_blocks=max(args.max_loads, paired.MIN_BLOCKS),
-        threshold_pct=args.threshold,
+    design = paired.design_for(
+        args.rounds,
+        max_loads=args.max_loads,
+        loads=min(paired.LOADS, args.max_loads),
+        concurrent_loads=args.max_loads,
         alpha=args.alpha,
+        max_seconds=args.seconds,
     )
-    rules = default_rules()
+    sources = list(registry.rule_sources)
+    if args.threshold is not None:
+        sources.append(RuleSource("--threshold", "cli", paired.rate_rules(args.threshold)))
+    rules = rules_from(sources)
+    varied = [k for k in ("model", "build", "launcher") if getattr(a, k) != getattr(b, k)]
+    varied += [k for k in KNOBS if getattr(a.params, k) != getattr(b.params, k)]
+    pair = PairRunner(
+        lambda: session.start_runner(a, paths["A"], True),
+        lambda: session.start_runner(b, paths["B"], True),
+        design,
+        varied=varied,
+    )
     results: list[tuple[Workload, paired.PairedResult]] = []
     try:
         for wl in workloads(args.n_prompt, args.n_gen, args.pg, args.n_depth):
-            result = paired.run(
-                lambda: session.start_runner(a, paths["A"], True),
-                lambda: session.start_runner(b, paths["B"], True),
-                wl,
-                rules,
-                design,
-            )
+            result = pair.measure(wl, rules)
             results.append((wl, result))
+            for line in result.unalike:
+                print(f"warning: the two sides differ in {line}", file=sys.stderr)
             print(
                 f"{wl.name}: {paired.summary_line(result, _ROW_METRIC[wl.kind])}", file=sys.stderr
             )
     except KeyboardInterrupt:  # a stop signal: the workers stop; the finished rows stay
+        pair.close()
         session.close()
         if results:
             sys.stdout.write(render(a, b, results, args.output))
         raise
     finally:
+        pair.close()
         session.close()
     sys.stdout.write(render(a, b, results, args.output))
-    return 1 if any(c.verdict == "regressed" for _wl, r in results for c in r.comparisons) else 0
+    return exit_status(results)
+
+
+def exit_status(results: list[tuple[Workload, paired.PairedResult]]) -> int:
+    """1 when a workload regressed; 3 when one compared nothing (every round
+    contaminated or failed: no verdict at all); else 0."""
+    if any(c.verdict == "regressed" for _wl, r in results for c in r.comparisons):
+        return 1
+    if any(not r.runs.log_ratios(_ROW_METRIC[wl.kind]) for wl, r in results):
+        return 3
+    return 0
 
 
 def _row(a: Config, b: Config, wl: Workload, result: paired.PairedResult) -> dict[str, Any]:
@@ -176,11 +218,26 @@ def _row(a: Config, b: Config, wl: Workload, result: paired.PairedResult) -> dic
         "ratio_low": None if c is None else c.ratio_low,
         "ratio_high": None if c is None else c.ratio_high,
         "verdict": "inconclusive" if c is None else c.verdict,
+        "reason": "not measured on both sides" if c is None else c.reason,
+        "decided": paired.decided(result.comparisons),
         "loads": len(result.runs.blocks),
         "rounds": len(result.runs.rounds),
+        "repetitions": result.repetitions,
         "contaminated_rounds": result.runs.contaminated(),
+        "stopped": result.stopped,
         "seconds": round(result.seconds, 1),
     }
+
+
+def _notes(results: list[tuple[Workload, paired.PairedResult]]) -> list[str]:
+    """Every gated metric that did not pass, with why (the table shows one per row)."""
+    out: list[str] = []
+    for wl, result in results:
+        for c in result.comparisons:
+            if c.threshold and c.verdict != "pass":
+                out.append(f"- {wl.name} {c.metric}: {c.verdict}: {c.reason}")
+        out.extend(f"- {wl.name}: the sides differ in {line}" for line in result.unalike)
+    return out
 
 
 def render(
@@ -190,7 +247,11 @@ def render(
     if fmt == "json":
         out = [
             dict(
-                row, comparisons=[c.to_dict() for c in r.comparisons], rounds_data=paired.to_rows(r)
+                row,
+                comparisons=[c.to_dict() for c in r.comparisons],
+                rounds_data=paired.to_rows(r),
+                unalike=r.unalike,
+                loads_records=r.records,
             )
             for row, (_wl, r) in zip(rows, results, strict=True)
         ]
@@ -204,7 +265,7 @@ def render(
     lines = [
         f"A = {a.id}, B = {b.id}",
         "",
-        "| test | metric | A | B | B/A | interval | verdict | loads x rounds |",
+        "| test | metric | A | B | B/A | interval | verdict | rounds |",
         "| --- | --- | ---: | ---: | ---: | --- | --- | ---: |",
     ]
     for r in rows:
@@ -215,6 +276,7 @@ def render(
         lines.append(
             f"| {r['test']} | {r['metric']} | {fmt_value(r['a_median'])} | "
             f"{fmt_value(r['b_median'])} | {ratio} | {interval} | {r['verdict']} | "
-            f"{r['loads']} x {r['rounds'] // max(r['loads'], 1)} |"
+            f"{r['rounds']} on {r['loads']} loads, x{r['repetitions']} |"
         )
-    return "\n".join(lines) + "\n"
+    notes = _notes(results)
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"

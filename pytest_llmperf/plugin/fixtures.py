@@ -23,15 +23,15 @@ from pytest_llmperf.session.recorder import Recorder
 class LLMModel:
     """The test's model configuration; the model loads (once per session) on first use."""
 
-    def __init__(self, session: PerfSession, spec: TestPlan) -> None:
+    def __init__(self, session: PerfSession, plan: TestPlan) -> None:
         self._session = session
-        self.spec = spec
-        self.config = spec.config
-        path, reason = session.resolve_path(spec.config)
+        self.plan = plan
+        self.config = plan.config
+        path, reason = session.resolve_path(plan.config)
         if path is None:
             pytest.skip(reason)
         try:
-            runtime, _launcher, why = session.runtime(spec.config)
+            runtime, _launcher, why = session.runtime(plan.config)
         except LLMPerfError:  # a broken build fails the test when its runner starts
             runtime, why = None, ""
         if runtime is None and why:
@@ -48,31 +48,31 @@ class LLMModel:
 
     @property
     def runner(self) -> Runner:
-        run = self.spec.run
+        run = self.plan.run
         return self._session.runner(self.config, self.path, run.isolate, run.timeout)
 
 
-def _spec(request: pytest.FixtureRequest) -> TestPlan:
+def _plan_of(request: pytest.FixtureRequest) -> TestPlan:
     perf = request.config.stash[session_key]
-    spec = test_plan_of(request.node, perf) if isinstance(request.node, pytest.Item) else None
-    if spec is None:
+    plan = test_plan_of(request.node, perf) if isinstance(request.node, pytest.Item) else None
+    if plan is None:
         raise pytest.UsageError(
             f"{request.node.nodeid}: no model: add @pytest.mark.llmperf(model=...) or "
             "parametrize llmperf_config with pytest_llmperf.configs(...)"
         )
-    return spec
+    return plan
 
 
 @pytest.fixture
 def llmperf_config(request: pytest.FixtureRequest) -> Config:
     """The test's Config (from ``@pytest.mark.llmperf`` or parametrization)."""
-    return _spec(request).config
+    return _plan_of(request).config
 
 
 @pytest.fixture
 def llm_model(request: pytest.FixtureRequest, llmperf_config: Config) -> LLMModel:
     """The loaded model for this test's params (session-cached; loads on first use)."""
-    return LLMModel(request.config.stash[session_key], _spec(request))
+    return LLMModel(request.config.stash[session_key], _plan_of(request))
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def llm_perf(request: pytest.FixtureRequest, llm_model: LLMModel) -> Recorder:
     """Runs workloads (``llm_perf.measure("tg128")``); gates them when the test ends."""
     perf = request.config.stash[session_key]
     rec = Recorder(
-        perf, request.node.nodeid, llm_model.spec, llm_model.path, lambda: llm_model.runner
+        perf, request.node.nodeid, llm_model.plan, llm_model.path, lambda: llm_model.runner
     )
     request.node.stash[recorder_key] = rec
     return rec

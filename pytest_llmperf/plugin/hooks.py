@@ -148,10 +148,10 @@ def pytest_collection_modifyitems(
     keys: list[Any] = []
     for item in items:
         try:
-            spec = test_plan_of(item, perf)
+            plan = test_plan_of(item, perf)
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
-        keys.append(None if spec is None else spec.config.key())
+        keys.append(None if plan is None else plan.config.key())
     if _is_xdist_worker(config):
         workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
         threads = [k[1].n_threads or default_threads() for k in keys if k is not None]
@@ -243,9 +243,9 @@ class _XdistCollector:
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     perf = item.config.stash.get(session_key, None)
-    spec = item.stash.get(plan_key, None)
-    if perf is not None and spec is not None:
-        perf.runners.release(spec.config.key())
+    plan = item.stash.get(plan_key, None)
+    if perf is not None and plan is not None:
+        perf.release(plan)
 
 
 # -- end of session ---------------------------------------------------------------------

@@ -147,15 +147,26 @@ def add(parser: pytest.Parser) -> None:
         type=options.int_at_least(2),
         default=None,
         metavar="N",
-        help=f"paired verdicts: rounds per load of both sides (default {paired.DEFAULT_ROUNDS})",
+        help="paired verdicts: rounds of a workload at most, spread over its loads (default "
+        f"{paired.MAX_ROUNDS})",
     )
     g.addoption(
         "--perf-paired-threshold",
         type=options.positive_percent,
         default=None,
         metavar="PCT",
-        help="paired verdicts: the smallest change that fails (default "
-        f"{paired.DEFAULT_THRESHOLD_PCT:g}%%)",
+        help="paired verdicts: the smallest change of a rate (tg_tps, pp_tps, stream_tps) "
+        f"that fails (default {paired.DEFAULT_THRESHOLD_PCT:g}%%); every metric's own is in "
+        "the rules' paired table",
+    )
+    g.addoption(
+        "--perf-budget",
+        type=options.positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="paired verdicts: seconds for the session's rounds; rounds go where verdicts "
+        "are open, and a metric left undecided says the smallest change it could see "
+        "(default: no limit, at most 30 s a workload)",
     )
     g.addoption(
         "--perf-no-reorder",
@@ -176,9 +187,10 @@ def add(parser: pytest.Parser) -> None:
     parser.addini("llmperf_max_loaded", "models kept loaded at once", default=None)
     parser.addini(
         "llmperf_paired_threshold",
-        "paired verdicts: the smallest change that fails, in percent",
+        "paired verdicts: the smallest change of a rate that fails, in percent",
         default=None,
     )
+    parser.addini("llmperf_budget", "paired verdicts: seconds for the session's rounds", None)
     parser.addini(
         "llmperf_history",
         f"accepted sessions kept per baseline entry (default {DEFAULT_HISTORY}, at most "
@@ -224,6 +236,12 @@ def _ini_rules(config: pytest.Config) -> dict[str, Any]:
         lines = config.getini(name) or []
         if lines:
             out[key] = [str(x) for x in lines]
+    rate = _ini(config, "llmperf_paired_threshold")
+    if rate is not None:
+        try:
+            out.update(paired.rate_rules(options.positive_percent(str(rate))))
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise UsageError(f"ini llmperf_paired_threshold = {rate!r}: {exc}") from None
     return out
 
 
@@ -269,15 +287,13 @@ def settings_from(config: pytest.Config) -> Settings:
     reference = None
     if opt.perf_reference:
         reference = parse_reference(opt.perf_reference)
-    design = paired.Design(
-        rounds=opt.perf_rounds or paired.DEFAULT_ROUNDS,
-        threshold_pct=pick(
-            opt.perf_paired_threshold,
-            "llmperf_paired_threshold",
-            paired.DEFAULT_THRESHOLD_PCT,
-            options.positive_percent,
-        ),
-        alpha=opt.perf_alpha if opt.perf_alpha is not None else 0.05,
+    design = paired.design_for(
+        opt.perf_rounds, alpha=opt.perf_alpha if opt.perf_alpha is not None else 0.05
+    )
+    cli_rules = (
+        paired.rate_rules(opt.perf_paired_threshold)
+        if opt.perf_paired_threshold is not None
+        else {}
     )
     policy = Policy(
         accept=opt.perf_accept,
@@ -304,6 +320,8 @@ def settings_from(config: pytest.Config) -> Settings:
         ini_rules=_ini_rules(config),
         reference=reference,
         paired=design,
+        cli_rules=cli_rules,
+        budget_s=pick(opt.perf_budget, "llmperf_budget", None, options.positive_seconds),
         build=opt.perf_build or "",
     )
 

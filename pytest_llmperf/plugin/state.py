@@ -28,7 +28,7 @@ def test_plan_of(item: pytest.Item, session: PerfSession) -> TestPlan | None:
     """The TestPlan of an item that uses the fixtures (built once), else None."""
     if plan_key in item.stash:
         return item.stash[plan_key]
-    spec: TestPlan | None = None
+    plan: TestPlan | None = None
     if any(f in getattr(item, "fixturenames", ()) for f in FIXTURES):
         kwargs: dict[str, Any] = {}
         for mark in reversed(list(item.iter_markers("llmperf"))):  # closest mark wins
@@ -47,6 +47,6 @@ def test_plan_of(item: pytest.Item, session: PerfSession) -> TestPlan | None:
                     f"{item.nodeid}: llmperf_config must be a pytest_llmperf.Config "
                     "(use pytest_llmperf.configs(...))"
                 )
-        spec = session.test_plan(item.nodeid, kwargs, param)
-    item.stash[plan_key] = spec
-    return spec
+        plan = session.test_plan(item.nodeid, kwargs, param)
+    item.stash[plan_key] = plan
+    return plan

@@ -23,7 +23,14 @@ from pytest_llmperf.machine import fingerprint as fp_mod
 from pytest_llmperf.machine.registry import Registry
 from pytest_llmperf.model.results import TestResult
 from pytest_llmperf.model.workloads import Workload
-from pytest_llmperf.session.plan import MarkerArgs, TestPlan, apply_reference, parse_marker
+from pytest_llmperf.session.pairs import Budget, PairPool, PairRunner
+from pytest_llmperf.session.plan import (
+    MarkerArgs,
+    TestPlan,
+    apply_reference,
+    parse_marker,
+    varied_by,
+)
 from pytest_llmperf.session.pool import RunnerPool
 from pytest_llmperf.session.settings import Settings
 from pytest_llmperf.verdict import thresholds
@@ -35,6 +42,9 @@ class PerfSession:
         self.settings = settings
         self.registry = registry
         self.runners = RunnerPool(settings.max_loaded)
+        #: the loads of each pair of paired tests, and the session's time for their rounds
+        self.pairs = PairPool()
+        self.budget = Budget(settings.budget_s)
         self.reports: list[TestResult] = []
         self.notices: list[str] = []
         self.used_entries: set[tuple[str, str]] = set()
@@ -49,6 +59,8 @@ class PerfSession:
         sources = list(registry.rule_sources)
         if settings.ini_rules:
             sources.append(RuleSource("pytest ini llmperf_*", "ini", settings.ini_rules))
+        if settings.cli_rules:
+            sources.append(RuleSource("the command line", "cli", settings.cli_rules))
         self.rules = thresholds.rules_from(sources)
 
     # -- what other parts of the session hook into -------------------------------------
@@ -81,10 +93,42 @@ class PerfSession:
             return None
         if self.settings.build and cfg.build == builds.DEFAULT:
             cfg = cfg.replace(build=self.settings.build)
-        self.runners.expect(cfg.key())
         ref_spec = marker.reference if marker.reference is not None else self.settings.reference
-        reference = apply_reference(cfg, ref_spec, where) if ref_spec else None
-        return TestPlan(cfg, marker.run, rules, reference)
+        if not ref_spec:
+            self.runners.expect(cfg.key())
+            return TestPlan(cfg, marker.run, rules)
+        plan = TestPlan(
+            cfg, marker.run, rules, apply_reference(cfg, ref_spec, where), varied_by(ref_spec)
+        )
+        self.pairs.expect(plan.pair_key)
+        self.budget.tests_left += 1
+        return plan
+
+    def release(self, plan: TestPlan) -> None:
+        """A test of ``plan`` finished: close what no later test needs."""
+        if plan.pair_key is None:
+            self.runners.release(plan.config.key())
+            return
+        self.pairs.release(plan.pair_key)
+        self.budget.tests_left = max(self.budget.tests_left - 1, 0)
+
+    def pair_runner(self, plan: TestPlan, path: str, timeout: float | None) -> PairRunner:
+        """The loads of ``plan``'s pair, shared by every test of the pair (started on
+        first use)."""
+        ref = plan.reference
+        assert ref is not None and plan.pair_key is not None
+        ref_path, reason = self.resolve_path(ref)
+        if ref_path is None:
+            raise UsageError(f"the reference {ref.id} cannot run: {reason}")
+        return self.pairs.get(
+            plan.pair_key,
+            lambda: PairRunner(
+                lambda: self.start_runner(ref, ref_path, True, timeout),
+                lambda: self.start_runner(plan.config, path, True, timeout),
+                self.settings.paired,
+                varied=plan.varied,
+            ),
+        )
 
     # -- baseline store -----------------------------------------------------------------
     @property
@@ -186,6 +230,7 @@ class PerfSession:
         return self.runners.get(cfg.key(), lambda: self.start_runner(cfg, path, isolate, timeout_s))
 
     def close(self) -> None:
+        self.pairs.close()
         self.runners.close()
 
     # -- end of session -------------------------------------------------------------------

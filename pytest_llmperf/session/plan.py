@@ -13,7 +13,7 @@ from typing import Any
 from pytest_llmperf.api import CONFIG_FIELDS, Config
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.args import split_run_args
-from pytest_llmperf.model.params import KNOBS, LoadParams
+from pytest_llmperf.model.params import KNOBS, LoadParams, parse_llama_args
 from pytest_llmperf.verdict.thresholds import RULE_KEYS, GateRules
 
 
@@ -131,9 +131,19 @@ def parse_reference(text: str, where: str = "--perf-reference") -> dict[str, Any
 
 
 def apply_reference(cfg: Config, reference: Mapping[str, Any], where: str) -> Config:
-    """The configuration ``cfg`` is judged against: ``cfg`` with ``reference`` applied."""
+    """The configuration ``cfg`` is judged against: ``cfg`` with ``reference`` applied.
+    ``{model}`` in the reference's model stands for the test's own model id, so one
+    session-wide reference fits every test: ``model:{model}-old`` judges each test's
+    model against its old file."""
     data = dict(reference)
     model = str(data.pop("model", cfg.model))
+    if "{" in model or "}" in model:
+        if model.replace("{model}", "").count("{") or model.replace("{model}", "").count("}"):
+            raise UsageError(
+                f"{where}: reference model {model!r}: the one placeholder is {{model}}, the "
+                "test's own model id (e.g. model:{model}-old)"
+            )
+        model = model.replace("{model}", cfg.model)
     extra = {k: str(data.pop(k)) for k in CONFIG_FIELDS if k in data}
     args = data.pop("args", None)
     try:
@@ -193,3 +203,21 @@ class TestPlan:
     rules: GateRules
     #: the configuration this test is judged against, side by side (paired verdicts)
     reference: Config | None = None
+    #: what the reference varies (its keys, ``args`` as the load params it sets)
+    varied: tuple[str, ...] = ()
+
+    @property
+    def pair_key(self) -> tuple[Any, Any] | None:
+        """The pair of configurations a paired test compares: tests with the same pair
+        share their loads."""
+        return None if self.reference is None else (self.reference.key(), self.config.key())
+
+
+def varied_by(reference: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names a reference mapping varies: its keys, with ``args`` replaced by the load
+    params it sets."""
+    out = [str(k) for k in reference if k != "args"]
+    args = reference.get("args")
+    if args:
+        out += list(parse_llama_args(str(args)))
+    return tuple(sorted(set(out)))

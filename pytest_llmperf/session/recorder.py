@@ -53,14 +53,14 @@ class Recorder:
         self,
         session: PerfSession,
         nodeid: str,
-        spec: TestPlan,
+        plan: TestPlan,
         path: str,
         runner_factory: Callable[[], Runner],
     ) -> None:
         self.session = session
         self.nodeid = nodeid
-        self.spec = spec
-        self.config = spec.config
+        self.plan = plan
+        self.config = plan.config
         self.path = path
         self._runner_factory = runner_factory
         self.measurements: list[Measurement] = []
@@ -73,11 +73,11 @@ class Recorder:
 
     @property
     def repetitions(self) -> int:
-        return self.spec.run.repetitions or self.session.settings.repetitions
+        return self.plan.run.repetitions or self.session.settings.repetitions
 
     @property
     def warmup(self) -> int:
-        run = self.spec.run
+        run = self.plan.run
         return run.warmup if run.warmup is not None else self.session.settings.warmup
 
     def _run(self, workload: Workload, repetitions: int, warmup: int) -> Measurement:
@@ -112,12 +112,10 @@ class Recorder:
             )
         reps = repetitions or self.repetitions
         wu = self.warmup if warmup is None else warmup
-        if self.spec.run.delay and self._requests:
-            time.sleep(self.spec.run.delay)  # llama-bench's --delay: a pause between tests
-        if self.spec.reference is not None and wl.kind != "load":
-            m = self._run_paired(wl, wu)
-        else:
-            m = self._run(wl, reps, wu)
+        if self.plan.run.delay and self._requests:
+            time.sleep(self.plan.run.delay)  # llama-bench's --delay: a pause between tests
+        paired = self.plan.reference is not None
+        m = self._run_paired(wl, wu) if paired else self._run(wl, reps, wu)
         self._requests.append((wl, reps, wu))
         self.measurements.append(m)
         return m
@@ -157,32 +155,37 @@ class Recorder:
         return self.measure(wl, repetitions, warmup)
 
     def _run_paired(self, workload: Workload, warmup: int) -> Measurement:
-        """Both configurations side by side (see :mod:`pytest_llmperf.verdict.paired`); returns
-        the candidate's rounds as one Measurement."""
-        session, ref = self.session, self.spec.reference
+        """Both configurations side by side on the pair's shared loads (see
+        :mod:`pytest_llmperf.session.pairs`); returns the candidate's rounds as one
+        Measurement."""
+        session, ref = self.session, self.plan.reference
         assert ref is not None
-        ref_path, reason = session.resolve_path(ref)
-        if ref_path is None:
-            raise UsageError(f"{self.nodeid}: the reference cannot run: {reason}")
-        timeout = self.spec.run.timeout
-        design = dataclasses.replace(session.settings.paired, warmup=max(warmup, 1))
-        result = paired_mod.run(
-            lambda: session.start_runner(ref, ref_path, True, timeout),
-            lambda: session.start_runner(self.config, self.path, True, timeout),
-            workload,
-            self.spec.rules,
-            design,
-        )
+        try:
+            pair = session.pair_runner(self.plan, self.path, self.plan.run.timeout)
+            result = pair.measure(
+                workload, self.plan.rules, warmup=max(warmup, 1), budget=session.budget
+            )
+        except BackendCrash:
+            if self.plan.pair_key is not None:
+                session.pairs.drop(self.plan.pair_key)
+            raise
+        except UsageError as exc:
+            raise UsageError(f"{self.nodeid}: {exc}") from None
         self.paired[workload.name] = result
-        result.reference.fingerprint = session.fingerprint(ref, ref_path)
+        ref_path, _reason = session.resolve_path(ref)
+        result.reference.fingerprint = session.fingerprint(ref, ref_path or self.path)
         m = result.candidate
         m.fingerprint = session.fingerprint(self.config, self.path)
         m.resolved["paired"] = {
             "reference": ref.id,
-            "blocks": len(result.runs.blocks),
+            "loads": len(result.runs.blocks),
             "rounds": len(result.runs.rounds),
+            "repetitions_per_round": result.repetitions,
             "contaminated_rounds": result.runs.contaminated(),
+            "stopped": result.stopped,
             "seconds": round(result.seconds, 2),
+            "unalike": list(result.unalike),
+            "loads_records": result.records,
         }
         return m
 
@@ -220,7 +223,7 @@ class Recorder:
         return judge.compare(
             self.measurements,
             None if entry is None else entry.references(),
-            self.spec.rules,
+            self.plan.rules,
             alpha=policy.alpha,
             fail_on_improvement=policy.fail_on_improvement,
         )
@@ -243,7 +246,7 @@ class Recorder:
             session.used_entries.add((self.nodeid, key))
         comparisons = self._compare(entry)
         notes: list[str] = []
-        remeasure = self.spec.run.remeasure
+        remeasure = self.plan.run.remeasure
         limit = st.remeasure if remeasure is None else remeasure
         attempts = 0
         while (
@@ -295,13 +298,13 @@ class Recorder:
         """A test judged against its reference: the paired comparisons decide; the stored
         baseline is neither used nor written."""
         st = self.session.settings
-        ref = self.spec.reference
+        ref = self.plan.reference
         assert ref is not None
         comparisons: dict[str, list[MetricComparison]] = {
             wl: result.comparisons for wl, result in self.paired.items()
         }
         loads = [m for m in self.measurements if m.workload.name not in self.paired]
-        plain = judge.compare(loads, None, self.spec.rules) if loads else {}
+        plain = judge.compare(loads, None, self.plan.rules) if loads else {}
         comparisons.update(plain)
         verdict = judge.judge(
             self.nodeid,

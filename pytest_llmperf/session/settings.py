@@ -36,12 +36,16 @@ class Settings:
     outputs: Mapping[str, Path] = field(default_factory=dict)
     #: rules from the pytest ini section (``llmperf_thresholds`` ...)
     ini_rules: Mapping[str, Any] = field(default_factory=dict)
+    #: rules from the command line (``--perf-paired-threshold``)
+    cli_rules: Mapping[str, Any] = field(default_factory=dict)
     #: judge every test against this reference (``--perf-reference``), e.g. {"build": "main"}
     reference: Mapping[str, Any] | None = None
     #: run every test that names no build with this one (``--perf-build``)
     build: str = ""
     #: how paired comparisons run and are judged
     paired: paired_mod.Design = field(default_factory=paired_mod.Design)
+    #: seconds for every paired round of the session (``--perf-budget``); None: no limit
+    budget_s: float | None = None
 
 
 def default_missing_mode() -> judge.MissingMode:
