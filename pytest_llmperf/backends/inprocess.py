@@ -57,6 +57,10 @@ class InProcessRunner:
         self._vram.sample()
         self.load_ms = self._model.load.load_ms
         self.resolved = dict(self._model.load.resolved)
+        # what could make two processes of one configuration differ: the libraries they
+        # mapped (and how: huge pages), the environment llama.cpp and OpenMP read
+        self.resolved["libraries"] = devices.mapped_libraries()
+        self.resolved["environment"] = devices.llama_environment()
         self.warnings = list(self._model.warnings)
         self.software = fingerprint.software()
 
@@ -105,6 +109,7 @@ class InProcessRunner:
             vram_mode=self._vram.mode or None,
             rss_exact=self._rss.exact,
             thread_affinity=devices.thread_affinities(),
+            thread_cpus=devices.thread_cpus(),
         )
         return self._measurement(workload, samples, warmup, started, repetitions, resolved)
 
@@ -156,6 +161,7 @@ class InProcessRunner:
             self.resolved,
             stream=info,
             thread_affinity=devices.thread_affinities(),
+            thread_cpus=devices.thread_cpus(),
         )
         return self._measurement(workload, samples, warmup, started, repetitions, resolved)
 
