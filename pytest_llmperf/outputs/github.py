@@ -21,14 +21,11 @@ from pathlib import Path
 from pytest_llmperf.model import ownership
 from pytest_llmperf.model.results import MetricComparison, TestResult
 from pytest_llmperf.outputs.doc import Table, table_markdown
-from pytest_llmperf.outputs.rows import counts_text, headline_change
+from pytest_llmperf.outputs.rows import counts_text, decision, headline_change
 from pytest_llmperf.outputs.text import fmt_pct
 
 #: the first line of every block a session appends (the counts follow it)
 HEADING = "## llmperf"
-
-#: verdicts nothing was compared for: "decided" does not apply
-_NOT_COMPARED = ("new", "error", "mismatch")
 
 LEGEND = (
     "decided: no gated metric inconclusive. smallest visible change: for a test not "
@@ -49,17 +46,14 @@ def _headline(c: MetricComparison | None) -> str:
 
 
 def _row(result: TestResult) -> list[str]:
-    comps = result.all_comparisons()
-    undecided = [c for c in comps if c.verdict == "inconclusive"]
-    compared = bool(comps) and result.verdict not in _NOT_COMPARED
-    seen = [c.detectable_pct for c in undecided if c.detectable_pct is not None]
+    decided, seen = decision(result)
     failed = result.verdict in ("regressed", "error")
     return [
         f"`{result.nodeid}`",
         f"**{result.verdict}**" if failed else result.verdict,
-        ("no" if undecided else "yes") if compared else "-",
-        f"{max(seen):.1f}%" if seen else "-",
-        _headline(headline_change(comps)),
+        "-" if decided is None else "yes" if decided else "no",
+        "-" if seen is None else f"{seen:.1f}%",
+        _headline(headline_change(result.all_comparisons())),
     ]
 
 

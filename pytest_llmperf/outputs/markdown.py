@@ -35,6 +35,7 @@ from pytest_llmperf.outputs.rows import (
     Row,
     all_rows,
     counts_text,
+    decision,
     headline_change,
     headline_median,
     headline_rate,
@@ -459,7 +460,14 @@ def build_document(
             blocks.append(Para("No baseline: run with --perf-accept to record one.", "note"))
         else:
             if r.reference:
-                blocks.append(Para(f"Paired against {r.reference}, side by side", "note"))
+                decided, seen = decision(r)
+                state = (
+                    "decided"
+                    if decided
+                    else "not decided"
+                    + ("" if seen is None else f": its rounds resolve changes beyond ±{seen:.1f}%")
+                )
+                blocks.append(Para(f"Paired against {r.reference}, side by side: {state}", "note"))
             elif r.baseline_key:
                 blocks.append(Para(f"Baseline: {r.baseline_key}", "note"))
             blocks.append(table)

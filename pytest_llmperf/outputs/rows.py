@@ -117,6 +117,22 @@ def gated(comps: Sequence[MetricComparison]) -> list[MetricComparison]:
     ]
 
 
+#: verdicts nothing was compared for: "decided" does not apply
+NOT_COMPARED = ("new", "error", "mismatch")
+
+
+def decision(result: TestResult) -> tuple[bool | None, float | None]:
+    """Whether a test was decided (no gated metric inconclusive; None where nothing was
+    compared: new, mismatch, error) and, when it was not, the smallest change it could
+    see: the largest ``detectable_pct`` of its undecided metrics (None if unknown)."""
+    comps = result.all_comparisons()
+    if not comps or result.verdict in NOT_COMPARED:
+        return None, None
+    undecided = [c for c in comps if c.verdict == "inconclusive" and c.threshold]
+    seen = [c.detectable_pct for c in undecided if c.detectable_pct is not None]
+    return not undecided, max(seen) if seen else None
+
+
 def headline_change(comps: Sequence[MetricComparison]) -> MetricComparison | None:
     """The change a reader should see first: the largest-magnitude change among regressed
     metrics, else among all gated (non-informational) metrics."""

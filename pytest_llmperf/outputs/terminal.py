@@ -13,7 +13,7 @@ import textwrap
 from dataclasses import dataclass
 
 from pytest_llmperf.model.metrics import METRICS, fmt_value, ordered_metrics
-from pytest_llmperf.model.results import TestResult, worst
+from pytest_llmperf.model.results import MetricComparison, TestResult, worst
 from pytest_llmperf.outputs.rows import (
     Row,
     counts_text,
@@ -288,29 +288,46 @@ BLIND_REMEDY = (
     "more repetitions (--perf-repetitions), more accepted sessions (--perf-accept at other "
     "times), a paired reference run (--perf-reference), or a quieter machine"
 )
+UNDECIDED_REMEDY = (
+    "more time for the rounds (--perf-budget, --perf-rounds), a quieter machine, or a paired "
+    "threshold this machine resolves (the rules' paired table)"
+)
+
+
+def _blind_spot(c: MetricComparison) -> str | None:
+    """What a comparison could not see, or None: a paired one left undecided (the change
+    its rounds resolve), a stored one whose detectable change exceeds its threshold."""
+    if c.detectable_pct is None:
+        return None
+    if c.ratio is not None:  # side by side: only an undecided metric is blind
+        if c.verdict != "inconclusive" or not c.threshold:
+            return None
+        return f"{c.metric} undecided: its rounds resolve ±{c.detectable_pct:.1f}% ({c.threshold})"
+    if c.threshold_pct is None or c.detectable_pct <= c.threshold_pct + 0.05:
+        return None
+    return f"{c.metric} detects >= {c.detectable_pct:.0f}% (threshold {c.threshold})"
 
 
 def blind_spot_lines(reports: list[TestResult], limit: int = 10) -> list[str]:
-    """The tests whose gated metrics cannot detect a change as small as their threshold
-    on this machine (the history's drift or the samples' spread is larger), with the
-    remedy; empty when every gate sees its threshold."""
+    """The tests that could not see a change as small as their threshold on this machine:
+    stored gates whose history's drift or samples' spread is larger, paired verdicts left
+    undecided (with the change their rounds resolve), with the remedy; empty when every
+    test saw its thresholds."""
     rows: list[str] = []
+    paired = False
     for r in reports:
-        worst_gap: tuple[float, str] | None = None
+        worst: tuple[float, str] | None = None
         for c in r.all_comparisons():
-            if c.detectable_pct is None or c.threshold_pct is None:
-                continue
-            if c.detectable_pct > c.threshold_pct + 0.05:
-                gap = (
-                    c.detectable_pct,
-                    f"{c.metric} detects >= {c.detectable_pct:.0f}% (threshold {c.threshold})",
-                )
-                if worst_gap is None or gap[0] > worst_gap[0]:
-                    worst_gap = gap
-        if worst_gap is not None:
-            rows.append(f"  {r.nodeid}: {worst_gap[1]}")
+            text = _blind_spot(c)
+            if text is not None and c.detectable_pct is not None:
+                paired = paired or c.ratio is not None
+                if worst is None or c.detectable_pct > worst[0]:
+                    worst = (c.detectable_pct, text)
+        if worst is not None:
+            rows.append(f"  {r.nodeid}: {worst[1]}")
     if not rows:
         return []
     head = f"{len(rows)} test(s) cannot see a change as small as their threshold on this machine:"
     more = [f"  ... and {len(rows) - limit} more"] if len(rows) > limit else []
-    return [head, *rows[:limit], *more, f"  remedy: {BLIND_REMEDY}"]
+    remedy = UNDECIDED_REMEDY if paired else BLIND_REMEDY
+    return [head, *rows[:limit], *more, f"  remedy: {remedy}"]

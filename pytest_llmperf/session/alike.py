@@ -14,7 +14,8 @@ named in the verdict's notes (:func:`differences`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import os
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 #: per-load or per-process values that differ between any two loads (never compared)
@@ -115,4 +116,37 @@ def differences(a: Mapping[str, Any], b: Mapping[str, Any], varied: Collection[s
         if va == vb or _explained(fact, varied):
             continue
         out.append(f"{fact}: {va!r} (reference) != {vb!r} (candidate)")
+    return out
+
+
+def _libraries(facts: Mapping[str, Any]) -> dict[str, int]:
+    """Library file name -> kB of it huge pages back, from a side's facts."""
+    out: dict[str, int] = {}
+    for fact, value in facts.items():
+        if fact.startswith("resolved.libraries.") and fact.endswith(".huge_kb"):
+            path = fact[len("resolved.libraries.") : -len(".huge_kb")]
+            out[os.path.basename(path)] = int(value or 0)
+    return out
+
+
+def record_differences(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the loads of a pair recorded differently on its two sides, though nothing
+    compared them (each load's facts differ from any other's in the paths of a build's
+    files): the llama.cpp libraries mapped, by file name, and the huge pages behind their
+    code, which can make the same code run at another speed."""
+    out: list[str] = []
+    for rec in records:
+        a, b = _libraries(rec.get("a", {})), _libraries(rec.get("b", {}))
+        load = rec.get("load", "?")
+        if set(a) != set(b):
+            out.append(
+                f"load {load}: libraries mapped differ: reference {sorted(a)}, "
+                f"candidate {sorted(b)}"
+            )
+        ha, hb = sum(a.values()), sum(b.values())
+        if ha != hb:
+            out.append(
+                f"load {load}: huge pages behind the llama.cpp code: reference {ha} kB, "
+                f"candidate {hb} kB"
+            )
     return out

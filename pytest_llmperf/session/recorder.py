@@ -17,6 +17,7 @@ from pytest_llmperf.backends.runner import Runner
 from pytest_llmperf.errors import BackendCrash, UsageError
 from pytest_llmperf.model.results import Measurement, MetricComparison, TestResult
 from pytest_llmperf.model.workloads import DEFAULT_MAX_TOKENS, Workload, stream_workload
+from pytest_llmperf.session import alike
 from pytest_llmperf.session.perf_session import PerfSession
 from pytest_llmperf.session.plan import TestPlan
 from pytest_llmperf.verdict import judge
@@ -306,12 +307,18 @@ class Recorder:
         loads = [m for m in self.measurements if m.workload.name not in self.paired]
         plain = judge.compare(loads, None, self.plan.rules) if loads else {}
         comparisons.update(plain)
+        notes = [f"judged against the reference {ref.id} (paired rounds, same session)"]
+        for result in self.paired.values():
+            for line in result.unalike + alike.record_differences(result.records):
+                note = f"warning: the two sides differ in {line}"
+                if note not in notes:
+                    notes.append(note)
         verdict = judge.judge(
             self.nodeid,
             comparisons,
             dataclasses.replace(st.policy, accept=None, missing="record"),
             has_entry=True,
-            notes=[f"judged against the reference {ref.id} (paired rounds, same session)"],
+            notes=notes,
         )
         report.comparisons = comparisons
         report.verdict = verdict.verdict
