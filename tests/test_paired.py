@@ -354,3 +354,25 @@ def test_{i}(llm_perf):
     res = pytester.runpytest(*RUN, "-n", "2", "--perf-missing=record")
     res.assert_outcomes(passed=2)
     res.stdout.fnmatch_lines([f"*WARNING: oversubscribed: 2 pytest-xdist workers x {cores}*"])
+
+
+def test_the_sides_resolved_facts_are_compared_field_by_field(tiny_model: object) -> None:
+    """Real workers: what each resolved (flash attention as llama.cpp decided it, threads,
+    the environment it sees) must match unless the pair varies it."""
+    from pytest_llmperf.backends.runner import IsolatedRunner
+    from pytest_llmperf.model.params import LoadParams
+
+    path = str(tiny_model("moe-q8_0"))  # type: ignore[operator]
+    base = LoadParams.from_args("-t 2 -c 256 -fa off")
+    a = IsolatedRunner(path, base, "m")
+    b = IsolatedRunner(path, base.merged("-fa on"), "m", launcher=("env", "OMP_WAIT_POLICY=active"))
+    try:
+        fa, fb = alike.facts(a), alike.facts(b)
+    finally:
+        a.close()
+        b.close()
+    assert alike.differences(fa, fa, ()) == []  # one worker against itself: alike
+    named = {d.split(":")[0] for d in alike.differences(fa, fb, ("cpu_moe",))}
+    assert named == {"resolved.flash_attn", "env.OMP_WAIT_POLICY"}
+    # varying flash attention and the launcher explains both
+    assert alike.differences(fa, fb, ("flash_attn", "launcher")) == []
