@@ -376,3 +376,70 @@ def test_the_sides_resolved_facts_are_compared_field_by_field(tiny_model: object
     assert named == {"resolved.flash_attn", "env.OMP_WAIT_POLICY"}
     # varying flash attention and the launcher explains both
     assert alike.differences(fa, fb, ("flash_attn", "launcher")) == []
+
+
+def test_the_tests_of_one_pair_share_their_loads(pytester: pytest.Pytester) -> None:
+    """Two tests comparing the same reference and candidate run on the same workers: each
+    side is loaded once per load pair for the session, not once per test."""
+    pytester.makefile(".yaml", llmperf=REGISTRY)
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+
+MARK = dict(model="fast", n_threads=2, n_ctx=256, reference={"model": "fast2"})
+
+@pytest.mark.llmperf(**MARK)
+def test_one(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(**MARK)
+def test_two(llm_perf):
+    llm_perf.measure("pp16")
+    llm_perf.measure("tg8")
+"""
+    )
+    (pytester.path / "llmperf.yaml").write_text(
+        REGISTRY + "  fast2: {tiny: {moe: true, n_layer: 4, quant: q8_0}}\n"
+    )
+    res = pytester.runpytest(*RUN, "--perf-report=out")
+    assert res.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    pids: dict[str, set[tuple[int, int]]] = {}
+    for test in doc["tests"]:
+        for m in test["measurements"]:
+            for rec in m["resolved"]["paired"]["loads_records"]:
+                pids.setdefault(test["nodeid"], set()).add((rec["pids"]["a"], rec["pids"]["b"]))
+    one, two = pids["test_perf.py::test_one"], pids["test_perf.py::test_two"]
+    assert one <= two  # the second test ran on the first one's workers (and maybe more)
+
+
+def test_a_budget_leaves_undecided_metrics_saying_what_they_could_see(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makefile(".yaml", llmperf=REGISTRY)
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+
+@pytest.mark.llmperf(model="fast", n_threads=2, n_ctx=256, reference={"model": "fast2"},
+                     paired={"tg_tps": "-0.1%"})
+def test_tiny_threshold(llm_perf):
+    llm_perf.measure("tg8")
+"""
+    )
+    (pytester.path / "llmperf.yaml").write_text(
+        REGISTRY + "  fast2: {tiny: {moe: true, n_layer: 4, quant: q8_0}}\n"
+    )
+    # a threshold of 0.1% is never decided in the few rounds a 1-second budget leaves
+    res = pytester.runpytest(*RUN[:-1], "--perf-budget=1", "--perf-report=out")
+    assert res.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    doc = json.loads((pytester.path / "out" / "results.json").read_text())
+    [test] = doc["tests"]
+    [m] = test["measurements"]
+    assert m["resolved"]["paired"]["stopped"] in ("budget", "regressed", "hopeless")
+    [tg] = [c for c in test["comparisons"]["tg8"] if c["metric"] == "tg_tps"]
+    if tg["verdict"] == "inconclusive" and "contaminated" not in tg["reason"]:
+        # (a busy machine can leave every round contaminated: then nothing is compared)
+        assert tg["detectable_pct"] is not None, tg["reason"]
+        assert "these rounds resolve changes beyond" in tg["reason"]
+        res.stdout.fnmatch_lines(["*tg_tps undecided: its rounds resolve*"])

@@ -63,6 +63,7 @@ class InProcessRunner:
         self.resolved["environment"] = devices.llama_environment()
         self.warnings = list(self._model.warnings)
         self.software = fingerprint.software()
+        self.pid: int | None = os.getpid()
 
     def _run_values(self, load_ms: list[float]) -> tuple[dict[str, list[float]], dict[str, str]]:
         values: dict[str, list[float]] = {

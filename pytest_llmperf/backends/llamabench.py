@@ -83,6 +83,7 @@ class LlamaBenchRunner:
         if not_applied:
             self.resolved["not_applied"] = not_applied
         self.software = self._identity()
+        self.pid: int | None = None  # a llama-bench process per call
 
     def _identity(self) -> dict[str, Any]:
         out: dict[str, Any] = {"llama_bench": self.binary}

@@ -45,6 +45,8 @@ class Runner(Protocol):
     warnings: list[str]
     #: the llama.cpp this runner runs: version, build and system info
     software: dict[str, Any]
+    #: the process that runs llama.cpp (None: one per call, as llama-bench)
+    pid: int | None
 
     def measure(self, workload: Workload, repetitions: int = 3, warmup: int = 1) -> Measurement: ...
 

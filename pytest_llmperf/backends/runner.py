@@ -172,7 +172,7 @@ class IsolatedRunner:
         self.resolved = dict(reply["resolved"])
         self.warnings = list(reply.get("warnings", []))
         self.software = dict(reply.get("software", {}))
-        self.pid = self._proc.pid
+        self.pid: int | None = self._proc.pid
 
     def _stderr_tail(self, lines: int = 15) -> str:
         try:

@@ -29,7 +29,8 @@ when the undecided ones could not be decided by the remaining rounds
 (:func:`pytest_llmperf.verdict.paired.settled`), when a gated metric regressed (the outcome
 is known), at ``Design.max_rounds``, or when the
 workload's time is up: ``Design.max_seconds``, or less when the session's budget
-(``--perf-budget``) leaves less (:class:`Budget`).
+(``--perf-budget``) leaves less (:class:`Budget`), though never before
+:data:`FEWEST_ROUNDS` rounds (an interval needs them).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ from pytest_llmperf.verdict.thresholds import GateRules
 #: a load pair is added when the loads' mean square of log ratios exceeds this many
 #: times the rounds' within the loads (the verdict still open)
 LOADS_DIFFER = 3.0
+
+#: rounds a workload runs whatever its time (fewer give no interval at all)
+FEWEST_ROUNDS = 3
 
 Starter = Callable[[], Runner]
 Side = str  # "a" (the reference) or "b" (the candidate)
@@ -181,7 +185,8 @@ class PairRunner:
         self.started += 1
         self.alive.append(pair)
         facts = {side: alike.facts(r) for side, r in runners.items()}
-        self.records.append({"load": pair.index, "started": first + second, **facts})
+        pids = {side: r.pid for side, r in runners.items()}
+        self.records.append({"load": pair.index, "started": first + second, "pids": pids, **facts})
         if pair.index == 0:
             self.unalike = alike.differences(facts["a"], facts["b"], self.varied)
         while len(self.alive) > self.design.concurrent_loads:
@@ -291,7 +296,7 @@ class PairRunner:
                 ]
                 if self.started < design.max_loads and loads_differ(runs, open_metrics):
                     self._warm(self._add_load(), workload, max(warmup, 1))
-            if clock() - t0 > cap:
+            if done >= FEWEST_ROUNDS and clock() - t0 > cap:
                 stopped = (
                     "budget" if budget is not None and cap < design.max_seconds else "deadline"
                 )
