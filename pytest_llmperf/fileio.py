@@ -1,4 +1,4 @@
-"""The package's one atomic file writer and one YAML reader.
+"""The package's one atomic file writer and its readers of JSON and YAML.
 
 :func:`write_atomic` writes a temporary file in the target's directory, fsyncs it, gives
 it the target's permission bits (or, for a new file, what the umask gives an ordinary
@@ -12,15 +12,22 @@ atomically, in the target's own directory (the temporary file is made there, so 
 rename never crosses a file system). A link that points nowhere (dangling) is written
 where it points, creating that file; a loop of links is an OSError. Every writer of the
 package goes through :func:`atomic_path` or :func:`write_atomic`.
+
+Every JSON and YAML document the package reads (baselines, results.json, sweep records,
+rankings, the registry, sweep definitions, prompt files) goes through :func:`loads_json`
+or :func:`read_yaml` / :func:`loads_yaml`, which refuse a key given twice in one object or
+mapping (JSON and YAML parsers otherwise keep the last one silently): the error names the
+file, the key and the lines it is on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,24 +117,141 @@ def write_atomic(
     return final
 
 
-def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """``yaml.safe_load`` of a UTF-8 file; every problem a UsageError naming the file,
-    and the line and column of a syntax error."""
+class DuplicateKeyError(UsageError):
+    """A JSON object or YAML mapping that gives one key twice."""
+
+    def __init__(self, source: str, key: object, lines: Sequence[int] = ()) -> None:
+        self.source = source
+        self.key = key
+        where = f" (lines {', '.join(map(str, lines))})" if len(set(lines)) > 1 else ""
+        super().__init__(
+            f"{source}: key {str(key)!r} is given twice in one object{where}; which one is "
+            "meant is ambiguous: keep one"
+        )
+
+
+class _Twice(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Twice(key)
+        out[key] = value
+    return out
+
+
+def _key_lines(text: str, key: str) -> list[int]:
+    """The lines of the first object in ``text`` (valid JSON) that gives ``key`` twice."""
+    stack: list[dict[str, int]] = []
+    i, line, n = 0, 1, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "{":
+            stack.append({})
+        elif c == "}" and stack:
+            stack.pop()
+        elif c == '"':
+            end = i + 1
+            while text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            after = text[end + 1 : end + 64].lstrip()
+            if stack and after.startswith(":") and json.loads(text[i : end + 1]) == key:
+                if key in stack[-1]:
+                    return [stack[-1][key], line]
+                stack[-1][key] = line
+            line += text.count("\n", i, end)
+            i = end
+        i += 1
+    return []
+
+
+def loads_json(data: str | bytes, source: str) -> Any:
+    """``json.loads`` of ``data`` (the content of ``source``, a file name as the user wrote
+    it), refusing an object that gives a key twice: :class:`DuplicateKeyError` (a
+    UsageError) naming the file, the key and its lines. Invalid JSON raises
+    ``json.JSONDecodeError`` as ``json.loads`` does, for the caller to word."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique_object)
+    except _Twice as exc:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        raise DuplicateKeyError(source, exc.key, _key_lines(text, exc.key)) from None
+
+
+def _yaml_loader() -> Any:
+    """A ``yaml.SafeLoader`` that refuses a mapping giving one key twice (merge keys,
+    ``<<``, may be overridden, as YAML means them to be)."""
     import yaml
 
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _value in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        continue  # left to SafeLoader's own error
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        raise _YamlTwice(key, (seen[key], line))
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+class _YamlTwice(Exception):
+    def __init__(self, key: object, lines: tuple[int, int]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.lines = lines
+
+
+def loads_yaml(text: str, source: str) -> Any:
+    """The YAML document ``text`` (the content of ``source``), safely loaded (no Python
+    objects), refusing a mapping that gives a key twice; every problem a UsageError naming
+    ``source``, and the line and column of a syntax error."""
+    import yaml
+
+    loader = _yaml_loader()(text)  # a SafeLoader: no Python objects are constructed
+    try:
+        return loader.get_single_data()
+    except _YamlTwice as exc:
+        raise DuplicateKeyError(source, exc.key, exc.lines) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise UsageError(f"{source}: YAML syntax error{where}: {problem}") from None
+    finally:
+        loader.dispose()
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A UTF-8 file's text; every problem a UsageError naming the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UsageError(
             f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
         ) from None
     except OSError as exc:
         raise UsageError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UsageError(f"{p}: YAML syntax error{where}: {problem}") from None
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """The YAML of a UTF-8 file (:func:`loads_yaml`: safe, a key given twice refused);
+    every problem a UsageError naming the file, and the line and column of a syntax
+    error."""
+    return loads_yaml(read_text(path), str(path))

@@ -12,6 +12,7 @@ from pytest_llmperf.baseline import legacy
 from pytest_llmperf.baseline.history import Entry, SessionRecord, apply_diff
 from pytest_llmperf.baseline.keys import STRICT_FIELDS, params_identity
 from pytest_llmperf.errors import BaselineError
+from pytest_llmperf.fileio import DuplicateKeyError, loads_json
 
 #: the schema of the files this version writes
 SCHEMA_VERSION = 2
@@ -27,7 +28,9 @@ def parse_json(raw: bytes | str, path: Path | str) -> dict[str, Any]:
             "restore it from version control (git checkout -- FILE) or delete it to start afresh",
         )
     try:
-        data = json.loads(text)
+        data = loads_json(text, str(path))
+    except DuplicateKeyError as exc:
+        raise legacy.fail(path, str(exc).removeprefix(f"{path}: ")) from None
     except json.JSONDecodeError as exc:
         hint = " (it contains merge conflict markers)" if "<<<<<<<" in text else ""
         raise legacy.fail(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import loads_json, loads_yaml
 from pytest_llmperf.model.workloads import (
     DEFAULT_MAX_TOKENS,
     StreamWorkload,
@@ -79,17 +79,13 @@ def load_prompts(
     suffix = p.suffix.lower()
     data: Any
     if suffix in (".yaml", ".yml", ".json"):
-        try:
-            if suffix == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
-
-                data = yaml.safe_load(text)
-        except ValueError as exc:  # JSONDecodeError
-            raise UsageError(f"{where} is not valid JSON: {exc}") from None
-        except Exception as exc:  # yaml.YAMLError
-            raise UsageError(f"{where} is not valid YAML: {exc}") from None
+        if suffix == ".json":
+            try:
+                data = loads_json(text, where)
+            except ValueError as exc:  # JSONDecodeError
+                raise UsageError(f"{where} is not valid JSON: {exc}") from None
+        else:
+            data = loads_yaml(text, where)
     else:
         data = [line for line in text.splitlines() if line.strip()]
     if isinstance(data, list):

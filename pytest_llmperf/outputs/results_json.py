@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import loads_json
 from pytest_llmperf.model.results import TestResult
 from pytest_llmperf.outputs.llama_bench import llama_bench_fields
 
@@ -52,7 +53,7 @@ def load_results(path: str | Path) -> list[TestResult]:
     except OSError as exc:
         raise UsageError(f"{p}: cannot read results file: {exc.strerror or exc}") from None
     try:
-        data = json.loads(text)
+        data = loads_json(text, str(p))
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{p}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import loads_json
 from pytest_llmperf.model import ownership
 from pytest_llmperf.sweep.context import PathLike
 from pytest_llmperf.sweep.files import read_error
@@ -65,7 +66,8 @@ def append_result(path: PathLike, record: Mapping[str, Any]) -> None:
 def read_results(path: PathLike) -> list[dict[str, Any]]:
     """Every result of a JSONL file, in order. A missing file gives ``[]``; an unreadable
     line (a crash mid-write) is skipped with a :class:`SweepWarning`, never fatal; an
-    unreadable file (a directory, no permission) is a UsageError naming it."""
+    unreadable file (a directory, no permission) or a record giving a key twice is a
+    UsageError naming it."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -79,7 +81,7 @@ def read_results(path: PathLike) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line.decode("utf-8"))
+            row = loads_json(line.decode("utf-8"), f"{p}:{lineno}")
         except (UnicodeDecodeError, json.JSONDecodeError):
             cut = " (cut short by a crash?)" if lineno == len(lines) else ""
             warnings.warn(

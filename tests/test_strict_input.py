@@ -1,0 +1,226 @@
+"""Input the plugin used to take silently or crash on (issue 26, round three), each closed
+as a class, through real files, real pytest sessions (pytester) and the real ``llmperf``
+command on the tiny models:
+
+- a key given twice in any JSON or YAML file we read (baselines, results.json, sweep
+  records, rankings, the registry, sweep definitions, prompt files) is an error naming the
+  file, the key and its lines (pytest_llmperf.fileio);
+- a key given twice in our own key:value and comma syntaxes (references, thresholds,
+  limits, ini line lists, tensor overrides) is an error naming it;
+- every shell-like split of user text (launchers, args=, bench_args=, ab --args, build
+  --cmake-args) is one function that names where the text came from
+  (pytest_llmperf.options.split_words);
+- every user value is checked for type and range before the model sees it (sampling,
+  marker keywords, configs(), sweep YAML);
+- a model path that is a URL, a hub id or not a regular file says what it is and what to
+  do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.baseline import BaselineStore, Pending, SessionRecord
+from pytest_llmperf.cli.main import main
+from pytest_llmperf.machine import tiny
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+MACHINE = "strict"
+FAST = [
+    "-p",
+    "no:cacheprovider",
+    "--perf-repetitions=1",
+    "--perf-warmup=0",
+    f"--perf-machine={MACHINE}",
+    "--perf-in-process",
+]
+ONE_TEST = """
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256)
+def test_decode(llm_perf):
+    llm_perf.measure("tg8")
+"""
+#: a frame of the plugin's own code: an error shown as a traceback rather than a message
+INTERNAL_FRAME = re.compile(r"pytest_llmperf/[\w/]+\.py:\d+")
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    """The tiny model, built before any pytester run (pytester moves HOME)."""
+    return tiny.ensure_variant("moe-q8_0")
+
+
+def project(pytester: pytest.Pytester, model: Path, tests: str = ONE_TEST, extra: str = "") -> None:
+    pytester.makefile(
+        ".yaml", llmperf=f"models:\n  m: {{path: {json.dumps(str(model))}}}\n{extra}"
+    )
+    pytester.makepyfile(test_perf=tests)
+
+
+def usage_error(result: pytest.RunResult) -> str:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    return result.stderr.str()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``llmperf ARGS`` in this process: exit status, stdout, stderr."""
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def stored(tmp_path: Path, name: str = "a", rate: float = 100.0) -> Path:
+    """A machine's baseline store of two tests (t.py::a, t.py::b); its manifest file."""
+    store = BaselineStore(tmp_path / name, "box")
+    store.load()
+    values = {"tg_tps": [rate * s for s in (0.97, 1.0, 1.03, 0.99, 1.01)]}
+    for nodeid in ("t.py::a", "t.py::b"):
+        session = SessionRecord(
+            accepted_at="2026-11-01T00:00:00+00:00",
+            git_commit="abc",
+            repetitions=5,
+            warmup=1,
+            values={"tg32": dict(values)},
+        )
+        store.queue(
+            nodeid, "k1", Pending("m", {"params": {"n_threads": 2}, "workloads": ["tg32"]}, session)
+        )
+    store.flush()
+    return store.path
+
+
+def twice(path: Path, key: str) -> bytes:
+    """Give ``key`` twice in the first object of ``path`` that has it (a copy before it,
+    with another value); the new content."""
+    text = path.read_text()
+    at = text.index(f'"{key}":')
+    text = text[:at] + f'"{key}": [16.0],\n' + text[at:]
+    path.write_text(text)
+    return text.encode()
+
+
+# -- 7. a key given twice in a file we read --------------------------------------------------
+
+
+def test_a_baseline_file_giving_a_metric_twice_is_named_with_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = stored(tmp_path, "a")
+    current = stored(tmp_path, "b")
+    [per_test] = [p for p in (base.parent / "box").rglob("*.json") if p.stem == "a"]
+    before = twice(per_test, "tg_tps")
+    for args in (
+        ["compare", str(base), str(current)],
+        ["baseline", "show", "t.py::a", "--file", str(base)],
+        ["history", "--file", str(base)],
+    ):
+        rc, out, err = cli(capsys, *args)
+        assert rc == 2, (args, out, err)
+        assert f"baseline file {per_test}" in err and "key 'tg_tps' is given twice" in err, err
+        assert "pass" not in out
+    assert per_test.read_bytes() == before
+
+
+def test_a_baseline_giving_a_key_twice_fails_its_test_and_is_not_overwritten(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model)
+    pytester.runpytest(*FAST, "--perf-accept").assert_outcomes(passed=1)
+    [per_test] = (pytester.path / "baselines" / MACHINE).rglob("*.json")
+    before = twice(per_test, "tg_tps")
+    res = pytester.runpytest(*FAST, "--perf-accept")
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert f"baseline file {per_test}" in out and "key 'tg_tps' is given twice" in out, out
+    assert per_test.read_bytes() == before
+
+
+def test_results_json_and_sweep_records_giving_a_key_twice_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.json"
+    results.write_text('{"schema_version": 1,\n "tests": [],\n "tests": []}\n')
+    rc, _out, err = cli(capsys, "report", str(results), "-o", str(tmp_path / "r"))
+    assert rc == 2 and f"{results}: key 'tests' is given twice in one object (lines 2, 3)" in err
+    assert not (tmp_path / "r").exists()
+    shard = tmp_path / "shard.jsonl"
+    shard.write_text('{"id": "a", "sweep": "s"}\n{"id": "b", "sweep": "s", "id": "c"}\n')
+    merged = tmp_path / "all.jsonl"
+    rc, _out, err = cli(capsys, "merge", str(shard), "-o", str(merged))
+    assert rc == 2 and f"{shard}:2: key 'id' is given twice" in err, err
+    assert not merged.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "key", "lines"),
+    [
+        ("llmperf.yaml", "models:\n  m: {path: a.gguf}\n  m: {path: b.gguf}\n", "m", "2, 3"),
+        (
+            "llmperf.yaml",
+            "thresholds:\n  tg_tps: '-5%'\n  itl_p95_ms: off\n  tg_tps: '-50%'\n",
+            "tg_tps",
+            "2, 4",
+        ),
+        (
+            "sweeps.yaml",
+            "sweeps:\n  s:\n    models: [m]\n    workloads: [tg8]\n    workloads: [tg16]\n",
+            "workloads",
+            "4, 5",
+        ),
+    ],
+    ids=["registry-models", "registry-thresholds", "sweep-definition"],
+)
+def test_a_yaml_file_giving_a_key_twice_is_a_usage_error(
+    pytester: pytest.Pytester, name: str, content: str, key: str, lines: str
+) -> None:
+    path = pytester.path / name
+    path.write_text(content)
+    pytester.makepyfile(
+        test_perf='import pytest\n\n@pytest.mark.llmperf_sweep(file="sweeps.yaml")\n'
+        "def test_s(llm_perf):\n    llm_perf.measure_all()\n"
+        if name == "sweeps.yaml"
+        else ONE_TEST
+    )
+    res = pytester.runpytest("-p", "no:cacheprovider", "--perf-machine=m")
+    # the registry: a usage error; a sweep file: an error collecting the test that names it
+    assert res.ret in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)
+    message = res.stdout.str() + res.stderr.str()
+    assert f"{path}: key {key!r} is given twice in one object (lines {lines})" in message, message
+    assert not INTERNAL_FRAME.search(message), message
+
+
+def test_a_ranking_or_prompt_file_giving_a_key_twice_is_refused(tmp_path: Path) -> None:
+    from pytest_llmperf import load_prompts
+    from pytest_llmperf.errors import UsageError
+    from pytest_llmperf.sweep.ranking import read_ranking
+
+    ranking = tmp_path / "rank.json"
+    ranking.write_text('{"ranking": ["a"], "ranking": ["b"]}')
+    with pytest.raises(UsageError, match=r"rank.json: key 'ranking' is given twice"):
+        read_ranking(ranking)
+    for suffix, text in ((".yaml", "hi: Hello\nhi: Bye\n"), (".json", '{"hi": "a", "hi": "b"}')):
+        prompts = tmp_path / f"prompts{suffix}"
+        prompts.write_text(text)
+        with pytest.raises(UsageError, match=rf"prompts\{suffix}: key 'hi' is given twice"):
+            load_prompts(prompts)
+
+
+def test_yaml_merge_keys_may_still_override() -> None:
+    from pytest_llmperf.fileio import loads_yaml
+
+    assert loads_yaml("a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n", "f") == {
+        "a": {"x": 1, "y": 2},
+        "b": {"x": 1, "y": 3},
+    }
+
+
+def _unused() -> None:  # keep imports used while the file grows
+    _ = os
