@@ -10,49 +10,152 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_llmperf import baseline as baseline_mod
 from pytest_llmperf import options
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.fileio import loads_json
 from pytest_llmperf.machine.registry import load_registry
+from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import fmt_value
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.verdict import gate, stats, thresholds
 
 
-def open_store(path: Path, machine: str | None = None) -> baseline_mod.BaselineStore:
+@dataclass(frozen=True)
+class Stored:
+    """The store a path names, and the one test a test's own file holds (None: all)."""
+
+    store: baseline_mod.BaselineStore
+    nodeid: str | None = None
+
+    def nodeids(self, containing: str = "") -> list[str]:
+        """The stored tests whose node id contains ``containing`` (a test's file: its
+        own), each file they are in readable."""
+        store = self.store
+        found = {e.nodeid for e in store.list_entries() if containing in e.nodeid}
+        if self.nodeid is not None:
+            found &= {self.nodeid}
+        broken = store.broken_files
+        if broken:  # a file that cannot be read is never taken for an absent test
+            _path, exc = sorted(broken.items())[0]
+            more = f" (and {len(broken) - 1} more unreadable file(s))" if len(broken) > 1 else ""
+            raise UsageError(f"{exc}{more}")
+        return sorted(found)
+
+    def nothing_matches(self, containing: str, what: str, *, exact: bool = False) -> UsageError:
+        """The error of a selection that matched nothing: where it looked, what is there
+        (``exact``: a node id, not a part of one)."""
+        store = self.store
+        stored = sorted({e.nodeid for e in store.list_entries()})
+        if not stored:
+            there = machines_in(store.directory)
+            return UsageError(
+                f"{what}: no baselines of machine {store.machine_id!r} in {store.directory}"
+                + (
+                    f"; machines with baselines there: {', '.join(there)} (--machine ID)"
+                    if there
+                    else "; none are stored there (record them with pytest --perf-accept)"
+                )
+            )
+        shown = ", ".join(stored[:8]) + (f", ... ({len(stored)} in all)" if len(stored) > 8 else "")
+        where = f"machine {store.machine_id!r} ({store.entries_dir})"
+        match = (
+            f"{where} has no entry for {containing!r}"
+            if exact
+            else f"no stored test of {where} matches {containing!r}"
+        )
+        return UsageError(f"{what}: {match}; stored: {shown} (`llmperf baseline list` lists them)")
+
+
+def machines_in(directory: Path) -> list[str]:
+    """The machine ids whose baselines ``directory`` holds."""
+    try:
+        names = {p.stem for p in directory.glob("*.json") if p.is_file()}
+        names |= {p.name for p in directory.iterdir() if p.is_dir() and any(p.rglob("*.json"))}
+    except OSError:
+        return []
+    return sorted(names)
+
+
+def _test_file(path: Path, nodeid: str, what: str) -> Stored:
+    """The store of the machine whose folder holds ``path``, the file of test ``nodeid``."""
+    rel = baseline_mod.entry_relpath(nodeid)
+    entries_dir = path.parents[len(rel.parts) - 1]
+    if (entries_dir / rel).resolve() != path.resolve():
+        raise UsageError(
+            f"{what} {path}: the baseline file of test {nodeid!r} is not where that test's "
+            "file lies under its machine's folder (a renamed test or a moved file?); name the "
+            "machine's folder or file instead"
+        )
+    store = baseline_mod.BaselineStore(entries_dir.parent, entries_dir.name).load()
+    return Stored(store, nodeid)
+
+
+def open_store(path: Path, machine: str | None = None, *, what: str = "baseline") -> Stored:
     """The store a path names: a machine file (``baselines/<id>.json``, either schema), a
-    machine folder (``baselines/<id>/``), or a baseline directory with ``machine``."""
+    test's file under ``baselines/<id>/``, a machine folder (``baselines/<id>/``), or a
+    baseline directory with ``machine``. A path that is none of them is a UsageError
+    naming it, what it appears to be, and what is there."""
     from pytest_llmperf.machine.fingerprint import machine_id
 
-    if path.is_dir() and machine is None and (path.parent / f"{path.name}.json").is_file():
-        directory, mid = path.parent, path.name
-    elif path.is_dir():
-        directory, mid = path, machine or machine_id()
-    elif path.suffix == ".json":
-        directory, mid = path.parent, path.name.removesuffix(".json")
-    else:
+    if not path.exists():
         raise UsageError(
-            f"{path}: not a baseline file or folder; name baselines/<machine>.json, "
-            "baselines/<machine>/ or a results.json"
+            f"{what} {path}: no such file or folder (name baselines/<machine>.json, a "
+            "test's file under baselines/<machine>/, or the folder with --dir)"
         )
-    return baseline_mod.BaselineStore(directory, mid).load()
+    if path.is_dir():
+        if machine is None and (path.parent / f"{path.name}.json").is_file():
+            return Stored(baseline_mod.BaselineStore(path.parent, path.name).load())
+        mid = machine or machine_id()
+        if not (path / f"{mid}.json").exists() and not (path / mid).exists():
+            there = machines_in(path)
+            whose = "this machine" if machine is None else "machine"
+            raise UsageError(
+                f"{what} {path}: no baselines of {whose} {mid!r} there; "
+                + (
+                    f"machines with baselines there: {', '.join(there)} (--machine ID)"
+                    if there
+                    else "it holds no baselines (record them with pytest --perf-accept)"
+                )
+            )
+        return Stored(baseline_mod.BaselineStore(path, mid).load())
+    ownership.expect(path, ["baseline"], what)
+    try:
+        head = loads_json(path.read_bytes(), str(path)) if path.suffix == ".json" else None
+    except (OSError, ValueError):
+        head = None
+    if isinstance(head, dict) and isinstance(head.get("nodeid"), str):
+        return _test_file(path, head["nodeid"], what)
+    if path.suffix != ".json":
+        raise UsageError(
+            f"{what} {path}: not a baseline file or folder; name baselines/<machine>.json, "
+            "a test's file under baselines/<machine>/, or baselines/<machine>/"
+        )
+    return Stored(baseline_mod.BaselineStore(path.parent, path.name.removesuffix(".json")).load())
 
 
 def add_store_arguments(p: argparse.ArgumentParser) -> None:
     """``--dir``, ``--machine``, ``--file``: the store a command reads (:func:`store_of`)."""
     p.add_argument("--dir", default="baselines", help="baseline directory")
     p.add_argument("--machine", default=None, help="machine id (default: this machine)")
-    p.add_argument("--file", default=None, help="a baseline file (instead of dir+machine)")
+    p.add_argument(
+        "--file",
+        default=None,
+        help="a machine's baseline file, or one test's (instead of --dir and --machine)",
+    )
 
 
-def store_of(args: argparse.Namespace) -> baseline_mod.BaselineStore:
+def store_of(args: argparse.Namespace) -> Stored:
     """The store :func:`add_store_arguments`' arguments name."""
     if args.file:
-        return open_store(Path(args.file))
-    return open_store(Path(args.dir), args.machine)
+        if args.machine:
+            raise UsageError("--file names the machine's store: leave out --machine")
+        return open_store(Path(args.file), what="--file")
+    return open_store(Path(args.dir), args.machine, what="--dir")
 
 
 def add_parser(sub: Any) -> None:
@@ -90,8 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = store_of(args)
-    rows = store.list_entries()
+    stored = store_of(args)
+    store = stored.store
+    rows = [e for e in store.list_entries() if stored.nodeid in (None, e.nodeid)]
     print(f"{store.entries_dir}: {len(rows)} entries")
     for e in rows:
         print(
@@ -105,14 +209,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-
-    store = store_of(args)
+    stored = store_of(args)
+    store = stored.store
+    if args.nodeid not in stored.nodeids(args.nodeid):
+        raise stored.nothing_matches(args.nodeid, "baseline show", exact=True)
     entries = store.entries_for(args.nodeid)
-    if not entries:
-        raise UsageError(
-            f"{store.entries_dir}: no entry for {args.nodeid!r}; `llmperf baseline list` "
-            "shows the stored node ids"
-        )
     rules = thresholds.rules_from(load_registry(Path.cwd(), None).rule_sources)
     for key, entry in sorted(entries.items()):
         print(f"{args.nodeid} [{key}] {len(entry.sessions)} accepted session(s)")
@@ -156,7 +257,13 @@ def _keep_list(path: str) -> list[str]:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    store = store_of(args)
+    stored = store_of(args)
+    if stored.nodeid is not None:
+        raise UsageError(
+            f"baseline prune --file {args.file}: the file of one test; name its machine's "
+            "file or folder, and the test with --nodeid"
+        )
+    store = stored.store
     older = _dt.timedelta(days=args.older_than) if args.older_than is not None else None
     entries: list[tuple[str, str]] | None = None
     if args.nodeid:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.cli.baseline import add_store_arguments, store_of
-from pytest_llmperf.errors import UsageError
 
 
 def add_parser(sub: Any) -> None:
@@ -34,13 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output:  # refused before anything is read or written
         check_folder(Path(args.output), "history -o", HISTORY_FILES, HISTORY_PLOT_NAME)
-    store = store_of(args)
-    nodeids = sorted({e.nodeid for e in store.list_entries() if args.test in e.nodeid})
+    stored = store_of(args)
+    store = stored.store
+    nodeids = stored.nodeids(args.test)
     if not nodeids:
-        raise UsageError(
-            f"{store.entries_dir}: no entry matches {args.test!r}; `llmperf baseline list` "
-            "shows the stored node ids"
-        )
+        raise stored.nothing_matches(args.test, "history")
     entries = [e for n in nodeids for e in store.entries_for(n).values()]
     for line in history.lines(entries):
         print(line)

@@ -6,8 +6,10 @@ optionally rank each sweep's explore records for the deep phase.
 Records of the same sweep, id and fingerprint key are duplicates: the latest is kept.
 Records of different sweeps are different records, even under one id (a note says so). A
 point measured under different fingerprint keys is a conflict: every record is kept, and
-the command exits 1 (nothing written) unless ``--allow-conflicts``. A path problem is one
-error line naming the path and the fix (exit 2), and nothing is written.
+the command exits 1 (nothing written) unless ``--allow-conflicts``. A path problem, or an
+input that is not sweep results (a baseline, a results.json), is one error line naming
+the path and the fix (exit 2), and nothing is written; inputs without a single record
+exit 3, nothing written.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from pytest_llmperf.sweep.ranking import (
     write_ranking,
 )
 from pytest_llmperf.sweep.records import merge_records, read_quietly
+
+#: the exit status when the inputs hold no record (nothing merged, nothing written)
+NOTHING_MERGED = 3
 
 
 def add_parser(sub: Any) -> None:
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         raise UsageError(f"merge: no such file: {', '.join(missing)}")
+    for path in inputs:  # a baseline, a results.json, a ranking: refused before any is read
+        ownership.expect(path, ["sweep-results"], "merge")
     sources: list[tuple[str, list[dict[str, Any]]]] = []
     seen: set[str] = set()
     for path in inputs:
@@ -145,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
                 seen.add(line)
                 print(f"warning: {line}", file=sys.stderr)
     result = merge_records(sources)
+    if not result.records:  # merging nothing is never a success
+        print(
+            f"merge: nothing to merge: {', '.join(name for name, _ in sources)} hold(s) no "
+            f"result record; {out} NOT written",
+            file=sys.stderr,
+        )
+        return NOTHING_MERGED
     for name, rows in sources:
         print(f"{name}: {len(rows)} record(s)")
     print(

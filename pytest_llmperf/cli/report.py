@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.model import ownership
 from pytest_llmperf.outputs.formats import FORMATS, FormatInputs, FormatSpec
 
 #: the format written when ``--format`` is not given
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     targets = _targets(out, args.formats or [DEFAULT_FORMAT])
     for spec, path, what in targets:  # refused before anything is read or written
         spec.check(path, what)
+    ownership.expect(args.results, ["results-json"], "report")
+    if args.baseline:
+        ownership.expect(args.baseline, ["results-json"], "report --baseline")
     results = load_results(args.results)
     inputs = FormatInputs(baseline_results=load_results(args.baseline) if args.baseline else None)
     for spec, path, what in targets:

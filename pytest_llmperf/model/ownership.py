@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ Kind = Literal[
     "benchmark-json",
     "bmf",
     "github-summary",
+    "bisect-state",
 ]
 
 #: what each kind is called in messages
@@ -51,6 +52,7 @@ KIND_NAMES: dict[Kind, str] = {
     "benchmark-json": "pytest-benchmark JSON written by pytest-llmperf",
     "bmf": "Bencher Metric Format JSON written by pytest-llmperf",
     "github-summary": "a Markdown job summary (GitHub Actions' GITHUB_STEP_SUMMARY)",
+    "bisect-state": "an llmperf bisect state (JSON)",
 }
 
 #: the tEXt "Software" value of every PNG plot the package writes
@@ -307,6 +309,20 @@ def _github_summary(path: Path) -> bool:
     return not any(isinstance(loaded.get(k), Mapping | list) for k in _REGISTRY_KEYS)
 
 
+def _bisect_state(path: Path) -> bool:
+    """The state document of ``llmperf bisect`` (pytest_llmperf.verdict.bisect_state):
+    a JSON object with an integer ``llmperf_bisect`` and a list of ``steps``."""
+    try:
+        data = _json(path)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("llmperf_bisect"), int)
+        and isinstance(data.get("steps"), list)
+    )
+
+
 _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "sweep-results": _sweep_results,
     "ranking": _ranking,
@@ -319,6 +335,7 @@ _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "benchmark-json": _benchmark_json,
     "bmf": _bmf,
     "github-summary": _github_summary,
+    "bisect-state": _bisect_state,
 }
 
 
@@ -370,6 +387,8 @@ def _describe_json(data: Any, raw: bytes) -> str:
             if all(set(m) <= _measure_slugs() for m in data.values()):
                 return KIND_NAMES["bmf"]
             return "Bencher Metric Format JSON not written by pytest-llmperf"
+        if isinstance(data.get("llmperf_bisect"), int):
+            return KIND_NAMES["bisect-state"]
         if {"key", "cmake_args"} <= set(data):
             return "a pytest-llmperf build description (build.json)"
         return "a JSON object of another kind"
@@ -425,6 +444,8 @@ def appears_to_be(path: str | os.PathLike[str]) -> str:
             return "a sweep definition (YAML)"
         if {"models", "builds", "launchers", "profiles"} & set(loaded):
             return "an llmperf.yaml registry"
+        if set(loaded) == {"ranking"} and _ids(loaded["ranking"]):
+            return KIND_NAMES["ranking"]
         return "a YAML document"
     if _ids(loaded) and loaded:
         return KIND_NAMES["ranking"]
@@ -444,6 +465,48 @@ def refusal(path: str | os.PathLike[str], kind: Kind, what: str) -> str | None:
     )
 
 
+#: kinds of the files the package reads: those it writes, and baselines
+InputKind = Kind | Literal["baseline"]
+BASELINE_NAME = (
+    "a pytest-llmperf baseline file (baselines/<machine>.json, or a test's file under "
+    "baselines/<machine>/)"
+)
+
+
+def _baseline(path: Path) -> bool:
+    try:
+        data = _json(path)
+    except ValueError:
+        return False
+    if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
+        return False
+    return isinstance(data.get("nodeid"), str) or bool(
+        {"machine", "entries", "moved_to"} & set(data)
+    )
+
+
+def input_name(kind: InputKind) -> str:
+    return BASELINE_NAME if kind == "baseline" else KIND_NAMES[kind]
+
+
+def expect(path: str | os.PathLike[str], kinds: Sequence[InputKind], what: str) -> None:
+    """Raise a UsageError unless the existing, non-empty file ``path`` is one of ``kinds``
+    (a file the command reads): one line naming the file, what it appears to be and what
+    the command expected. A missing, empty or unreadable file is left to the reader."""
+    p = Path(path)
+    if not p.is_file() or _empty(p):
+        return
+    try:
+        if any(_baseline(p) if k == "baseline" else _RECOGNIZERS[k](p) for k in kinds):
+            return
+    except _Unreadable:
+        return
+    raise UsageError(
+        f"{what}: {path} appears to be {appears_to_be(path)}; expected "
+        f"{' or '.join(input_name(k) for k in kinds)}; nothing was read or written"
+    )
+
+
 def check(path: str | os.PathLike[str], kind: Kind, what: str) -> None:
     """Raise a UsageError (see :func:`refusal`) unless ``path`` may be written as
     ``kind``."""
@@ -453,11 +516,15 @@ def check(path: str | os.PathLike[str], kind: Kind, what: str) -> None:
 
 
 __all__ = [
+    "BASELINE_NAME",
     "KIND_NAMES",
     "PNG_SOFTWARE",
+    "InputKind",
     "Kind",
     "appears_to_be",
     "check",
+    "expect",
+    "input_name",
     "is_ours",
     "png_software",
     "refusal",

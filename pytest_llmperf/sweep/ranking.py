@@ -21,7 +21,7 @@ from pytest_llmperf.sweep.context import PathLike, Where, check_keys
 from pytest_llmperf.sweep.definition import DeepPhase, Root, Sweep, expand
 from pytest_llmperf.sweep.files import write_error
 from pytest_llmperf.sweep.points import PointList, SweepPoint
-from pytest_llmperf.sweep.selection import Sampling, sample_indices
+from pytest_llmperf.sweep.selection import Selection, select_indices
 
 RANKING_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_METRIC = "tg_tps"
@@ -216,6 +216,7 @@ def ranking_lines(sweep: str, ranked: Sequence[Ranked], path: Path) -> list[str]
 def read_ranking(path: PathLike) -> list[str]:
     """The ids of a ranking file (JSON or YAML list, or a mapping with ``ranking:``)."""
     where = Where(str(path))
+    ownership.expect(path, ["ranking"], "ranking file")
     data = read_yaml(path)
     if isinstance(data, Mapping):
         check_keys(data, ("ranking",), where, "a ranking file")
@@ -239,7 +240,7 @@ def deepen(
     deep_axes: Mapping[str, Any] | Sequence[Axis] | None = None,
     repetitions: int | None = None,
     *,
-    sampling: Sampling | str | None = None,
+    selection: Selection | str | None = None,
 ) -> PointList:
     """The deep phase: for each of the ``top_k`` best configs, sweep ``deep_axes``
     (same syntax as ``axes``) around it with ``repetitions``.
@@ -259,7 +260,7 @@ def deepen(
         else spec.axes
     )
     reps = repetitions or spec.repetitions or 2 * sweep.repetitions
-    s = sweep.sampling_for(sampling, base=spec.sampling)
+    s = sweep.selection_for(selection, base=spec.selection)
 
     ordered: list[str | SweepPoint] = []
     seen: set[str] = set()
@@ -292,7 +293,7 @@ def deepen(
         for p in parents
     ]
     lengths = [len(a) for a in axes]
-    combos = sample_indices(lengths, s, defaults=[a.default for a in axes])
+    combos = select_indices(lengths, s, defaults=[a.default for a in axes])
     return expand(
         sweep,
         roots,
@@ -300,7 +301,7 @@ def deepen(
         combos,
         repetitions=reps,
         workloads=spec.workloads or sweep.workloads,
-        sampling=s,
+        selection=s,
         grid_size=len(roots) * math.prod(lengths),
         deep=True,
     )

@@ -115,7 +115,8 @@ def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
     return verdict in FAILED_VERDICTS
 
 
-def _compared_nothing(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bool:
+def compared_nothing(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bool:
+    """Whether no metric had a value on both sides (limits and SLAs aside)."""
     return not any(
         c.baseline_median is not None and c.current_median is not None
         for wl, cs in comparisons.items()
@@ -153,7 +154,7 @@ def judge(
         )
     elif has_entry:
         out.notes.extend(f"warning: {w}" for w in warnings)
-        if _compared_nothing(comparisons) and verdict not in ("regressed", "improved"):
+        if compared_nothing(comparisons) and verdict not in ("regressed", "improved"):
             out.verdict = verdict = "inconclusive"
             out.notes.append(
                 f"the baseline entry of {nodeid} in {store or 'the baseline file'} holds no "
@@ -211,6 +212,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "compare",
+    "compared_nothing",
     "judge",
     "needs_remeasure",
     "should_accept",
