@@ -1,4 +1,4 @@
-"""Tests of the pure sweep core: grids, sampling strategies, ids, YAML, two phases,
+"""Tests of the pure sweep core: grids, selection strategies, ids, YAML, two phases,
 progress, JSONL streams, resume, sharding and merge. No llama.cpp needed."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pytest_llmperf.sweep import (
     PointList,
     ProgressLine,
     Ranked,
-    Sampling,
+    Selection,
     Sweep,
     SweepPoint,
     SweepWarning,
@@ -40,7 +40,7 @@ from pytest_llmperf.sweep import (
     rank,
     read_ranking,
     read_results,
-    sample_indices,
+    select_indices,
     shard,
     write_ranking,
 )
@@ -147,7 +147,7 @@ def test_custom_sparse_k() -> None:
 
 
 def test_boundary_widest_is_first_of_ties() -> None:
-    combos = sample_indices([8, 8], "boundary")
+    combos = select_indices([8, 8], "boundary")
     assert len(combos) == 15
     assert sorted({c[0] for c in combos}) == [0, 1, 3, 5, 7]
 
@@ -172,19 +172,19 @@ def test_every_strategy_is_in_the_docs_table() -> None:
 def test_strategy_names_and_aliases() -> None:
     for s in STRATEGY_TABLE:
         for name in (s.name, *s.aliases, s.name.upper().replace("_", "-")):
-            assert Sampling(name).strategy == s.name
+            assert Selection(name).strategy == s.name
     with pytest.raises(UsageError) as err:
-        Sampling("random")
+        Selection("random")
     assert all(s.name in str(err.value) for s in STRATEGY_TABLE)
     with pytest.raises(UsageError, match="lhs samples whole combinations"):
         axis_indices("lhs", 4)
 
 
 def test_describe_shows_the_options_a_strategy_reads() -> None:
-    assert Sampling("custom_sparse", k=3).describe().endswith("(k=3)")
-    assert Sampling("lhs").describe().endswith("(size=auto, seed=42)")
-    assert Sampling("lhs", size=9, seed=1).describe().endswith("(size=9, seed=1)")
-    assert Sampling("full").describe() == "full: every combination"
+    assert Selection("custom_sparse", k=3).describe().endswith("(k=3)")
+    assert Selection("lhs").describe().endswith("(size=auto, seed=42)")
+    assert Selection("lhs", size=9, seed=1).describe().endswith("(size=9, seed=1)")
+    assert Selection("full").describe() == "full: every combination"
 
 
 # -- axes read by each load parameter's spec ---------------------------------------------------
@@ -232,7 +232,7 @@ def test_lhs_covers_every_value_whenever_size_reaches_the_largest_axis(
     seed: int, size: int
 ) -> None:
     lengths = [6, 8, 5]
-    combos = sample_indices(lengths, Sampling("lhs", size=size, seed=seed))
+    combos = select_indices(lengths, Selection("lhs", size=size, seed=seed))
     assert len(combos) == size == len(set(combos))
     for j, n in enumerate(lengths):
         assert {c[j] for c in combos} == set(range(n))
@@ -240,7 +240,7 @@ def test_lhs_covers_every_value_whenever_size_reaches_the_largest_axis(
 
 def test_lhs_deterministic(seed_sweep: Sweep) -> None:
     a = seed_sweep.points("lhs", size=60, seed=42).ids()
-    b = seed_sweep.points(Sampling("lhs", size=60, seed=42)).ids()
+    b = seed_sweep.points(Selection("lhs", size=60, seed=42)).ids()
     c = seed_sweep.points("lhs", size=60, seed=43).ids()
     assert a == b
     assert a != c
@@ -249,12 +249,12 @@ def test_lhs_deterministic(seed_sweep: Sweep) -> None:
 def test_lhs_default_size_and_caps(seed_sweep: Sweep) -> None:
     assert len(seed_sweep.points("lhs")) == 60  # a quarter of 240
     assert len(seed_sweep.points("lhs", size=1000)) == 240
-    assert len(sample_indices([3], Sampling("lhs", size=2))) == 2
+    assert len(select_indices([3], Selection("lhs", size=2))) == 2
 
 
 def test_lhs_dedupe_keeps_the_requested_count() -> None:
     # a grid of 2x2x2: LHS of 7 would have many duplicates
-    combos = sample_indices([2, 2, 2], Sampling("lhs", size=7, seed=3))
+    combos = select_indices([2, 2, 2], Selection("lhs", size=7, seed=3))
     assert len(combos) == len(set(combos)) == 7
 
 
@@ -429,14 +429,14 @@ def test_single_sweep_at_top_level(tmp_path: Path) -> None:
         workloads: tg128
         axes:
           n_threads: "1-4*2"
-        sampling: {strategy: lhs, size: 2, seed: 1}
+        select: {strategy: lhs, size: 2, seed: 1}
         """,
         name="threads.yaml",
     )
     sweeps = load_sweeps(path)
     assert list(sweeps) == ["threads"]
     sweep = load_sweep(path)
-    assert sweep.sampling == Sampling("lhs", 2, 1)
+    assert sweep.selection == Selection("lhs", 2, 1)
     assert len(sweep.points()) == 2
     assert len(sweep.points("full")) == 3
 
@@ -480,7 +480,8 @@ def test_single_sweep_at_top_level(tmp_path: Path) -> None:
         ("models: [a, 3]", "sweeps.cpu.models[1]", "model id"),
         ("base: '-t 0'", "sweeps.cpu.base", "must be >= 1"),
         ("base: {n_thread: 2}", "sweeps.cpu.base", "unknown load parameter"),
-        ("sampling: {strategy: random}", "sweeps.cpu.sampling.strategy", "unknown sampling"),
+        ("sampling: {strategy: random}", "sweeps.cpu.sampling.strategy", "unknown selection"),
+        ("select: {strategy: random}", "sweeps.cpu.select.strategy", "unknown selection"),
         ("skip_invalid: maybe", "sweeps.cpu.skip_invalid", "true or false"),
         ("deep: {metric: nope}", "sweeps.cpu.deep.metric", "unknown metric"),
         ("deep: {top_k: 0}", "sweeps.cpu.deep.top_k", "must be >= 1"),
@@ -526,7 +527,7 @@ def test_yaml_on_off_flash_attn(tmp_path: Path) -> None:
 def test_python_errors_name_python() -> None:
     with pytest.raises(UsageError, match=r"^<python>: axes.n_threads\[0\]: 'a' is not"):
         Sweep.define("p", axes={"n_threads": ["a"]})
-    with pytest.raises(UsageError, match="unknown sampling strategy"):
+    with pytest.raises(UsageError, match="unknown selection strategy"):
         Sweep.define("p").points("nope")
     axis = Axis.parse("n_threads", "1-4*2")
     assert axis.names == ["t1", "t2", "t4"]
@@ -621,7 +622,7 @@ def test_deepen_arguments_override(tmp_path: Path) -> None:
         top_k=3,
         deep_axes={"n_threads_batch": "1-4*2"},
         repetitions=7,
-        sampling="stratified",
+        selection="stratified",
     )
     assert len(deep) == 9
     assert {p.repetitions for p in deep} == {7}
@@ -670,7 +671,7 @@ def test_plan_summary(seed_sweep: Sweep) -> None:
     assert lines[1] == "36 of 240 grid points (15%)"
     assert lines[2].startswith("216 timed runs (36 points x 2 workloads x 3 repetitions")
     assert lines[3].startswith("estimated time: 7m12s")
-    bare = plan_summary(list(points), Sampling("lhs", 60))
+    bare = plan_summary(list(points), Selection("lhs", 60))
     assert bare[1] == "36 points" and len(bare) == 3
     assert plan_summary(list(points), "full", grid_size=72)[1] == "36 of 72 grid points (50%)"
 
@@ -838,7 +839,7 @@ def test_ranking_output_errors_name_the_path_and_the_fix(tmp_path: Path) -> None
 def test_point_list_is_a_list(seed_sweep: Sweep) -> None:
     points = seed_sweep.points("stratified")
     assert isinstance(points, PointList) and isinstance(points, list)
-    assert points.sampling.strategy == "stratified" and points.sweep == "exp5"
+    assert points.selection.strategy == "stratified" and points.sweep == "exp5"
 
 
 def test_the_documented_example_loads(tmp_path: Path) -> None:
@@ -847,8 +848,21 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert block is not None
     sweep = load_sweeps(write(tmp_path, block.group(1)))["cpu"]
     points = sweep.points()
-    assert points.sampling.strategy == "balanced"
+    assert points.selection.strategy == "balanced"
     assert "tiny-moe-q8_f16-small-t4-nglall" in points.ids()
     ranked = rank(results_for(points), "tg_tps")
     deep = deepen(sweep, [r.id for r in ranked])
     assert len(deep) == 3 * 3 and {p.repetitions for p in deep} == {6}
+
+
+def test_select_and_its_older_spelling_sampling(tmp_path: Path) -> None:
+    body = "models: [tiny-moe-mxfp4]\naxes: {n_threads: [1, 2]}\n"
+    old = tmp_path / "old.yaml"
+    old.write_text(body + "sampling: boundary\n")
+    new = tmp_path / "new.yaml"
+    new.write_text(body + "select: boundary\n")
+    assert load_sweep(old).selection == load_sweep(new).selection == Selection("boundary")
+    both = tmp_path / "both.yaml"
+    both.write_text(body + "select: boundary\nsampling: full\n")
+    with pytest.raises(UsageError, match="both 'select' and 'sampling'"):
+        load_sweep(both)

@@ -72,7 +72,7 @@ def _llama_loaded_outside_pytester() -> None:
     """pytester's in-process runs drop the modules first imported inside them; llama.cpp's
     log callback lives in llama_lib, and calling it after its module is gone crashes the
     process (SIGSEGV/SIGILL). Import what the inner runs use here, once, so it stays."""
-    import scipy.stats.qmc  # noqa: F401  (lhs sampling)
+    import scipy.stats.qmc  # noqa: F401  (lhs selection)
 
     from pytest_llmperf.backends import engine, runner  # noqa: F401
     from pytest_llmperf.machine import fingerprint
@@ -163,7 +163,7 @@ def test_strategy_counts(
         assert len(ids) == expected
     result.stdout.fnmatch_lines(
         [
-            f"llmperf sweep grid (explore): strategy {points.sampling.strategy}*",
+            f"llmperf sweep grid (explore): strategy {points.selection.strategy}*",
             f"  {len(ids)} of 24 grid points*",
         ]
     )

@@ -1,4 +1,4 @@
-"""Parameter sweeps: grids over load params, sparse sampling, two phases, result streams.
+"""Parameter sweeps: grids over load params, sparse selection, two phases, result streams.
 
 Pure: no pytest import, no llama.cpp import. A :class:`Sweep` (from YAML with
 :func:`load_sweeps`, or from Python with :meth:`Sweep.define`) expands into a list of
@@ -9,7 +9,7 @@ The user documentation is docs/SWEEPS.md.
 One module per concern:
 
 - :mod:`.spec`: Sweep, Axis, Variant, DeepPhase; YAML and Python parsing
-- :mod:`.sampling`: Sampling and the table of strategies (add a strategy there)
+- :mod:`.selection`: Selection and the table of strategies (add a strategy there)
 - :mod:`.points`: SweepPoint, PointList, building and validating points
 - :mod:`.ranking`: rank, the ranking file, deepen (the two phases)
 - :mod:`.stream`: JSONL results, resume, shards, merge
@@ -44,11 +44,11 @@ from pytest_llmperf.sweep.records import (
 from pytest_llmperf.sweep.selection import (
     STRATEGIES,
     STRATEGY_TABLE,
-    Sampling,
+    Selection,
     Strategy,
     axis_indices,
     lhs_default_size,
-    sample_indices,
+    select_indices,
 )
 
 __all__ = [
@@ -61,7 +61,7 @@ __all__ = [
     "PointList",
     "ProgressLine",
     "Ranked",
-    "Sampling",
+    "Selection",
     "Strategy",
     "Sweep",
     "SweepPoint",
@@ -83,7 +83,7 @@ __all__ = [
     "rank",
     "read_ranking",
     "read_results",
-    "sample_indices",
+    "select_indices",
     "shard",
     "write_ranking",
 ]

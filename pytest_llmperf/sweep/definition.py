@@ -30,18 +30,30 @@ from pytest_llmperf.sweep.context import (
     load_yaml,
 )
 from pytest_llmperf.sweep.points import CONFIG_AXES, PointList, SweepPoint, slug
-from pytest_llmperf.sweep.selection import Sampling, sample_indices
+from pytest_llmperf.sweep.selection import Selection, select_indices
 
 # -- the other parts of a sweep ------------------------------------------------------------
 
 _DEFAULT_WORKLOADS: tuple[Workload, ...] = (Workload.parse("pp512"), Workload.parse("tg128"))
 _SWEEP_KEYS: tuple[str, ...] = (
     "description", "models", "workloads", "repetitions", "base", "axes", "skip_invalid",
-    "sampling", "deep",
+    "select", "sampling", "deep",
 )  # fmt: skip
 _DEEP_KEYS: tuple[str, ...] = (
-    "axes", "top_k", "repetitions", "metric", "better", "workload", "workloads", "sampling",
+    "axes", "top_k", "repetitions", "metric", "better", "workload", "workloads", "select",
+    "sampling",
 )  # fmt: skip
+
+
+def _selection(data: Mapping[str, Any], where: Where) -> Selection:
+    """The ``select:`` of a sweep or deep phase (``sampling:``, its spelling before 0.2,
+    is read the same; both at once is an error naming them)."""
+    if "select" in data and "sampling" in data:
+        raise where.error(
+            "both 'select' and 'sampling' given; keep 'select' ('sampling' is its older spelling)"
+        )
+    key = "select" if "select" in data else "sampling"
+    return Selection.parse(data.get(key), where=where.key(key))
 
 
 @dataclass(frozen=True)
@@ -59,7 +71,7 @@ class DeepPhase:
     workload: str | None = None
     #: None: the exploration's workloads
     workloads: tuple[Workload, ...] | None = None
-    sampling: Sampling = field(default_factory=Sampling)
+    selection: Selection = field(default_factory=Selection)
 
 
 def _parse_workloads(raw: Any, where: Where) -> tuple[Workload, ...]:
@@ -125,7 +137,7 @@ def _parse_deep(raw: Any, where: Where) -> DeepPhase | None:
             if "workloads" in raw
             else None
         ),
-        sampling=Sampling.parse(raw.get("sampling"), where=where.key("sampling")),
+        selection=_selection(raw, where),
     )
 
 
@@ -172,7 +184,7 @@ def _parse_models(raw: Any, where: Where) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Sweep:
     """A sweep definition: models x axes (each a list of variants), with the workloads
-    and repetitions of every point, a ``base`` applied first, the default ``sampling``
+    and repetitions of every point, a ``base`` applied first, the default ``selection``
     and an optional ``deep`` phase."""
 
     name: str
@@ -182,7 +194,7 @@ class Sweep:
     repetitions: int = 3
     base: LoadParams = field(default_factory=LoadParams)
     skip_invalid: bool = False
-    sampling: Sampling = field(default_factory=Sampling)
+    selection: Selection = field(default_factory=Selection)
     deep: DeepPhase | None = None
     description: str = ""
     #: the file (or "<python>") the sweep came from, for error messages
@@ -218,7 +230,7 @@ class Sweep:
             repetitions=int_value(data.get("repetitions", 3), at.key("repetitions"), 1),
             base=_parse_base(data.get("base"), at.key("base")),
             skip_invalid=skip,
-            sampling=Sampling.parse(data.get("sampling"), where=at.key("sampling")),
+            selection=_selection(data, at),
             deep=_parse_deep(data.get("deep"), at.key("deep")),
             description=description,
             source=source,
@@ -235,7 +247,7 @@ class Sweep:
         repetitions: int = 3,
         base: str | Mapping[str, Any] | LoadParams | None = None,
         skip_invalid: bool = False,
-        sampling: Sampling | str | Mapping[str, Any] | None = None,
+        selection: Selection | str | Mapping[str, Any] | None = None,
         deep: DeepPhase | Mapping[str, Any] | None = None,
         description: str = "",
     ) -> Sweep:
@@ -256,7 +268,7 @@ class Sweep:
             data["models"] = list(models) if not isinstance(models, str) else models
         if workloads is not None:
             data["workloads"] = list(workloads) if not isinstance(workloads, str) else workloads
-        for key, value in (("base", base), ("sampling", sampling), ("deep", deep)):
+        for key, value in (("base", base), ("select", selection), ("deep", deep)):
             if value is not None:
                 data[key] = value
         return cls.from_dict(data, name=name, source="<python>")
@@ -277,34 +289,34 @@ class Sweep:
             return [Root(prefix="", model="", params=self.base)]
         return [Root(prefix=slug(m), model=m, params=self.base) for m in self.models]
 
-    def sampling_for(
+    def selection_for(
         self,
-        strategy: Sampling | str | None,
+        strategy: Selection | str | None,
         size: int | None = None,
         seed: int | None = None,
         k: int | None = None,
         *,
-        base: Sampling | None = None,
-    ) -> Sampling:
-        """``base`` (default: the sweep's own sampling) with what is given replaced."""
-        return (base or self.sampling).override(
+        base: Selection | None = None,
+    ) -> Selection:
+        """``base`` (default: the sweep's own selection) with what is given replaced."""
+        return (base or self.selection).override(
             strategy, size, seed, k, where=Where(self.source, "strategy")
         )
 
     def points(
         self,
-        strategy: Sampling | str | None = None,
+        strategy: Selection | str | None = None,
         *,
         size: int | None = None,
         seed: int | None = None,
         k: int | None = None,
     ) -> PointList:
-        """The points a strategy keeps (default: the sweep's own ``sampling``), models
+        """The points a strategy keeps (default: the sweep's own ``selection``), models
         outermost, then the axes in order. Every point's load params are checked here:
         invalid ones raise a UsageError naming them, or are dropped with
         ``skip_invalid`` (see ``PointList.skipped``)."""
-        s = self.sampling_for(strategy, size, seed, k)
-        combos = sample_indices(self.lengths, s, defaults=[a.default for a in self.axes])
+        s = self.selection_for(strategy, size, seed, k)
+        combos = select_indices(self.lengths, s, defaults=[a.default for a in self.axes])
         return expand(
             self,
             self.roots(),
@@ -312,7 +324,7 @@ class Sweep:
             combos,
             repetitions=self.repetitions,
             workloads=self.workloads,
-            sampling=s,
+            selection=s,
             grid_size=self.grid_size,
             deep=False,
         )
@@ -337,7 +349,7 @@ class Sweep:
                 [combo],
                 repetitions=self.repetitions,
                 workloads=self.workloads,
-                sampling=Sampling(),
+                selection=Selection(),
                 grid_size=1,
                 deep=False,
             )
@@ -376,7 +388,7 @@ def expand(
     *,
     repetitions: int,
     workloads: tuple[Workload, ...],
-    sampling: Sampling,
+    selection: Selection,
     grid_size: int,
     deep: bool,
 ) -> PointList:
@@ -435,7 +447,7 @@ def expand(
             "'skip_invalid: true' to drop invalid combinations"
         )
     return PointList(
-        points, sweep=sweep.name, sampling=sampling, grid_size=grid_size, skipped=invalid
+        points, sweep=sweep.name, selection=selection, grid_size=grid_size, skipped=invalid
     )
 
 

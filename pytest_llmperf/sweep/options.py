@@ -15,7 +15,7 @@ from pytest_llmperf.model.metrics import METRICS
 from pytest_llmperf.sweep.files import check_output
 from pytest_llmperf.sweep.fleet import Shard, resolve_shard
 from pytest_llmperf.sweep.ranking import RANKING_SUFFIXES
-from pytest_llmperf.sweep.selection import Sampling
+from pytest_llmperf.sweep.selection import Selection
 
 PHASES = ("explore", "deep")
 
@@ -23,7 +23,7 @@ PHASES = ("explore", "deep")
 def parse_strategy(text: str) -> str:
     """``--perf-strategy``: a strategy name or alias -> its name."""
     try:
-        return Sampling(text).strategy
+        return Selection(text).strategy
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -101,6 +101,6 @@ class SweepOptions:
     def ranking_path(self, sweep: str) -> Path | None:
         return None if self.ranking is None else Path(self.ranking.replace("{sweep}", sweep))
 
-    def sampling_overrides(self) -> bool:
-        """Whether the command line sets any part of the sampling."""
+    def selection_overrides(self) -> bool:
+        """Whether the command line sets any part of the selection."""
         return any(v is not None for v in (self.strategy, self.size, self.seed, self.k))

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
-from pytest_llmperf.sweep.selection import Sampling
+from pytest_llmperf.sweep.selection import Selection
 
 
 def slug(text: str) -> str:
@@ -76,7 +76,7 @@ class SweepPoint:
 
 
 class PointList(list[SweepPoint]):
-    """The points of a sweep (a plain list) plus how they were chosen: the sampling,
+    """The points of a sweep (a plain list) plus how they were chosen: the selection,
     the full grid size and the invalid combinations dropped by ``skip_invalid``."""
 
     def __init__(
@@ -84,13 +84,13 @@ class PointList(list[SweepPoint]):
         points: Iterable[SweepPoint] = (),
         *,
         sweep: str = "",
-        sampling: Sampling | None = None,
+        selection: Selection | None = None,
         grid_size: int | None = None,
         skipped: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(points)
         self.sweep = sweep
-        self.sampling = sampling or Sampling()
+        self.selection = selection or Selection()
         self.grid_size = grid_size
         #: (point id, reason) of each invalid combination dropped
         self.skipped: tuple[tuple[str, str], ...] = tuple(skipped)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_llmperf.sweep.points import PointList, SweepPoint
-from pytest_llmperf.sweep.selection import Sampling
+from pytest_llmperf.sweep.selection import Selection
 
 
 def fmt_duration(seconds: float) -> str:
@@ -65,7 +65,7 @@ class ProgressLine:
 
 def plan_summary(
     points: Sequence[SweepPoint],
-    strategy: Sampling | str | None = None,
+    strategy: Selection | str | None = None,
     probe_seconds_per_run: float | None = None,
     *,
     grid_size: int | None = None,
@@ -75,11 +75,11 @@ def plan_summary(
     an estimated time when a probe duration per timed run is given."""
     plist = points if isinstance(points, PointList) else None
     if strategy is None:
-        s = plist.sampling if plist is not None else Sampling()
-    elif isinstance(strategy, Sampling):
+        s = plist.selection if plist is not None else Selection()
+    elif isinstance(strategy, Selection):
         s = strategy
     else:
-        s = Sampling(strategy)
+        s = Selection(strategy)
     grid = grid_size if grid_size is not None else (plist.grid_size if plist else None)
     sweeps = sorted({p.sweep for p in points if p.sweep}) or (
         [plist.sweep] if plist and plist.sweep else []

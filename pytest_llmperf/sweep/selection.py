@@ -1,4 +1,4 @@
-"""Sampling strategies: which combinations of axis indices a sweep measures.
+"""Selection strategies: which combinations of axis indices a sweep measures.
 
 Every strategy is one row of :data:`STRATEGY_TABLE`: its name, aliases, the rule shown in
 plans, help and error messages, and the function that picks indices, either along each
@@ -38,35 +38,35 @@ class AxisSlot:
 
 
 PerAxis = Callable[[AxisSlot], Iterable[int]]
-Combos = Callable[[Sequence[int], "Sampling"], list[tuple[int, ...]]]
+Combos = Callable[[Sequence[int], "Selection"], list[tuple[int, ...]]]
 
 
 @dataclass(frozen=True)
 class Strategy:
-    """One sampling strategy. Exactly one of ``per_axis`` and ``combos`` is set."""
+    """One selection strategy. Exactly one of ``per_axis`` and ``combos`` is set."""
 
     name: str
     rule: str
     aliases: tuple[str, ...] = ()
     per_axis: PerAxis | None = None
     combos: Combos | None = None
-    #: the Sampling fields it reads, shown after the rule: ("k",), ("size", "seed")
+    #: the Selection fields it reads, shown after the rule: ("k",), ("size", "seed")
     options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.per_axis is None) == (self.combos is None):
             raise TypeError(f"strategy {self.name}: give per_axis or combos, not both")
 
-    def sample(
-        self, lengths: Sequence[int], sampling: Sampling, defaults: Sequence[int | None]
+    def select(
+        self, lengths: Sequence[int], selection: Selection, defaults: Sequence[int | None]
     ) -> list[tuple[int, ...]]:
         """The combinations kept, in grid order."""
         if self.combos is not None:
-            return self.combos(lengths, sampling)
+            return self.combos(lengths, selection)
         assert self.per_axis is not None
         widest = max(range(len(lengths)), key=lambda i: lengths[i]) if lengths else -1
         per_axis = [
-            sorted(set(self.per_axis(AxisSlot(n, defaults[i], sampling.k, i == widest))))
+            sorted(set(self.per_axis(AxisSlot(n, defaults[i], selection.k, i == widest))))
             for i, n in enumerate(lengths)
         ]
         return list(itertools.product(*per_axis))
@@ -136,14 +136,14 @@ def lhs_default_size(lengths: Sequence[int]) -> int:
     return min(grid, max(max(lengths, default=1), math.ceil(grid / 4)))
 
 
-def _lhs(lengths: Sequence[int], sampling: Sampling) -> list[tuple[int, ...]]:
+def _lhs(lengths: Sequence[int], selection: Selection) -> list[tuple[int, ...]]:
     if not lengths:
         return [()]
     grid = math.prod(lengths)
-    size = min(sampling.size or lhs_default_size(lengths), grid)
+    size = min(selection.size or lhs_default_size(lengths), grid)
     if size == grid:
         return list(itertools.product(*(range(n) for n in lengths)))
-    sampler = _lhs_sampler(len(lengths), sampling.seed)
+    sampler = _lhs_sampler(len(lengths), selection.seed)
     seen: dict[tuple[int, ...], None] = dict.fromkeys(_lhs_batch(sampler, lengths, size))
     # duplicates: fill up to the requested size from further batches of the same sampler
     for _ in range(50):
@@ -156,7 +156,7 @@ def _lhs(lengths: Sequence[int], sampling: Sampling) -> list[tuple[int, ...]]:
     if len(seen) < size:  # pragma: no cover - nearly exhausted small grids
         import numpy as np
 
-        for flat in np.random.default_rng(sampling.seed).permutation(grid):
+        for flat in np.random.default_rng(selection.seed).permutation(grid):
             combo = tuple(int(x) for x in np.unravel_index(int(flat), tuple(lengths)))
             seen.setdefault(combo, None)
             if len(seen) >= size:
@@ -166,7 +166,7 @@ def _lhs(lengths: Sequence[int], sampling: Sampling) -> list[tuple[int, ...]]:
 
 # -- the registry ----------------------------------------------------------------------------
 
-#: every sampling strategy, in the order help and docs list them
+#: every selection strategy, in the order help and docs list them
 STRATEGY_TABLE: tuple[Strategy, ...] = (
     Strategy("full", "every combination", ("grid",), per_axis=_full),
     Strategy(
@@ -217,12 +217,12 @@ def find_strategy(text: Any, where: Where) -> Strategy:
     """The strategy named ``text`` (a name or an alias, any case, ``-`` for ``_``)."""
     key = str(text).strip().lower().replace("-", "_")
     if key not in _BY_NAME:
-        raise where.error(f"unknown sampling strategy {text!r}; accepted: {', '.join(STRATEGIES)}")
+        raise where.error(f"unknown selection strategy {text!r}; accepted: {', '.join(STRATEGIES)}")
     return _BY_NAME[key]
 
 
 @dataclass(frozen=True)
-class Sampling:
+class Selection:
     """How to pick points from the grid: ``strategy``, and ``size``/``seed`` (lhs) or ``k``
     (custom_sparse). ``size`` of ``None`` means max(largest axis, a quarter of the grid)."""
 
@@ -245,12 +245,12 @@ class Sampling:
         return _BY_NAME[self.strategy]
 
     @classmethod
-    def parse(cls, raw: Any, *, source: str = "<python>", where: Where | None = None) -> Sampling:
-        """A sampling from its YAML form: a strategy name or ``{strategy, size, seed, k}``."""
+    def parse(cls, raw: Any, *, source: str = "<python>", where: Where | None = None) -> Selection:
+        """A selection from its YAML form: a strategy name or ``{strategy, size, seed, k}``."""
         at = where or Where(source, "sampling")
         if raw is None:
             return cls()
-        if isinstance(raw, Sampling):
+        if isinstance(raw, Selection):
             return raw
         if isinstance(raw, str):
             return cls(find_strategy(raw, at).name)
@@ -267,23 +267,23 @@ class Sampling:
 
     def override(
         self,
-        strategy: Sampling | str | None = None,
+        strategy: Selection | str | None = None,
         size: int | None = None,
         seed: int | None = None,
         k: int | None = None,
         *,
         where: Where | None = None,
-    ) -> Sampling:
-        """This sampling with what is given replaced (a strategy name keeps these
-        size, seed and k; a Sampling replaces them)."""
-        if isinstance(strategy, Sampling):
+    ) -> Selection:
+        """This selection with what is given replaced (a strategy name keeps these
+        size, seed and k; a Selection replaces them)."""
+        if isinstance(strategy, Selection):
             s = strategy
         elif strategy is None:
             s = self
         else:
             name = find_strategy(strategy, where or Where("sampling")).name
-            s = Sampling(name, self.size, self.seed, self.k)
-        return Sampling(
+            s = Selection(name, self.size, self.seed, self.k)
+        return Selection(
             s.strategy,
             s.size if size is None else size,
             s.seed if seed is None else seed,
@@ -315,18 +315,18 @@ def axis_indices(
     spec = find_strategy(strategy, Where("sampling"))
     if spec.per_axis is None:
         raise UsageError(
-            f"{spec.name} samples whole combinations, not single axes: use sample_indices()"
+            f"{spec.name} samples whole combinations, not single axes: use select_indices()"
         )
     return sorted(set(spec.per_axis(AxisSlot(n, default, k, widest))))
 
 
-def sample_indices(
+def select_indices(
     lengths: Sequence[int],
-    sampling: Sampling | str = "full",
+    selection: Selection | str = "full",
     *,
     defaults: Sequence[int | None] | None = None,
 ) -> list[tuple[int, ...]]:
     """The combinations (one index per axis) a strategy keeps, in grid order."""
-    s = sampling if isinstance(sampling, Sampling) else Sampling(sampling)
+    s = selection if isinstance(selection, Selection) else Selection(selection)
     dflt = list(defaults) if defaults is not None else [None] * len(lengths)
-    return s.spec.sample(lengths, s, dflt)
+    return s.spec.select(lengths, s, dflt)

@@ -21,7 +21,7 @@ from pytest_llmperf.sweep.ranking import (
     write_ranking,
 )
 from pytest_llmperf.sweep.records import read_quietly
-from pytest_llmperf.sweep.selection import Sampling
+from pytest_llmperf.sweep.selection import Selection
 
 
 class Phases:
@@ -33,11 +33,11 @@ class Phases:
     def top_k(self, sweep: Sweep) -> int:
         return self.options.top_k or (sweep.deep.top_k if sweep.deep else DEFAULT_TOP_K)
 
-    def _deep_sampling(self, sweep: Sweep) -> Sampling | None:
+    def _deep_selection(self, sweep: Sweep) -> Selection | None:
         o = self.options
-        if not o.sampling_overrides():
+        if not o.selection_overrides():
             return None
-        base = sweep.deep.sampling if sweep.deep else Sampling()
+        base = sweep.deep.selection if sweep.deep else Selection()
         return base.override(o.strategy, o.size, o.seed, o.k)
 
     def _winners(self, sweep: Sweep, where: str) -> tuple[list[str], str]:
@@ -67,7 +67,7 @@ class Phases:
     def deep_points(self, sweep: Sweep, where: str) -> tuple[PointList, str]:
         """The deep phase's points of ``sweep`` and where its winners came from."""
         ids, origin = self._winners(sweep, where)
-        points = deepen(sweep, ids, top_k=self.options.top_k, sampling=self._deep_sampling(sweep))
+        points = deepen(sweep, ids, top_k=self.options.top_k, selection=self._deep_selection(sweep))
         return points, f"top {len({p.parent for p in points})} of {origin}"
 
     def write_ranking(self, plan: SweepPlan) -> tuple[list[str], list[str]]:
