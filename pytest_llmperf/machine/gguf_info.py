@@ -72,6 +72,8 @@ class _Tensor:
     n_elements: int
     ggml_type: int
     offset: int
+    #: the dimensions, GGUF order (the first is the row length)
+    dims: tuple[int, ...] = ()
 
 
 class _Truncated(Exception):
@@ -79,8 +81,11 @@ class _Truncated(Exception):
 
 
 class _Cursor:
-    def __init__(self, buf: Any, size: int) -> None:
+    def __init__(self, buf: Any, size: int, small_arrays: int = 0) -> None:
         self.buf, self.size, self.pos = buf, size, 0
+        #: arrays of numbers up to this length are read as tuples (per-layer head counts,
+        #: sliding-window patterns); longer ones, and every array by default, as a length
+        self.small_arrays = small_arrays
 
     def unpack(self, fmt: str) -> Any:
         n = struct.calcsize(fmt)
@@ -118,9 +123,13 @@ class _Cursor:
             if etype == _STRING:
                 self.skip_strings(count)
             elif etype in _SCALARS:
-                self.pos += struct.calcsize(_SCALARS[etype]) * count
+                fmt = _SCALARS[etype]
+                start = self.pos
+                self.pos += struct.calcsize(fmt) * count
                 if self.pos > self.size:
                     raise _Truncated
+                if count <= self.small_arrays:
+                    return struct.unpack_from(f"<{count}{fmt[1:]}", self.buf, start)
             else:
                 raise ValueError(f"unsupported array element type {etype}")
             return _ArrayLen(count)
@@ -132,10 +141,12 @@ class _ArrayLen:
     count: int
 
 
-def _read_header(p: Path, size: int) -> tuple[dict[str, Any], list[_Tensor], int]:
+def _read_header(
+    p: Path, size: int, small_arrays: int = 0
+) -> tuple[dict[str, Any], list[_Tensor], int]:
     """(key-values, tensors, data start) of a GGUF file; raises _Truncated or ValueError."""
     with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        cur = _Cursor(mm, size)
+        cur = _Cursor(mm, size, small_arrays)
         cur.pos = 4
         version = cur.unpack("<I")
         if version not in GGUF_VERSIONS:
@@ -153,10 +164,11 @@ def _read_header(p: Path, size: int) -> tuple[dict[str, Any], list[_Tensor], int
             n_dims = cur.unpack("<I")
             if n_dims > 8:
                 raise ValueError(f"tensor {name}: {n_dims} dimensions")
+            dims = tuple(int(cur.unpack("<Q")) for _d in range(n_dims))
             n = 1
-            for _d in range(n_dims):
-                n *= cur.unpack("<Q")
-            tensors.append(_Tensor(name, n, cur.unpack("<I"), cur.unpack("<Q")))
+            for d in dims:
+                n *= d
+            tensors.append(_Tensor(name, n, cur.unpack("<I"), cur.unpack("<Q"), dims))
         align = kv.get("general.alignment", 32)
         align = align if isinstance(align, int) and align > 0 else 32
         start = (cur.pos + align - 1) // align * align
@@ -258,6 +270,74 @@ def _quant_name(ftype: Any, tensors: list[_Tensor]) -> str:
         return str(gguf.GGMLQuantizationType(top).name)
     except ValueError:
         return f"type{top}"
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of the table: its dimensions (GGUF order: the first is the row length),
+    ggml type and size in the file (None for a type the gguf package does not know)."""
+
+    name: str
+    dims: tuple[int, ...]
+    type_name: str
+    n_bytes: int | None
+
+    @property
+    def rows(self) -> int:
+        """Rows of the tensor (every dimension but the first, multiplied)."""
+        n = 1
+        for d in self.dims[1:]:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    """A model file's tensor table and its metadata: scalars, and arrays of up to
+    :data:`SMALL_ARRAYS` numbers as tuples (longer arrays are left out)."""
+
+    path: str
+    arch: str
+    metadata: dict[str, Any]
+    tensors: tuple[TensorEntry, ...]
+
+    def arch_value(self, key: str) -> Any:
+        """The architecture's ``{arch}.{key}`` value (None when absent)."""
+        return self.metadata.get(f"{self.arch}.{key}")
+
+
+#: the longest metadata array :func:`tensor_table` keeps (per-layer values)
+SMALL_ARRAYS = 4096
+_table_cache: dict[tuple[str, int, int], TensorTable] = {}
+
+
+def tensor_table(path: str | os.PathLike[str]) -> TensorTable:
+    """The tensor table of a valid GGUF model (validated by :func:`inspect` first, so a
+    bad file is the same :class:`ModelFileError`). Cached per (path, size, mtime)."""
+    import gguf
+
+    info = inspect(path)
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _table_cache:
+        return _table_cache[key]
+    try:
+        kv, tensors, _start = _read_header(p, st.st_size, SMALL_ARRAYS)
+    except (_Truncated, ValueError) as exc:  # pragma: no cover - inspect() read it
+        raise ModelFileError(f"model file {p} is not a readable GGUF ({exc})") from None
+    entries = []
+    for t in tensors:
+        try:
+            type_name = str(gguf.GGMLQuantizationType(t.ggml_type).name)
+            n_bytes: int | None = _tensor_bytes(t)
+        except ValueError:
+            type_name, n_bytes = f"type{t.ggml_type}", None
+        entries.append(TensorEntry(t.name, t.dims, type_name, n_bytes))
+    metadata = {k: v for k, v in kv.items() if not isinstance(v, _ArrayLen)}
+    table = TensorTable(str(p), info.arch, metadata, tuple(entries))
+    _table_cache[key] = table
+    return table
 
 
 def tensor_types(path: str | os.PathLike[str]) -> dict[str, str]:
