@@ -46,3 +46,9 @@ def builds_dir() -> Path:
 def locks_dir() -> Path:
     """Lock files of baseline writers: kept out of the user's repository."""
     return cache_root() / "locks"
+
+
+def machine_limits_file() -> Path:
+    """The machine's measured limits (memory bandwidth, f32 GEMM rate) per machine id and
+    thread count, written by ``llmperf machine --measure``."""
+    return cache_root() / "machine-limits.json"

@@ -9,6 +9,7 @@ llmperf history [TEST] [-o DIR]            # session medians over time, and thei
 llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shards
 llmperf ab --model M --build-b main -n 128 # is B slower than A? paired rounds, exit 0/1
 llmperf build NAME --cmake-args "..."      # build a named llama.cpp variant; --list
+llmperf machine [--measure]                # the measured limits the roofline metrics use
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pytest_llmperf.cli import ab, baseline, build, compare, history, merge, report, tiny
+from pytest_llmperf.cli import (
+    ab,
+    baseline,
+    build,
+    compare,
+    history,
+    machine,
+    merge,
+    report,
+    tiny,
+)
 from pytest_llmperf.errors import LLMPerfError
 from pytest_llmperf.signals import SignalGuard, Stopped, exit_status
 
@@ -37,7 +48,17 @@ class Command(Protocol):
 
 
 #: the commands, in the order ``llmperf --help`` lists them
-COMMANDS: tuple[Command, ...] = (tiny, compare, report, baseline, history, merge, ab, build)
+COMMANDS: tuple[Command, ...] = (
+    tiny,
+    compare,
+    report,
+    baseline,
+    history,
+    merge,
+    ab,
+    build,
+    machine,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,7 @@ Kind = Literal[
     "bmf",
     "github-summary",
     "bisect-state",
+    "machine-limits",
 ]
 
 #: what each kind is called in messages
@@ -53,6 +54,7 @@ KIND_NAMES: dict[Kind, str] = {
     "bmf": "Bencher Metric Format JSON written by pytest-llmperf",
     "github-summary": "a Markdown job summary (GitHub Actions' GITHUB_STEP_SUMMARY)",
     "bisect-state": "an llmperf bisect state (JSON)",
+    "machine-limits": "pytest-llmperf's cache of measured machine limits (llmperf machine)",
 }
 
 #: the tEXt "Software" value of every PNG plot the package writes
@@ -67,6 +69,8 @@ SUMMARY_MD_HEAD = "# llmperf report\n"
 HISTORY_MD_HEAD = "# Baseline history\n"
 REPORT_HTML_TITLE = "<title>llmperf report"
 HISTORY_HTML_TITLE = "<title>llmperf: baseline history</title>"
+#: the "kind" of the machine limits cache (:mod:`pytest_llmperf.machine.limits`)
+MACHINE_LIMITS_TAG = "pytest-llmperf machine limits"
 
 
 class _Unreadable(Exception):
@@ -323,6 +327,18 @@ def _bisect_state(path: Path) -> bool:
     )
 
 
+def _machine_limits(path: Path) -> bool:
+    try:
+        data = _json(path)
+    except ValueError:
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("kind") == MACHINE_LIMITS_TAG
+        and isinstance(data.get("limits"), dict)
+    )
+
+
 _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "sweep-results": _sweep_results,
     "ranking": _ranking,
@@ -336,6 +352,7 @@ _RECOGNIZERS: dict[Kind, Callable[[Path], bool]] = {
     "bmf": _bmf,
     "github-summary": _github_summary,
     "bisect-state": _bisect_state,
+    "machine-limits": _machine_limits,
 }
 
 
@@ -389,6 +406,8 @@ def _describe_json(data: Any, raw: bytes) -> str:
             return "Bencher Metric Format JSON not written by pytest-llmperf"
         if isinstance(data.get("llmperf_bisect"), int):
             return KIND_NAMES["bisect-state"]
+        if data.get("kind") == MACHINE_LIMITS_TAG:
+            return KIND_NAMES["machine-limits"]
         if {"key", "cmake_args"} <= set(data):
             return "a pytest-llmperf build description (build.json)"
         return "a JSON object of another kind"
