@@ -68,6 +68,13 @@ class MetricSpec:
     #: lone start token, so this is one decode step and its wake-up jitter) a paired
     #: verdict shows it without gating it
     prompt: bool = False
+    #: the header of an optional column of the terminal table, shown where there is room
+    #: ("roof%"); metrics sharing a header share the column (a row shows the first of them,
+    #: in registry order, that it measured)
+    column: str = ""
+    #: plotted against each axis of a sweep (and a column of its table) beside the sweep's
+    #: own metric
+    sweep_plot: bool = False
 
     @property
     def label(self) -> str:
@@ -250,6 +257,43 @@ METRICS: dict[str, MetricSpec] = {
             "generation rate (llama.cpp's counter)",
             "llama.cpp's own counter: n_eval / t_eval_ms",
             informational=True,
+        ),
+        # how close to the machine's limit (session/roofline.py: bytes per token from the
+        # GGUF tensor table, machine/traffic.py; limits from `llmperf machine --measure`)
+        _(
+            "tg_bw_gbs",
+            "GB/s",
+            "higher",
+            "effective decode bandwidth",
+            "bytes a generated token reads (weights it uses, KV cache at the workload's mean "
+            "depth) x tg_tps",
+            short="bw",
+            informational=True,
+        ),
+        _(
+            "tg_roofline_pct",
+            "%",
+            "higher",
+            "decode: share of the memory bandwidth",
+            "the time a token's bytes need at the measured bandwidth (host; the GPU's "
+            "datasheet figure for offloaded bytes) x tg_tps, in %",
+            short="roof",
+            informational=True,
+            column="roof%",
+            sweep_plot=True,
+        ),
+        _(
+            "pp_roofline_pct",
+            "%",
+            "higher",
+            "prompt: share of the measured f32 GEMM rate",
+            "FLOPs per prompt token x pp_tps / the f32 GEMM rate measured with "
+            "n_threads_batch, in % (int8 kernels can exceed 100%)",
+            short="pproof",
+            informational=True,
+            prompt=True,
+            column="roof%",
+            sweep_plot=True,
         ),
         # a request streamed through llama-cpp-python's high-level API (backends/stream.py)
         _(

@@ -17,7 +17,7 @@ from pytest_llmperf.backends.runner import Runner
 from pytest_llmperf.errors import BackendCrash, UsageError
 from pytest_llmperf.model.results import Measurement, MetricComparison, TestResult
 from pytest_llmperf.model.workloads import DEFAULT_MAX_TOKENS, Workload, stream_workload
-from pytest_llmperf.session import alike
+from pytest_llmperf.session import alike, roofline
 from pytest_llmperf.session.perf_session import PerfSession
 from pytest_llmperf.session.plan import TestPlan
 from pytest_llmperf.verdict import judge
@@ -89,6 +89,7 @@ class Recorder:
             self.session.runners.drop(self.config.key())
             raise
         m.fingerprint = self.session.fingerprint(self.config, self.path, runner.software)
+        roofline.attach(m)  # how close to the machine's limit, per repetition
         for warning in runner.warnings:
             if warning not in self._warnings:
                 self._warnings.append(warning)
@@ -177,6 +178,8 @@ class Recorder:
         result.reference.fingerprint = session.fingerprint(ref, ref_path or self.path)
         m = result.candidate
         m.fingerprint = session.fingerprint(self.config, self.path)
+        roofline.attach(result.reference)
+        roofline.attach(m)
         m.resolved["paired"] = {
             "reference": ref.id,
             "loads": len(result.runs.blocks),
