@@ -31,6 +31,7 @@ from pytest_llmperf.outputs.llama_bench import (
     resolved_flash_attn,
     resolved_threads,
 )
+from pytest_llmperf.outputs.roofline import roofline_blocks
 from pytest_llmperf.outputs.rows import (
     Row,
     all_rows,
@@ -340,7 +341,7 @@ def sweep_tables(reports: Sequence[TestResult]) -> list[tuple[str, Table]]:
     out: list[tuple[str, Table]] = []
     for group in sweep_groups(reports):
         metric = group.metric()
-        metrics = [x for x in (metric, "ttft_ms") if x]
+        metrics = [x for x in (metric, "ttft_ms") if x] + group.extra_metrics()
         headers = [
             *group.axes,
             *[f"{x} ({metric_unit(x)})" for x in metrics],
@@ -424,6 +425,10 @@ def build_document(
                 "note",
             ),
         ]
+
+    roof = roofline_blocks(reports)
+    if roof:
+        blocks += [Heading(2, "How close to the machine's limit", "roofline"), *roof]
 
     streaming = streaming_table(reports)
     if streaming is not None:

@@ -548,15 +548,18 @@ def _sweep_figure(group: SweepGroup, metric: str, path: Path) -> Path:
 
 
 def plot_sweeps(reports: Sequence[TestResult], outdir: Path) -> list[Path]:
-    """(d) the sweep's metric against each axis' variants."""
+    """(d) the sweep's metric against each axis' variants; and each metric the registry
+    plots beside it (MetricSpec.sweep_plot, e.g. tg_roofline_pct), one figure each."""
     out: list[Path] = []
     for group in sweep_groups(reports):
         metric = group.metric()
         if metric is None:
             continue
-        out.append(
-            _sweep_figure(group, metric, outdir / f"sweep_{file_name_part(group.title)}.png")
-        )
+        base = f"sweep_{file_name_part(group.title)}"
+        out.append(_sweep_figure(group, metric, outdir / f"{base}.png"))
+        for extra in group.extra_metrics():
+            path = outdir / f"{base}_{file_name_part(extra)}.png"
+            out.append(_sweep_figure(group, extra, path))
     return out
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_llmperf.model.metrics import KEY_METRICS
+from pytest_llmperf.model.metrics import KEY_METRICS, METRICS
 from pytest_llmperf.model.results import Measurement, TestResult
 from pytest_llmperf.outputs.rows import function_name
 
@@ -35,6 +35,13 @@ class SweepGroup:
         (tg_tps, else pp_tps, ..., load_ms for cold loads)."""
         measured = {name for _, m, _ in self.points for name, v in m.values.items() if v}
         return next((name for name in KEY_METRICS if name in measured), None)
+
+    def extra_metrics(self) -> list[str]:
+        """The registry's metrics plotted beside the sweep's own (MetricSpec.sweep_plot:
+        how close to the machine's limit, by axis) that its points measured."""
+        measured = {name for _, m, _ in self.points for name, v in m.values.items() if v}
+        own = self.metric()
+        return [n for n, spec in METRICS.items() if spec.sweep_plot and n in measured and n != own]
 
     def variants(self, axis: str) -> list[Any]:
         seen: list[Any] = []

@@ -103,9 +103,21 @@ def _rate(row: Row) -> float | None:
     return None if m is None else headline_rate(m)
 
 
+def _column_cells(row: Row) -> dict[str, str]:
+    """The registry's optional columns of a row (MetricSpec.column): per header, the first
+    metric of the registry with it that the row measured."""
+    m = row.measurement
+    out: dict[str, str] = {}
+    for name, spec in METRICS.items():
+        if m is not None and spec.column and spec.column not in out and m.values.get(name):
+            out[spec.column] = fmt_compact(m.median(name))
+    return out
+
+
 def _cells(row: Row, rss_mark: bool, short: bool) -> dict[str, str]:
     m = row.measurement
     return {
+        **_column_cells(row),
         "model": m.model if m else "-",
         "params": m.params.short_id() if m else "-",
         "rate": fmt_compact(_rate(row)),
@@ -235,13 +247,21 @@ def terminal_lines(
     if len(params) > 1:
         ids = [c["params"] for c in cells.values()]
         optional.append(_Col("params", "params", min(16, max(len(i) for i in ids)), False))
+    headers = [spec.column for spec in METRICS.values() if spec.column]
+    for header in dict.fromkeys(h for h in headers if any(h in c for c in cells.values())):
+        col_w = max(len(header), *(len(c.get(header, "-")) for c in cells.values()))
+        optional.append(_Col(header, header, col_w))
+        for c in cells.values():
+            c.setdefault(header, "-")
     shown: list[_Col] = []
     for col in optional:
         rest = available - sum(c.width + 1 for c in shown) - col.width - 1
         if rest >= min(longest, _NAME_MIN):
             shown.append(col)
     name_w = max(12, min(longest, available - sum(c.width + 1 for c in shown)))
-    cols = [_Col("name", "test", name_w, right=False), *shown, *fixed]
+    lead = [c for c in shown if c.key in ("model", "params")]
+    tail = [c for c in shown if c not in lead]  # the registry's, after the memory column
+    cols = [_Col("name", "test", name_w, right=False), *lead, *fixed[:5], *tail, *fixed[5:]]
 
     lines: list[Line] = []
     context = []
@@ -277,6 +297,9 @@ def terminal_lines(
     ):
         legend += "; stream:* rows: the streamed chunks' (stream_tps, stream_ttft_ms, ...)"
     lines.append((ellipsize(legend, width, middle=False), {}))
+    for col in tail:  # the registry's columns: which metric each shows
+        named = [n for n, spec in METRICS.items() if spec.column == col.key]
+        lines.append((ellipsize(f"{col.key}: {', else '.join(named)}", width, middle=False), {}))
     overall = worst([r.verdict for r in reports])
     done = _markup(overall) if overall != "pass" else {"green": True, "bold": True}
     lines += [(text, done) for text in textwrap.wrap(counts_text(reports), width) or [""]]
