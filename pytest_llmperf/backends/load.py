@@ -2,7 +2,9 @@
 
 - llama.cpp's model and context params: every :class:`~pytest_llmperf.backends.protocol.StructField`
   of the engine's knob table (:data:`~pytest_llmperf.backends.protocol.ENGINE`) is set from
-  its value function, through a setter that refuses a field the struct does not have;
+  its value function, through a setter that refuses a field the struct does not have; a
+  knob at its default whose field this release lacks is left to the release's own
+  default, one set away from it is refused, naming the knob and the release;
   the table's other entries are applied by the explicit code here: tensor split, devices,
   tensor overrides (-ot, cpu-moe, n-cpu-moe), NUMA, the threadpool;
 - the tensor override check after the load: exactly the tensors the patterns match show
@@ -32,6 +34,29 @@ from pytest_llmperf.native import llama_lib, llama_log
 from pytest_llmperf.native import model as native
 
 EXPERT_PATTERN = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+
+
+def struct_fields(struct: Any, params: LoadParams) -> dict[str, Any]:
+    """The fields of ``struct`` (llama.cpp's model or context params) from the engine's
+    knob table, with their values for ``params``. A field this llama-cpp-python cannot
+    take (an older release): left out while its knob is at its default (the release's own
+    default holds), else refused, naming the knob and the release."""
+    out: dict[str, Any] = {}
+    for name, e in ENGINE.entries(StructField).items():
+        if e.struct != type(struct).__name__:
+            continue
+        shown = KNOBS[name].shown(getattr(params, name))
+        if e.only_when_set and not shown:
+            continue
+        value = e.value(params)
+        why = native.field_problem(struct, e.field, value)
+        if why and not shown:
+            continue
+        if why:
+            text = KNOBS[name].kind.text(getattr(params, name))
+            raise UsageError(f"{name}={text}: {why}; this release cannot apply the knob")
+        out[e.field] = value
+    return out
 
 
 def expert_override_patterns(params: LoadParams) -> list[str]:
@@ -94,15 +119,6 @@ class EngineLoad:
             raise BackendError("model is closed")
         return self._ctx
 
-    def _fields(self, struct: str) -> dict[str, Any]:
-        """The struct's fields from the engine's knob table, with their values."""
-        p = self.params
-        return {
-            e.field: e.value(p)
-            for name, e in ENGINE.entries(StructField).items()
-            if e.struct == struct and (not e.only_when_set or KNOBS[name].shown(getattr(p, name)))
-        }
-
     def _load(self, outside: devices.Placement | None) -> LoadReport:
         """Load the model and its context; ``outside``: the caller's placement before (what
         the process was given, recorded; the threadpool's own is kept for the runs)."""
@@ -118,7 +134,7 @@ class EngineLoad:
             )
         overrides = self.overrides()
         mparams = native.model_params()
-        native.set_fields(mparams, **self._fields("llama_model_params"))
+        native.set_fields(mparams, **struct_fields(mparams, p))
         if p.tensor_split:
             split = native.tensor_split_array(v.tensor_split(p), self._keep)
             native.set_fields(mparams, tensor_split=split)
@@ -137,9 +153,7 @@ class EngineLoad:
                 f"the numbers say more about the oversubscription than the model (use -t {cores})"
             )
         cparams = native.context_params()
-        native.set_fields(
-            cparams, n_seq_max=1, no_perf=False, **self._fields("llama_context_params")
-        )
+        native.set_fields(cparams, n_seq_max=1, no_perf=False, **struct_fields(cparams, p))
         if p.n_ctx > self.info.n_ctx_train > 0:
             self.warnings.append(
                 f"n_ctx={p.n_ctx} is larger than the model's training context "

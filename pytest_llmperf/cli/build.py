@@ -1,9 +1,17 @@
-"""``llmperf build``: build a named llama.cpp variant (a library, or a llama-bench binary)
-into the cache, reused by key; ``--list`` shows each cached build with all its names.
+"""``llmperf build``: build a named llama.cpp variant into the cache, reused by key;
+``--list`` shows each cached build with its kind and all its names.
 
+    llmperf build floor --version 0.3.16      # a release in its own environment
     llmperf build portable --cmake-args "-DGGML_NATIVE=OFF"
+    llmperf build main --source ~/src/llama.cpp
     llmperf build slow --source ~/src/llama.cpp --llama-bench
     llmperf build --list
+
+A release (``--version``; the pinned one when nothing else is given) is built from
+source into a virtual environment of its own, and runs its own bindings: any two
+releases run side by side. ``--source``, and ``--cmake-args`` without ``--version``,
+build a library folder that the installed llama-cpp-python loads (its C API must be the
+installed release's).
 
 A name is an alias: building the same arguments under another name adds that name; a
 name given again for other arguments moves to the new build (see
@@ -30,7 +38,12 @@ def add_parser(sub: Any) -> None:
     )
     b.add_argument("name", nargs="?", help="the build's name (used as build=NAME)")
     b.add_argument("--list", action="store_true", help="list cached builds")
-    b.add_argument("--version", default=builds.PINNED_VERSION, help="llama-cpp-python version")
+    b.add_argument(
+        "--version",
+        default=None,
+        help="a llama-cpp-python release, in an environment of its own (default: the pinned "
+        f"{builds.PINNED_VERSION})",
+    )
     b.add_argument("--cmake-args", default="", help="extra CMake arguments")
     b.add_argument("--source", default="", help="a local llama.cpp source tree instead")
     b.add_argument(
@@ -47,18 +60,23 @@ def run(args: argparse.Namespace) -> int:
         if not cached:
             print("no cached builds (llmperf build NAME makes one)")
         for info in sorted(cached, key=lambda i: (not i.names, sorted(i.names), i.key)):
-            what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
             names = ", ".join(info.names) or f"(no name; build {info.key})"
-            print(f"{names}: {info.lib}  ({what}; {info.cmake_args})")
+            print(f"{names}: {info.kind} {info.lib}  ({info.what}; {info.cmake_args})")
         return 0
     if not args.name:
         raise UsageError("build: name the build (llmperf build NAME), or --list")
+    if args.llama_bench:
+        kind = "llama_bench"
+    elif args.source or (args.cmake_args and args.version is None):
+        kind = "lib"
+    else:
+        kind = "release"
     info = builds.build(
         args.name,
-        version=args.version,
+        version=args.version or builds.PINNED_VERSION,
         cmake_args=args.cmake_args,
         source=args.source,
-        kind="llama_bench" if args.llama_bench else "lib",
+        kind=kind,
         log=sys.stderr,
     )
     state = "reused" if info.reused else "built"
@@ -70,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             f"the name {info.name} now names this build; it was taken from {info.moved_from}",
             file=sys.stderr,
         )
-    key = "llama_bench" if info.kind == "llama_bench" else "lib"
+    key = {"llama_bench": "llama_bench", "release": "python"}.get(info.kind, "lib")
     print(
         f"use it as build={info.name!r}, or in llmperf.yaml:  "
         f"builds: {{{info.name}: {{{key}: {info.lib}}}}}",

@@ -5,7 +5,9 @@ A **build** is one llama.cpp library: a folder holding libllama and the ggml lib
 environment with its own llama-cpp-python, or an environment variable naming such a
 folder. The installed one is always there as ``default``. Builds come from ``builds:`` in
 llmperf.yaml (``[tool.llmperf.builds]``) and from ``llmperf build NAME``, which builds a
-named variant into the cache (see :func:`build`).
+named variant into the cache (see :func:`build`): a **release build** is a
+llama-cpp-python release in an environment of its own (its own bindings and library, so
+any two releases run side by side), a library folder comes from a llama.cpp source tree.
 
 A **launcher** is a command prefix for the worker process: ``numactl -N 0 -m 0``,
 ``taskset -c 0-7``, ``nice -n -5``, ``env GGML_X=1``. The program must exist (checked
@@ -40,6 +42,16 @@ DEFAULT = "default"
 PINNED_VERSION = "0.3.36"
 #: CMake arguments every build gets: no multimodal, tests or examples (a shorter build)
 BASE_CMAKE_ARGS = "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+#: what a release build's environment holds beside llama-cpp-python (which brings numpy):
+#: what the worker imports (pytest_llmperf itself comes from the package's own folder),
+#: with this project's own requirements (pyproject.toml)
+WORKER_REQUIREMENTS = ("numpy>=1.24", "psutil>=5.9", "pynvml>=11.5", "gguf>=0.10", "pyyaml>=6.0")
+#: a release build's environment puts pytest_llmperf's folder, named by this variable,
+#: after its own packages (PYTHONPATH would put it, and what lies beside it, first)
+PACKAGE_PATH_ENV = "LLMPERF_PACKAGE_PATH"
+#: the kinds of ``llmperf build``: a release's own environment, a library folder, a
+#: llama-bench binary; where each keeps what it built, under the build's folder
+BUILD_TARGETS = {"release": "venv/bin/python", "lib": "lib", "llama_bench": "bin/llama-bench"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ class BuildSource:
     #: a llama-bench binary: measured through it (pytest_llmperf.backends.llamabench)
     llama_bench: str = ""
     defined_in: str = "built-in"
+    #: a ``python`` build that is a release build's environment: that llama-cpp-python
+    #: version (it finds pytest_llmperf after its own packages)
+    release: str = ""
 
     @property
     def is_default(self) -> bool:
@@ -84,6 +99,8 @@ class BuildSource:
             exe = shutil.which(self.python) or self.python
             if not Path(exe).is_file():
                 return None, f"{where}: interpreter {self.python} does not exist; fix its path"
+            if self.release:
+                return Runtime(exe, {PACKAGE_PATH_ENV: _package_root()}), ""
             return Runtime(exe, {"PYTHONPATH": _package_root()}), ""
         lib = self.lib
         if self.env:
@@ -179,7 +196,8 @@ class BuiltInfo:
 
     name: str
     key: str
-    #: the library folder (kind "lib"), or the llama-bench binary (kind "llama_bench")
+    #: the library folder (kind "lib"), the environment's interpreter (kind "release"),
+    #: or the llama-bench binary (kind "llama_bench")
     lib: Path
     version: str
     cmake_args: str
@@ -193,9 +211,23 @@ class BuiltInfo:
     moved_from: str = ""
 
     def source_entry(self) -> BuildSource:
+        where = "llmperf build"
         if self.kind == "llama_bench":
-            return BuildSource(self.name, llama_bench=str(self.lib), defined_in="llmperf build")
-        return BuildSource(self.name, lib=str(self.lib), defined_in="llmperf build")
+            return BuildSource(self.name, llama_bench=str(self.lib), defined_in=where)
+        if self.kind == "release":
+            return BuildSource(
+                self.name, python=str(self.lib), release=self.version, defined_in=where
+            )
+        return BuildSource(self.name, lib=str(self.lib), defined_in=where)
+
+    @property
+    def what(self) -> str:
+        """What was built, in words: ``llama-cpp-python 0.3.16 (its own environment)``."""
+        if self.source:
+            return f"source {self.source}"
+        if self.kind == "release":
+            return f"llama-cpp-python {self.version} (its own environment)"
+        return f"llama-cpp-python {self.version}"
 
 
 def build_key(version: str, cmake_args: str, source: str) -> str:
@@ -220,7 +252,7 @@ def _read_meta(meta: Path) -> BuiltInfo | None:
         data = json.loads(meta.read_text())
         kind = data.get("kind", "lib")
         names = tuple(_names(data))
-        target = meta.parent / ("bin/llama-bench" if kind == "llama_bench" else "lib")
+        target = meta.parent / BUILD_TARGETS[kind]
         return BuiltInfo(
             names[0] if names else "",
             data["key"],
@@ -313,22 +345,39 @@ def build(
     kind: str = "lib",
     log: Any = None,
 ) -> BuiltInfo:
-    """Build llama.cpp as build ``name`` into the cache: llama-cpp-python ``version`` from
-    the package registry with ``cmake_args`` (its library folder is kept), or a local
-    llama.cpp source tree ``source`` built with BUILD_SHARED_LIBS; with ``kind``
-    "llama_bench", the llama-bench binary of that tree (the sdist's vendored llama.cpp by
-    default), linked statically. The same version, args, source and kind twice reuse the
-    first build."""
+    """Build llama.cpp as build ``name`` into the cache. ``kind``:
+
+    - "release": llama-cpp-python ``version`` built from source with ``cmake_args``, in a
+      virtual environment of its own with what the worker needs
+      (:data:`WORKER_REQUIREMENTS`): its own bindings run its own library, so any release
+      runs beside any other;
+    - "lib": a library folder, of a local llama.cpp source tree ``source`` built with
+      BUILD_SHARED_LIBS, or of llama-cpp-python ``version``'s wheel (loaded by the
+      installed bindings: the same release only);
+    - "llama_bench": the llama-bench binary of that tree (the sdist's vendored llama.cpp
+      by default), linked statically.
+
+    The same version, args, source and kind twice reuse the first build."""
     if not name or name == DEFAULT or "/" in name:
         raise UsageError(f"build name {name!r}: pick a name other than 'default', without '/'")
-    if kind not in ("lib", "llama_bench"):
-        raise UsageError(f"build kind {kind!r}: lib or llama_bench")
+    if kind not in BUILD_TARGETS:
+        raise UsageError(f"build kind {kind!r}: {', '.join(BUILD_TARGETS)}")
+    if kind == "release" and source:
+        raise UsageError(
+            f"build {name}: a release build is a llama-cpp-python version; a source tree "
+            "builds a library folder (kind lib) or llama-bench"
+        )
     args = f"{BASE_CMAKE_ARGS} {_native_flags()} {cmake_args}".strip()
     src = str(Path(source).resolve()) if source else ""
-    key = build_key(version if not src else "", args + f" kind={kind}", src)
+    what = f" kind={kind}"
+    if kind == "release":  # the environment is of this interpreter, with these packages
+        what += f" python={sys.version_info[0]}.{sys.version_info[1]} " + " ".join(
+            WORKER_REQUIREMENTS
+        )
+    key = build_key(version if not src else "", args + what, src)
     root = paths.builds_dir() / key
     meta = root / "build.json"
-    target = root / ("bin/llama-bench" if kind == "llama_bench" else "lib")
+    target = root / BUILD_TARGETS[kind]
     old = _read_meta(meta) if meta.is_file() else None
     names = [*(old.names if old is not None else ()), name]
     names = list(dict.fromkeys(names))  # a name given again for the same build: once
@@ -342,6 +391,8 @@ def build(
         if kind == "llama_bench":
             tree = Path(src) if src else _vendored_tree(version, work, log)
             _build_llama_bench(tree, work, args, log)
+        elif kind == "release":
+            _build_release(version, args, work, log)
         else:
             lib = work / "lib"
             lib.mkdir()
@@ -370,9 +421,8 @@ def _take_name(name: str, key: str) -> str:
         meta = paths.builds_dir() / info.key / "build.json"
         keep = [n for n in info.names if n != name]
         _write_meta(meta, keep, info.key, info.version, info.cmake_args, info.source, info.kind)
-        what = f"source {info.source}" if info.source else f"llama-cpp-python {info.version}"
         kept = f"keeps {', '.join(keep)}" if keep else "has no name left"
-        moved.append(f"build {info.key} ({what}), which {kept}")
+        moved.append(f"build {info.key} ({info.what}), which {kept}")
     return "; ".join(moved)
 
 
@@ -514,6 +564,32 @@ def _build_wheel(version: str, args: str, work: Path, lib: Path, log: Any) -> No
                 target = lib / Path(item).name
                 target.write_bytes(zf.read(item))
     shutil.rmtree(wheels)
+
+
+def _build_release(version: str, args: str, work: Path, log: Any) -> None:
+    """A virtual environment in ``work/venv`` with llama-cpp-python ``version`` built from
+    source with ``args`` and :data:`WORKER_REQUIREMENTS`; a ``.pth`` file appends the
+    folder :data:`PACKAGE_PATH_ENV` names to its path (pytest_llmperf, found after the
+    environment's own packages), and the environment is checked: it imports that release
+    and what the worker needs. (The environment is moved to the build's folder after:
+    it is only ever run as ``venv/bin/python``, which does not depend on where it lies.)"""
+    venv = work / "venv"
+    _run([sys.executable, "-m", "venv", str(venv)], None, log)
+    python = str(venv / "bin" / "python")
+    env = dict(os.environ, CMAKE_ARGS=args)
+    env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))
+    pip = [python, "-m", "pip", "install", "--no-cache-dir", "--no-binary", "llama-cpp-python"]
+    _run([*pip, f"llama-cpp-python=={version}", *WORKER_REQUIREMENTS], env, log)
+    [site] = venv.glob("lib/python*/site-packages")
+    (site / "llmperf_package_path.pth").write_text(
+        f"import os, sys; p = os.environ.get({PACKAGE_PATH_ENV!r}); "
+        "p and p not in sys.path and sys.path.append(p)\n"
+    )
+    check = (
+        "import llama_cpp, numpy, psutil, pynvml, gguf, yaml; "
+        f"v = llama_cpp.__version__; assert v == {version!r}, v"
+    )
+    _run([python, "-c", check], None, log)
 
 
 def _build_source(src: Path, work: Path, args: str, lib: Path, log: Any) -> None:

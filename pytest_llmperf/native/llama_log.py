@@ -14,6 +14,8 @@ from collections.abc import Iterable
 OVERRIDE_RE = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 #: ``... (load_mode = mmap)``
 LOAD_MODE_RE = re.compile(r"\(load_mode = ([\w+]+)\)")
+#: releases before 0.3.35 (llama-cpp-python): ``... (mmap = true)``, no word on mlock
+MMAP_RE = re.compile(r"\(mmap = (true|false)\)")
 _FA_ON_RE = re.compile(r"flash_attn\s*=\s*1\b")
 _FA_OFF_RE = re.compile(r"flash_attn\s*=\s*0\b")
 
@@ -24,11 +26,15 @@ def overridden_tensors(lines: Iterable[str]) -> dict[str, str]:
 
 
 def load_mode(lines: Iterable[str]) -> str:
-    """The load mode llama.cpp reports (mmap, none, mlock, ...), or "unknown"."""
+    """The load mode llama.cpp reports (mmap, none, mlock, ...; an older release's log
+    says mmap or none only), or "unknown"."""
     for line in lines:
         m = LOAD_MODE_RE.search(line)
         if m:
             return m.group(1)
+        m = MMAP_RE.search(line)
+        if m:
+            return "mmap" if m.group(1) == "true" else "none"
     return "unknown"
 
 

@@ -3,7 +3,10 @@
 - the enum tables that turn knob values into llama.cpp's numbers (:data:`GGML_TYPES`,
   :data:`FLASH_ATTN_TYPES`, :data:`SPLIT_MODES`, :data:`LOAD_MODES`);
 - the params structs (:func:`model_params`, :func:`context_params`) and the one setter
-  that refuses a field the struct does not declare (:func:`set_fields`);
+  that refuses a field the struct does not declare (:func:`set_fields`); a field an older
+  release has under another name (``load_mode`` was ``use_mmap`` and ``use_mlock`` before
+  0.3.35, ``flash_attn_type`` was the on/off ``flash_attn`` before 0.3.17) is set
+  through that name (:func:`field_problem` says what a release cannot take);
 - the arrays those structs point to: tensor buffer type overrides, devices, tensor split
   (each kept alive in the caller's ``keep`` list as long as the model);
 - load and free, the context's sizes, its memory, llama.cpp's perf counters, the
@@ -62,17 +65,68 @@ def declared_fields(struct: Any) -> set[str]:
     return {f[0] for f in type(struct)._fields_}
 
 
+def _load_mode_fields(mode: int) -> dict[str, Any]:
+    """``load_mode`` (:data:`LOAD_MODES`) as the fields of releases before 0.3.35."""
+    return {"use_mmap": mode in (-1, 1, 3), "use_mlock": mode in (2, 3)}
+
+
+def _flash_attn_fields(fa_type: int) -> dict[str, Any]:
+    """``flash_attn_type`` (:data:`FLASH_ATTN_TYPES`) as the on/off field of releases
+    before 0.3.17 (which have no auto)."""
+    if fa_type not in (0, 1):
+        raise ValueError("its flash_attn is on or off: it has no auto")
+    return {"flash_attn": fa_type == 1}
+
+
+#: fields an older release has under other names: (struct, newer field) -> (the older
+#: fields, the newer field's value turned into them; ValueError: a value it cannot take)
+OLDER_FIELDS: dict[tuple[str, str], tuple[tuple[str, ...], Any]] = {
+    ("llama_model_params", "load_mode"): (("use_mmap", "use_mlock"), _load_mode_fields),
+    ("llama_context_params", "flash_attn_type"): (("flash_attn",), _flash_attn_fields),
+}
+
+
+def _older(struct: Any, name: str) -> Any:
+    """The function turning ``name``'s value into the older fields this struct declares
+    instead, or None."""
+    older = OLDER_FIELDS.get((type(struct).__name__, name))
+    if older is None or not set(older[0]) <= declared_fields(struct):
+        return None
+    return older[1]
+
+
+def field_problem(struct: Any, name: str, value: Any) -> str:
+    """Why this llama-cpp-python's ``struct`` cannot take ``name = value`` ("" when it
+    can: the field is declared, or is an older one's newer name and the value has an
+    older form)."""
+    if name in declared_fields(struct):
+        return ""
+    where = f"llama-cpp-python {llama_lib.version()}'s {type(struct).__name__}"
+    convert = _older(struct, name)
+    if convert is None:
+        return f"{where} has no field {name!r}"
+    try:
+        convert(value)
+    except ValueError as exc:
+        older = ", ".join(OLDER_FIELDS[(type(struct).__name__, name)][0])
+        return f"{where} has {older} instead of {name}, and {exc}"
+    return ""
+
+
 def set_fields(struct: Any, **fields: Any) -> None:
     """Set fields of a ctypes struct, refusing a name the struct does not declare (ctypes
-    would silently add a Python attribute that llama.cpp never sees)."""
+    would silently add a Python attribute that llama.cpp never sees) unless this release
+    has it under older names (:data:`OLDER_FIELDS`)."""
     declared = declared_fields(struct)
     for name, value in fields.items():
-        if name not in declared:
-            raise BackendError(
-                f"{type(struct).__name__} has no field {name!r} in this llama-cpp-python: "
-                "the knob cannot be applied; use the llama-cpp-python this project pins"
-            )
-        setattr(struct, name, value)
+        if name in declared:
+            setattr(struct, name, value)
+            continue
+        why = field_problem(struct, name, value)
+        if why:
+            raise BackendError(f"{why}: the knob cannot be applied by this release")
+        for older, v in _older(struct, name)(value).items():
+            setattr(struct, older, v)
 
 
 def model_params() -> Any:
