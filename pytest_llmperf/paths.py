@@ -43,6 +43,11 @@ def builds_dir() -> Path:
     return Path(os.environ.get("LLMPERF_BUILD_DIR") or cache_root() / "builds")
 
 
+def bisect_dir() -> Path:
+    """``llmperf bisect``: its state files and the worktrees it builds commits in."""
+    return cache_root() / "bisect"
+
+
 def locks_dir() -> Path:
     """Lock files of baseline writers: kept out of the user's repository."""
     return cache_root() / "locks"
