@@ -10,6 +10,7 @@ llmperf merge SHARD.jsonl... -o OUT        # join sweep results of several shard
 llmperf ab --model M --build-b main -n 128 # is B slower than A? paired rounds, exit 0/1
 llmperf build NAME --cmake-args "..."      # build a named llama.cpp variant; --list
 llmperf machine [--measure]                # the measured limits the roofline metrics use
+llmperf bisect --models m0,m1,... -n 64    # the first slow model, build, release or commit
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Protocol
 from pytest_llmperf.cli import (
     ab,
     baseline,
+    bisect,
     build,
     compare,
     history,
@@ -58,6 +60,7 @@ COMMANDS: tuple[Command, ...] = (
     ab,
     build,
     machine,
+    bisect,
 )
 
 
