@@ -22,6 +22,7 @@ from typing import Any
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
+from pytest_llmperf.options import split_words
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class Config:
             value = getattr(self, what)
             if not isinstance(value, str) or (what == "build" and not value):
                 raise UsageError(f"{what}={value!r}: write the name of a registry {what}")
+        if not isinstance(self.bench_args, str):
+            raise UsageError(
+                f"bench_args={self.bench_args!r}: write llama-bench's arguments as one string, "
+                "e.g. bench_args='-mla 3 -fmoe 1'"
+            )
+        split_words(self.bench_args, "bench_args")  # an unbalanced quote: refused here
 
     @property
     def id(self) -> str:

@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+from pytest_llmperf.errors import UsageError
 
 T = TypeVar("T", bound=str)
 
@@ -106,3 +109,17 @@ def machine_id(text: str) -> str:
         return check_machine_id(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def split_words(text: str, where: str) -> list[str]:
+    """``text`` split into words as a POSIX shell would (quotes and backslashes), the one
+    split of user text in the package (launchers, ``args=``, ``bench_args=``, ``llmperf ab
+    --args``, ``--cmake-args``): an unbalanced quote or a trailing backslash is a
+    UsageError naming ``where`` the text came from, the text, and the fix."""
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{where}: {text!r} cannot be split into words ({str(exc).lower()}): close the "
+            "quote, or escape a quote or backslash that is part of a word with a backslash"
+        ) from None

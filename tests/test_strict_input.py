@@ -19,7 +19,6 @@ command on the tiny models:
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -58,9 +57,7 @@ def model() -> Path:
 
 
 def project(pytester: pytest.Pytester, model: Path, tests: str = ONE_TEST, extra: str = "") -> None:
-    pytester.makefile(
-        ".yaml", llmperf=f"models:\n  m: {{path: {json.dumps(str(model))}}}\n{extra}"
-    )
+    pytester.makefile(".yaml", llmperf=f"models:\n  m: {{path: {json.dumps(str(model))}}}\n{extra}")
     pytester.makepyfile(test_perf=tests)
 
 
@@ -222,5 +219,156 @@ def test_yaml_merge_keys_may_still_override() -> None:
     }
 
 
-def _unused() -> None:  # keep imports used while the file grows
-    _ = os
+# -- 10. a key given twice in our own syntaxes -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--perf-reference=build:main,build:pr"], "--perf-reference: build is given twice"),
+        (["--perf-reference=cpu_moe:true,cpu_moe:false"], "cpu_moe is given twice"),
+    ],
+    ids=["build", "knob"],
+)
+def test_a_reference_giving_a_key_twice_is_a_usage_error(
+    pytester: pytest.Pytester, args: list[str], expected: str
+) -> None:
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST, *args))
+    assert expected in message, message
+
+
+def test_an_ini_threshold_given_twice_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nllmperf_thresholds =\n    tg_tps: -10%\n    tg_tps: -50%\n")
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "ini llmperf_thresholds: tg_tps is given twice ('-10%' and '-50%')" in message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ('args="-t 2 -c 256 -t 1"', "argument -t: n_threads is given twice"),
+        ('args="-t 2 -c 256 --threads=1"', "n_threads is given twice (as -t and --threads)"),
+        ('args="-c 256 -mmp 0 --no-mmap"', "use_mmap is given twice (as -mmp and --no-mmap)"),
+        ('args="-t 2 -c 256", n_threads=1', "n_threads is given twice: in args='-t 2 -c 256'"),
+        ('args="-t 2 -c 256 -r 2", repetitions=3', "repetitions is given twice: in args="),
+        ('args="-t 2 -c 256 -r 2 -r 3"', "argument -r: repetitions is given twice"),
+        (
+            'n_threads=2, n_ctx=256, override_tensor="exps=CPU;exps=CUDA0"',
+            "pattern 'exps' is given twice ('exps=CPU' and 'exps=CUDA0')",
+        ),
+        ('n_threads=2, n_ctx=256, device="CUDA0/CUDA0"', "device 'CUDA0' is given twice"),
+        (
+            'n_threads=2, n_ctx=256, limits=["load_ms < 11000", "load_ms < 50"]',
+            "'load_ms < 50' and 'load_ms < 11000' bound the same thing twice",
+        ),
+        (
+            'n_threads=2, n_ctx=256, sla=["itl_p95_ms[tg64] / itl_p95_ms[tg8] <= 1.3", '
+            '"itl_p95_ms[tg64]/itl_p95_ms[tg8] <= 2"]',
+            "bound the same thing twice",
+        ),
+    ],
+    ids=[
+        "flag",
+        "alias",
+        "switch",
+        "args-and-keyword",
+        "run-flag-and-keyword",
+        "run-flag",
+        "override-pattern",
+        "device",
+        "limit",
+        "sla",
+    ],
+)
+def test_a_marker_giving_a_key_twice_is_a_usage_error_naming_the_test(
+    pytester: pytest.Pytester, model: Path, kwargs: str, expected: str
+) -> None:
+    project(
+        pytester,
+        model,
+        tests=f"""
+import pytest
+
+@pytest.mark.llmperf(model="m", {kwargs})
+def test_decode(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "marker on test_perf.py::test_decode" in message
+    assert expected in message, message
+
+
+def test_a_rule_source_giving_a_threshold_twice_is_refused() -> None:
+    from pytest_llmperf.errors import UsageError
+    from pytest_llmperf.verdict.thresholds import merge_threshold_sources
+
+    source = {"thresholds": {"tg_tps": "-5%"}, "tg_tps": "-50%"}
+    with pytest.raises(UsageError, match="the threshold of tg_tps is given twice"):
+        merge_threshold_sources([("rules.yaml", source)])
+    with pytest.raises(UsageError, match="both sla and slas are given"):
+        merge_threshold_sources([("rules.yaml", {"sla": [], "slas": []})])
+
+
+# -- 11. shell-like splits of user text -----------------------------------------------------
+
+UNBALANCED = " cannot be split into words (no closing quotation): close the quote"
+
+
+def test_a_launcher_with_an_unbalanced_quote_is_a_usage_error_naming_it(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(pytester, model, extra='launchers:\n  pin: "taskset -c \'0"\n')
+    message = usage_error(pytester.runpytest(*FAST))
+    where = f"{pytester.path / 'llmperf.yaml'}: launchers.pin: "
+    assert where + '"taskset -c \'0"' + UNBALANCED in message
+    assert "INTERNALERROR" not in message
+
+
+def test_bench_args_with_an_unbalanced_quote_is_a_usage_error_naming_the_test(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    tests = ONE_TEST.replace("n_ctx=256)", 'n_ctx=256, bench_args="-mla \'3")')
+    project(pytester, model, tests=tests)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert 'llmperf marker on test_perf.py::test_decode: bench_args: "-mla \'3"' in message
+    assert UNBALANCED in message
+
+
+def test_ab_args_and_build_cmake_args_with_an_unbalanced_quote_name_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LLMPERF_BUILD_DIR", str(tmp_path / "builds"))
+    rc, out, err = cli(capsys, "ab", "--model=tiny-moe-q8_0", "--args=-t '2", "-n", "8")
+    assert rc == 2 and err.startswith('llmperf: error: ab --args: "-t \'2" cannot'), out + err
+    assert UNBALANCED in err and len(err.strip().splitlines()) == 1
+    rc, out, err = cli(capsys, "ab", "--model=tiny-moe-q8_0", "--args-b=-t 2 -c '9", "-n", "8")
+    assert rc == 2 and 'ab --args-b: "-t 2 -c \'9" cannot' in err, out + err
+    rc, out, err = cli(capsys, "build", "x", "--cmake-args=-DGGML_NATIVE='OFF")
+    assert rc == 2 and 'build x: --cmake-args: "-DGGML_NATIVE=\'OFF" cannot' in err, out + err
+    assert UNBALANCED in err and "Traceback" not in err
+    assert not (tmp_path / "builds").exists() or not list((tmp_path / "builds").iterdir())
+
+
+def test_user_text_is_split_in_one_place() -> None:
+    """Every shell-like split of user text goes through options.split_words, which names
+    where the text came from: no other module calls shlex.split."""
+    import ast
+
+    import pytest_llmperf
+
+    package = Path(pytest_llmperf.__file__).parent
+    callers = []
+    for source in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "split"
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "shlex"
+            ):
+                callers.append(str(source.relative_to(package)))
+    assert callers == ["options.py"], callers

@@ -11,7 +11,6 @@ resolves the registry entries (the build's runtime, the launcher's command) and 
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
 from pytest_llmperf.backends.protocol import Runner
@@ -20,6 +19,7 @@ from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine.builds import DEFAULT as DEFAULT_BUILD
 from pytest_llmperf.machine.builds import Runtime
 from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.options import split_words
 
 
 def start_runner(
@@ -47,7 +47,7 @@ def start_runner(
             path,
             params,
             model_id,
-            extra_args=shlex.split(bench_args),
+            extra_args=split_words(bench_args, f"bench_args of build {build!r}"),
             launcher=launcher,
             timeout_s=timeout_s,
             build=build,

@@ -125,7 +125,7 @@ def _side(args: argparse.Namespace, suffix: str, base: Config | None) -> Config:
         raise UsageError("ab: name the model: --model MODEL_ID (a registry id or tiny-moe-mxfp4)")
     params = pick("args")
     if not isinstance(params, LoadParams):
-        params = LoadParams.from_args(params or "")
+        params = LoadParams.from_args(params or "", f"ab --args{suffix.replace('_', '-')}")
     return Config(
         str(model),
         params,

@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 from pytest_llmperf import paths
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.fileio import write_atomic
+from pytest_llmperf.options import split_words
 
 DEFAULT = "default"
 #: the llama-cpp-python this project is pinned to (scripts/build-llama-cpp.sh)
@@ -169,7 +169,7 @@ class Launcher:
 def parse_launcher(name: str, value: Any, source: str) -> Launcher:
     key = f"launchers.{name}"
     if isinstance(value, str):
-        argv = tuple(shlex.split(value))
+        argv = tuple(split_words(value, f"{source}: {key}"))
     elif isinstance(value, list) and all(isinstance(x, str) for x in value):
         argv = tuple(value)
     else:
@@ -367,6 +367,7 @@ def build(
             f"build {name}: a release build is a llama-cpp-python version; a source tree "
             "builds a library folder (kind lib) or llama-bench"
         )
+    split_words(cmake_args, f"build {name}: --cmake-args")  # refused before anything runs
     args = f"{BASE_CMAKE_ARGS} {_native_flags()} {cmake_args}".strip()
     src = str(Path(source).resolve()) if source else ""
     what = f" kind={kind}"
@@ -458,7 +459,7 @@ def _cmake(tree: Path, out: Path, args: str, log: Any, *, shared: bool, target: 
     if not (tree / "CMakeLists.txt").is_file():
         raise UsageError(f"{tree}: not a llama.cpp source tree (no CMakeLists.txt)")
     flags = [
-        *shlex.split(args),
+        *split_words(args, "CMake arguments"),
         f"-DBUILD_SHARED_LIBS={'ON' if shared else 'OFF'}",
         "-DCMAKE_BUILD_TYPE=Release",
         "-DLLAMA_CURL=OFF",

@@ -6,11 +6,11 @@ Pure. (The load flags themselves are parsed by
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.options import split_words
 
 #: llama-bench's run flags (not load params): -r, --no-warmup, --delay
 RUN_FLAGS: dict[str, str] = {
@@ -21,11 +21,13 @@ RUN_FLAGS: dict[str, str] = {
 }
 
 
-def split_run_args(args: str | Iterable[str]) -> tuple[list[str], dict[str, Any]]:
+def split_run_args(
+    args: str | Iterable[str], where: str = "args"
+) -> tuple[list[str], dict[str, Any]]:
     """llama-bench arguments split into load arguments and run options:
     ``-r N`` (repetitions), ``--no-warmup`` (warmup 0), ``--delay S`` (seconds between
     workloads, as llama-bench pauses between tests for thermals)."""
-    tokens = shlex.split(args) if isinstance(args, str) else list(args)
+    tokens = split_words(args, where) if isinstance(args, str) else list(args)
     load: list[str] = []
     run: dict[str, Any] = {}
     i = 0
@@ -36,6 +38,8 @@ def split_run_args(args: str | Iterable[str]) -> tuple[list[str], dict[str, Any]
             load.append(tokens[i])
             i += 1
             continue
+        if name in run:
+            raise UsageError(f"argument {flag}: {name} is given twice; keep one")
         if name == "warmup":
             run["warmup"] = 0
             i += 1

@@ -284,10 +284,17 @@ def _check_overrides(text: str) -> str:
     parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
     if not parts:
         raise ValueError("write PATTERN=BUFFER_TYPE, e.g. 'exps=CPU' (several: ';' between)")
+    seen: dict[str, str] = {}
     for part in parts:
         pattern, sep, buft = part.rpartition("=")
         if not sep or not pattern or not buft:
             raise ValueError(f"{part!r} is not PATTERN=BUFFER_TYPE (e.g. 'exps=CPU')")
+        if pattern in seen:
+            raise ValueError(
+                f"pattern {pattern!r} is given twice ({seen[pattern]!r} and {part!r}): "
+                "llama.cpp would use the first silently; keep one"
+            )
+        seen[pattern] = part
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -312,6 +319,9 @@ def _check_devices(text: str) -> str:
     parts = [p.strip() for p in re.split(r"[/,]", text) if p.strip()]
     if not parts:
         raise ValueError("write device names, e.g. 'CUDA0/CUDA1', or 'none'")
+    twice = sorted({d for d in parts if parts.count(d) > 1})
+    if twice:
+        raise ValueError(f"device {twice[0]!r} is given twice; name each device once")
     return "/".join(parts)
 
 

@@ -36,6 +36,7 @@ from pytest_llmperf.model.knobs import (
     _check_split,
     knob,
 )
+from pytest_llmperf.options import split_words
 
 
 @dataclass(frozen=True)
@@ -346,17 +347,29 @@ class LoadParams:
         return dataclasses.replace(self, **changes)
 
     def merged(self, args: str | Iterable[str] | None = None, **overrides: Any) -> LoadParams:
-        """These params with llama.cpp-style ``args`` and then keyword ``overrides`` applied."""
+        """These params with llama.cpp-style ``args`` and then keyword ``overrides`` applied;
+        a load param set both in ``args`` and as a keyword is a UsageError (which one is
+        meant is ambiguous)."""
         values = self.to_dict()
         if args:
-            values.update(parse_llama_args(args))
+            parsed = parse_llama_args(args)
+            twice = sorted(set(parsed) & set(overrides))
+            if twice:
+                name = twice[0]
+                shown = args if isinstance(args, str) else shlex.join(args)
+                raise UsageError(
+                    f"{name} is given twice: in args={shown!r} and as {name}="
+                    f"{overrides[name]!r}; which one is meant is ambiguous: keep one"
+                )
+            values.update(parsed)
         values.update(overrides)
         return LoadParams.from_dict(values)
 
     @classmethod
-    def from_args(cls, args: str | Iterable[str]) -> LoadParams:
-        """Parse llama.cpp / llama-bench style arguments: ``"-t 8 -b 256 -ngl 99 --cpu-moe"``."""
-        return cls.from_dict(parse_llama_args(args), source="arguments")
+    def from_args(cls, args: str | Iterable[str], where: str = "arguments") -> LoadParams:
+        """Parse llama.cpp / llama-bench style arguments: ``"-t 8 -b 256 -ngl 99 --cpu-moe"``
+        (``where``: what gave them, for messages)."""
+        return cls.from_dict(parse_llama_args(args, where), source=where)
 
     def short_id(self) -> str:
         """A compact id of the fields that differ from the defaults, for test ids.
@@ -410,14 +423,15 @@ def value_id(name: str, value: Any) -> str:
     return spec.kind.id_part(spec.prefix, value)
 
 
-def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
+def parse_llama_args(args: str | Iterable[str], where: str = "args") -> dict[str, Any]:
     """Parse llama.cpp-style load arguments into a dict of LoadParams fields.
 
     Unknown flags and bad values raise :class:`UsageError` naming the flag and the
-    accepted values.
+    accepted values; text that cannot be split into words names ``where`` it came from.
     """
-    tokens = shlex.split(args) if isinstance(args, str) else list(args)
+    tokens = split_words(args, where) if isinstance(args, str) else list(args)
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}  # knob -> the flag that set it
     i = 0
     while i < len(tokens):
         tok = tokens[i]
@@ -427,6 +441,13 @@ def parse_llama_args(args: str | Iterable[str]) -> dict[str, Any]:
             raise UsageError(
                 f"unknown llama.cpp argument {tok!r}; accepted: {', '.join(sorted(FLAGS))}"
             )
+        if name in given:
+            also = "" if given[name] == flag else f" (as {given[name]} and {flag})"
+            raise UsageError(
+                f"argument {flag}: {name} is given twice{also}; which one is meant is "
+                "ambiguous: keep one"
+            )
+        given[name] = flag
         spec = KNOBS[name]
         if flag in spec.set_true or flag in spec.set_false:
             if eq:

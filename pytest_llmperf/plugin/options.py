@@ -230,6 +230,12 @@ def _ini_rules(config: pytest.Config) -> dict[str, Any]:
                     f"ini llmperf_thresholds: {line!r}: write 'metric: threshold', "
                     "e.g. 'tg_tps: -10%'"
                 )
+            if metric.strip() in table:
+                raise UsageError(
+                    f"ini llmperf_thresholds: {metric.strip()} is given twice ("
+                    f"{table[metric.strip()]!r} and {value.strip()!r}); which one is meant is "
+                    "ambiguous: keep one"
+                )
             table[metric.strip()] = value.strip()
         out["thresholds"] = table
     for name, key in (("llmperf_limits", "limits"), ("llmperf_sla", "sla")):

@@ -58,7 +58,14 @@ def parse_marker(
             args, run_from_args = split_run_args(args)
         except UsageError as exc:
             raise UsageError(f"{where}: {exc}") from None
-    run_kw = {**run_from_args, **{k: data.pop(k) for k in list(data) if k in RUN_KEYS}}
+    run_kw = {k: data.pop(k) for k in list(data) if k in RUN_KEYS}
+    twice = sorted(set(run_from_args) & set(run_kw))
+    if twice:
+        raise UsageError(
+            f"{where}: {twice[0]} is given twice: in args={kwargs.get('args')!r} and as "
+            f"{twice[0]}={run_kw[twice[0]]!r}; which one is meant is ambiguous: keep one"
+        )
+    run_kw.update(run_from_args)
     run = _run_options(run_kw, where)
     model = data.pop("model", None)
     profile = data.pop("profile", None)
@@ -120,6 +127,11 @@ def parse_reference(text: str, where: str = "--perf-reference") -> dict[str, Any
                 "model:tiny-moe-q8_0,cpu_moe:false"
             )
         key, text = name.strip(), value.strip()
+        if key in out:
+            raise UsageError(
+                f"{where}: {key} is given twice ({key}:{out[key]} and {part}); a reference "
+                "is one configuration: keep one (compare two builds with llmperf ab)"
+            )
         if key in KNOBS:
             try:
                 out[key] = KNOBS[key].kind.parse(text)

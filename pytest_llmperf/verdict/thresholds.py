@@ -72,6 +72,7 @@ _UNIT_ALIASES: dict[str, frozenset[str]] = {
     "ms": frozenset({"ms", "msec", "millisecond", "milliseconds"}),
     "t/s": frozenset({"t/s", "tok/s", "tokens/s", "tps", "ts"}),
     "MB": frozenset({"mb", "mib", "m"}),
+    "GB/s": frozenset({"gb/s", "gbs"}),
 }
 
 _ALL_UNITS = frozenset().union(*_UNIT_ALIASES.values())
@@ -552,6 +553,8 @@ def merge_threshold_sources(
                     f"-> threshold, e.g. {{tg_tps: '-10%'}}"
                 )
             table.update({str(k): v for k, v in nested.items()})
+        if "sla" in mapping and "slas" in mapping:
+            raise UsageError(f"{name}: both sla and slas are given; write the SLAs under one")
         for key, value in mapping.items():
             if key in ("thresholds", "paired", "limits", "sla", "slas"):
                 continue
@@ -559,6 +562,11 @@ def merge_threshold_sources(
                 raise UsageError(
                     f"{name}: unknown key {key!r}; accepted: thresholds, paired, limits, sla, "
                     f"or a metric name ({_known_metrics()})"
+                )
+            if str(key) in table:
+                raise UsageError(
+                    f"{name}: the threshold of {key} is given twice (under thresholds and "
+                    "at the top level); which one is meant is ambiguous: keep one"
                 )
             table[str(key)] = value
         where_t = _section(name, "thresholds")
@@ -583,12 +591,14 @@ def merge_threshold_sources(
                     )
                 paired[str(metric)] = parse_threshold(str(metric), value, f"{where_p} {metric}")
         where_l = _section(name, "limits")
+        mine: dict[Any, str] = {}  # a rule's key -> its text, in this source
         for lhs, item in _items(mapping.get("limits"), where_l, LIMIT_HINT):
             if lhs is not None and _is_off(item):
                 op = _operand(*_split_operand(lhs, where_l), where_l, LIMIT_HINT)
                 limits = {k: v for k, v in limits.items() if v.operand != op}
                 continue
             lim = parse_limit(_join(lhs, item, where_l, LIMIT_HINT), where_l)
+            _once(mine, lim.key, lim.text(), where_l)
             limits[lim.key] = lim
         sla_value = mapping.get("sla", mapping.get("slas"))
         where_s = _section(name, "sla")
@@ -602,6 +612,7 @@ def merge_threshold_sources(
                 }
                 continue
             sla = parse_sla(_join(lhs, item, where_s, SLA_HINT), where_s)
+            _once(mine, sla.key, sla.text(), where_s)
             slas[sla.key] = sla
     return GateRules(
         thresholds=thresholds,
@@ -610,6 +621,17 @@ def merge_threshold_sources(
         slas=tuple(slas.values()),
         sources=tuple(names),
     )
+
+
+def _once(seen: dict[Any, str], key: Any, text: str, where: str) -> None:
+    """Refuse a second rule of one source on the same operand(s) and side: which bound is
+    meant would be ambiguous (a later source overrides; one source says it once)."""
+    if key in seen:
+        raise UsageError(
+            f"{where}: {text!r} and {seen[key]!r} bound the same thing twice; which one is "
+            "meant is ambiguous: keep one"
+        )
+    seen[key] = text
 
 
 def _join(lhs: str | None, item: Any, where: str, hint: str) -> Any:
