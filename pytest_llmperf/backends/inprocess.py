@@ -13,6 +13,7 @@ import datetime as _dt
 import os
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.backends.answers import check_measurement
 from pytest_llmperf.machine import devices, fingerprint
 from pytest_llmperf.model.metrics import Sample
 from pytest_llmperf.model.params import LoadParams
@@ -177,7 +178,7 @@ class InProcessRunner:
         load_times: list[float] | None = None,
     ) -> Measurement:
         values, absent = self._run_values(load_times or [self.load_ms])
-        return Measurement.from_samples(
+        measured = Measurement.from_samples(
             model=self.model_id,
             model_path=self.path,
             params=self.params,
@@ -189,6 +190,9 @@ class InProcessRunner:
             started_at=started,
             repetitions=repetitions,
             warmup=warmup,
+        )
+        return check_measurement(
+            measured, workload.name, repetitions, f"llama.cpp ({self.model_id})"
         )
 
     def _stream_model(self) -> StreamModel:

@@ -30,6 +30,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from pytest_llmperf.backends.answers import check_count, check_measurement, positive_ns
 from pytest_llmperf.backends.protocol import LLAMA_BENCH, Flag
 from pytest_llmperf.backends.runner import HINTS, signal_name
 from pytest_llmperf.errors import BackendCrash, BackendError
@@ -115,7 +116,8 @@ class LlamaBenchRunner:
         args += bench_args(self.params) + self.extra
         if workload.n_prompt and workload.n_gen:
             args += ["-p", "0", "-n", "0", "-pg", f"{workload.n_prompt},{workload.n_gen}"]
-            args += ["-pg", f"{workload.n_prompt},1"]
+            if workload.n_gen > 1:  # its time to the first token: ttft_ms
+                args += ["-pg", f"{workload.n_prompt},1"]
         else:
             args += ["-p", str(workload.n_prompt), "-n", str(workload.n_gen)]
         args += ["-d", str(workload.n_depth)]
@@ -152,7 +154,7 @@ class LlamaBenchRunner:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and isinstance(row.get("samples_ns"), list):
+            if isinstance(row, dict) and {"samples_ns", "n_prompt", "n_gen"} & set(row):
                 rows.append(row)
         if not rows:
             raise BackendError(
@@ -165,24 +167,24 @@ class LlamaBenchRunner:
         if workload.kind == "load":
             return self.measure_load(repetitions)
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        rows = self._run(self.command(workload, repetitions, warmup))
-        main = next((r for r in rows if int(r.get("n_gen", 0)) == workload.n_gen), rows[0])
-        ns = [int(x) for x in main["samples_ns"]]
+        cmd = self.command(workload, repetitions, warmup)
+        answers = self._answers(self._run(cmd), workload, repetitions, cmd)
+        main, ns = answers[(workload.n_prompt, workload.n_gen)]
         values: dict[str, list[float]] = {"e2e_ms": [x / 1e6 for x in ns]}
         if workload.n_gen and not workload.n_prompt:
             values["tg_tps"] = [workload.n_gen / (x / 1e9) for x in ns]
             values["tpot_ms"] = [x / 1e6 / workload.n_gen for x in ns]
         elif workload.n_prompt and not workload.n_gen:
             values["pp_tps"] = [workload.n_prompt / (x / 1e9) for x in ns]
-        ttft = next((r for r in rows if int(r.get("n_gen", 0)) == 1 and workload.n_gen > 1), None)
+        ttft = answers.get((workload.n_prompt, 1)) if workload.n_gen > 1 else None
         if ttft is not None:
-            values["ttft_ms"] = [int(x) / 1e6 for x in ttft["samples_ns"]]
+            values["ttft_ms"] = [x / 1e6 for x in ttft[1]]
         absent = dict(LLAMA_BENCH.missing_metrics)
         samples = [
             Sample(workload.n_prompt, workload.n_gen, workload.n_depth, None, [], x, {}) for x in ns
         ]
         resolved = dict(self.resolved, llama_bench=main)
-        return Measurement(
+        measured = Measurement(
             model=self.model_id,
             model_path=self.path,
             params=self.params,
@@ -195,6 +197,47 @@ class LlamaBenchRunner:
             repetitions=repetitions,
             warmup=warmup,
         )
+        return check_measurement(
+            measured, workload.name, repetitions, f"llama-bench ({self.binary})"
+        )
+
+    def _answers(
+        self, rows: list[dict[str, Any]], workload: Workload, repetitions: int, cmd: list[str]
+    ) -> dict[tuple[int, int], tuple[dict[str, Any], list[int]]]:
+        """Each row llama-bench printed, checked against what it was asked: one row per
+        test asked for ((n_prompt, n_gen) -> the row and its times), at the depth asked
+        for, with one positive time per repetition. Anything else is a BackendError: a
+        row of another test is never taken for this one."""
+        asked = [(workload.n_prompt, workload.n_gen)]
+        if workload.n_prompt and workload.n_gen > 1:
+            asked.append((workload.n_prompt, 1))
+        who = f"llama-bench ({self.binary}) on {self.model_id}, asked for {workload.name}"
+        fix = f"; its numbers were not used\ncommand: {shlex.join(cmd)}"
+        out: dict[tuple[int, int], tuple[dict[str, Any], list[int]]] = {}
+        for row in rows:
+            test = f"the row for n_prompt={row.get('n_prompt')!r}, n_gen={row.get('n_gen')!r}"
+            key = (row.get("n_prompt"), row.get("n_gen"))
+            typed = all(isinstance(v, int) and not isinstance(v, bool) for v in key)
+            if not typed or key not in asked:
+                shown = " and ".join(f"n_prompt={a}, n_gen={b}" for a, b in asked)
+                raise BackendError(
+                    f"{who}: printed {test}, a test it was not asked for ({shown})" + fix
+                )
+            if key in out:
+                raise BackendError(
+                    f"{who}: printed {test} twice (a comma list or a repeated flag in "
+                    "bench_args runs several tests: give each flag one value)" + fix
+                )
+            try:
+                check_count(row, "n_depth", workload.n_depth, test)
+                ns = positive_ns(row.get("samples_ns"), repetitions, test)
+            except ValueError as exc:
+                raise BackendError(f"{who}: {exc}" + fix) from None
+            out[(int(key[0]), int(key[1]))] = (row, ns)
+        missing = [f"n_prompt={a}, n_gen={b}" for a, b in asked if (a, b) not in out]
+        if missing:
+            raise BackendError(f"{who}: printed no row for {' and '.join(missing)}" + fix)
+        return out
 
     def measure_load(self, repetitions: int = 3) -> Measurement:
         raise BackendError(

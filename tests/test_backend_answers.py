@@ -1,0 +1,194 @@
+"""What a backend answers is checked against what it was asked (issue 26, round three):
+every row and number from a backend (the engine, a worker, llama-bench) before it is
+gated, stored or shown (pytest_llmperf.backends.answers).
+
+llama-bench is a fork's binary here, which cannot be assumed on this machine: the tests
+of its answers run a **fake llama-bench**, a small script that answers the flags it is
+given the way llama-bench's ``-o jsonl`` does, wrong in one way per case (a row of
+another test, no samples, a 0 or a word among them, too few samples, a test twice). The
+real llama-bench of the vendored llama.cpp runs in tests/test_llamabench.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_llmperf.backends.answers import bad_value, check_measurement
+from pytest_llmperf.errors import BackendError
+from pytest_llmperf.machine import tiny
+from pytest_llmperf.model.params import LoadParams
+from pytest_llmperf.model.results import Measurement
+from pytest_llmperf.model.workloads import Workload
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+MACHINE = "answers"
+
+#: a fake llama-bench: answers -p/-n/-pg/-d/-r as llama-bench's -o jsonl does, wrong in
+#: the way its ``mode`` file (beside it) says
+FAKE_LLAMA_BENCH = '''#!{python}
+"""A fake llama-bench for tests (not llama.cpp's): prints the rows of the tests it is
+asked for, as llama-bench -o jsonl, wrong in the way the file 'mode' beside it says."""
+import json, pathlib, sys
+
+args = sys.argv[1:]
+if "--version" in args:
+    print("version: 0 (fake llama-bench)")
+    sys.exit(0)
+mode = (pathlib.Path(__file__).parent / "mode").read_text().strip()
+def value(flag, default):
+    return args[args.index(flag) + 1] if flag in args else default
+reps, depth = int(value("-r", "5")), int(value("-d", "0"))
+tests = [tuple(map(int, args[i + 1].split(","))) for i, a in enumerate(args) if a == "-pg"]
+p, n = int(value("-p", "0")), int(value("-n", "0"))
+if p:
+    tests.append((p, 0))
+if n:
+    tests.append((0, n))
+for n_prompt, n_gen in tests:
+    samples = [1_000_000 * (n_prompt + n_gen)] * reps
+    row = {{"n_prompt": n_prompt, "n_gen": n_gen, "n_depth": depth, "samples_ns": samples}}
+    if mode == "other-count":
+        row["n_gen"] = 128 if n_gen else 0
+        row["n_prompt"] = 0 if n_gen else 128
+    elif mode == "empty":
+        row["samples_ns"] = []
+    elif mode == "zero":
+        row["samples_ns"] = [0] * reps
+    elif mode == "word":
+        row["samples_ns"] = ["abc"] * reps
+    elif mode == "short":
+        row["samples_ns"] = samples[:-1]
+    elif mode == "depth":
+        row["n_depth"] = depth + 512
+    print(json.dumps(row))
+    if mode == "twice":
+        print(json.dumps(row))
+'''
+
+#: mode -> what the failing test's message says
+WRONG = {
+    "other-count": "printed the row for n_prompt=0, n_gen=128, a test it was not asked for",
+    "empty": "0 sample(s) in samples_ns where 2 repetition(s) were asked for",
+    "zero": "samples_ns holds 0, not a positive whole number of nanoseconds",
+    "word": "samples_ns holds 'abc', not a positive whole number of nanoseconds",
+    "short": "1 sample(s) in samples_ns where 2 repetition(s) were asked for",
+    "depth": "n_depth is 512 where 0 was asked for",
+    "twice": "printed the row for n_prompt=0, n_gen=16 twice (a comma list or a repeated flag",
+}
+
+TEST = """
+import pytest
+
+@pytest.mark.llmperf(model="tiny-moe-q8_0", n_threads=2, build="lb")
+def test_bench(llm_perf):
+    llm_perf.measure("tg16", repetitions=2)
+"""
+
+
+@pytest.fixture(scope="module")
+def model() -> Path:
+    return tiny.ensure_variant("moe-q8_0")
+
+
+def fake_llama_bench(folder: Path, mode: str) -> Path:
+    binary = folder / "fake-llama-bench"
+    binary.write_text(FAKE_LLAMA_BENCH.format(python=sys.executable))
+    binary.chmod(0o755)
+    (folder / "mode").write_text(mode)
+    return binary
+
+
+def _session(pytester: pytest.Pytester, mode: str) -> pytest.RunResult:
+    binary = fake_llama_bench(pytester.mkdir("bin"), mode)
+    pytester.makefile(
+        ".yaml", llmperf=f"builds:\n  lb: {{llama_bench: {json.dumps(str(binary))}}}\n"
+    )
+    pytester.makepyfile(test_perf=TEST)
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", f"--perf-machine={MACHINE}", "--perf-accept"
+    )
+
+
+def test_a_fake_llama_bench_that_answers_right_passes(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    """The fake answers the way llama-bench does: the failures below are its wrong
+    answers, not the fake."""
+    res = _session(pytester, "right")
+    res.assert_outcomes(passed=1)
+    assert list((pytester.path / "baselines" / MACHINE).rglob("*.json"))
+
+
+@pytest.mark.parametrize("mode", list(WRONG))
+def test_a_llama_bench_answer_not_for_what_was_asked_fails_and_records_nothing(
+    pytester: pytest.Pytester, model: Path, mode: str
+) -> None:
+    res = _session(pytester, mode)
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "asked for tg16" in out and WRONG[mode] in out, out
+    assert "its numbers were not used" in out
+    assert not list((pytester.path / "baselines").rglob("*.json"))  # nothing recorded
+    assert "Traceback" not in out
+
+
+# -- every backend's measurement --------------------------------------------------------------
+
+
+def measurement(values: dict[str, list[float]], n: int = 3, workload: str = "tg16") -> Measurement:
+    from pytest_llmperf.model.metrics import Sample
+
+    return Measurement(
+        model="m",
+        model_path="/m.gguf",
+        params=LoadParams(),
+        workload=Workload.parse(workload),
+        samples=[Sample(0, 16, 0, None, [], 1_000_000, {}) for _ in range(n)],
+        values=values,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "n", "expected"),
+    [
+        ({"tg_tps": []}, 3, "no value of tg_tps"),
+        ({"tg_tps": [10.0, math.nan, 9.0]}, 3, "tg_tps = nan is not a finite number"),
+        ({"tg_tps": [10.0, 0.0, 9.0]}, 3, "tg_tps = 0.0 is not positive"),
+        ({"ttft_ms": [-1.0, 1.0, 1.0]}, 3, "ttft_ms = -1.0 is not positive"),
+        ({"rss_peak_mb": [math.inf]}, 3, "rss_peak_mb = inf is not a finite number"),
+        ({"tg_tps": [10.0, 9.0]}, 2, "with 2 sample(s)"),
+    ],
+    ids=["empty", "nan", "zero-rate", "negative-time", "inf", "too-few"],
+)
+def test_every_backends_measurement_is_checked_against_the_request(
+    values: dict[str, list[float]], n: int, expected: str
+) -> None:
+    with pytest.raises(BackendError, match="its numbers were not used") as info:
+        check_measurement(measurement(values, n), "tg16", 3, "a backend")
+    assert expected in str(info.value)
+    with pytest.raises(BackendError, match="answered workload 'tg32' when asked for tg16"):
+        check_measurement(measurement({"tg_tps": [1.0] * 3}, 3, "tg32"), "tg16", 3, "a backend")
+    good = measurement({"tg_tps": [9.0, 10.0, 11.0], "stream_empty_chunks": [0.0] * 3})
+    assert check_measurement(good, "tg16", 3, "a backend") is good
+    assert bad_value("tg_tps", True) == "True is not a finite number"
+
+
+def test_the_engine_and_the_worker_answer_through_the_check(model: Path) -> None:
+    """The real engine, isolated and in this process, answers what was asked."""
+    from pytest_llmperf.backends.factory import start_runner
+
+    for isolate in (False, True):
+        runner = start_runner(str(model), LoadParams(n_threads=2, n_ctx=256), isolate=isolate)
+        try:
+            m = runner.measure(Workload.parse("tg8"), repetitions=2, warmup=0)
+            assert len(m.samples) == 2 and all(v > 0 for v in m.values["tg_tps"])
+            load = runner.measure_load(2)
+            assert len(load.values["load_ms"]) == 2
+        finally:
+            runner.close()
