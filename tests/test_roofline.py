@@ -449,6 +449,37 @@ def test_an_unmeasured_machine_leaves_the_shares_absent_with_the_reason(
     assert "tg_roofline_pct not measured: the machine's limits with 2 thread(s)" in text
 
 
+def test_the_shares_are_gated_like_any_metric_when_asked(
+    pytester: pytest.Pytester,
+    model: Path,
+    probed: limits.Limits,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No default threshold; a limit (or threshold) set on one reaches the gate."""
+    from pytest_llmperf.verdict.thresholds import parse_threshold
+
+    assert all(METRICS[n].threshold is None for n in ("tg_bw_gbs", "pp_roofline_pct"))
+    assert parse_threshold("tg_bw_gbs", "-10% or -1 GB/s").abs == 1
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    limits.save(probed)
+    pytester.makefile(".yaml", llmperf=f"models:\n  m: {{path: {json.dumps(str(model))}}}\n")
+    pytester.makepyfile(
+        test_perf="""
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=512,
+                     limits=["tg_roofline_pct[tg16] >= 1000000"])
+def test_a(llm_perf):
+    llm_perf.measure("tg16")
+"""
+    )
+    res = pytester.runpytest(*FAST)
+    out = res.stdout.str()
+    assert res.ret == pytest.ExitCode.TESTS_FAILED, out
+    assert "tg_roofline_pct[tg16]: median" in out and "is not >= 1e+06" in out, out
+
+
 # -- sweeps plot them by axis --------------------------------------------------------------------
 
 
