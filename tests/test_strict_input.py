@@ -19,6 +19,7 @@ command on the tiny models:
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -372,3 +373,81 @@ def test_user_text_is_split_in_one_place() -> None:
             ):
                 callers.append(str(source.relative_to(package)))
     assert callers == ["options.py"], callers
+
+
+# -- 17, 18. model paths that name no local regular file --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            "https://huggingface.co/unsloth/gpt-oss-20b-GGUF/resolve/main/gpt-oss-20b-Q4_K_M.gguf",
+            "is a URL, not a local file: download the .gguf file",
+        ),
+        ("hf.co/unsloth/gpt-oss-20b-GGUF", "is a URL, not a local file"),
+        ("unsloth/gpt-oss-20b-GGUF:Q4_K_M", "looks like a model hub id (ORG/REPO:FILE)"),
+    ],
+    ids=["url", "hf-url", "hub-id"],
+)
+def test_a_model_path_that_is_no_local_path_is_refused_with_what_to_do(
+    pytester: pytest.Pytester, path: str, expected: str
+) -> None:
+    pytester.makefile(".yaml", llmperf=f"models:\n  m: {{path: {json.dumps(path)}}}\n")
+    pytester.makepyfile(test_perf=ONE_TEST)
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "llmperf.yaml: models.m.path: " in message and expected in message, message
+    assert "give the registry its local path" in message and "is absent" not in message
+
+
+def test_a_model_variable_holding_a_url_fails_its_test_saying_so(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_MODEL", "https://example.com/models/m.gguf")
+    pytester.makefile(".yaml", llmperf="models:\n  m: {env: MY_MODEL}\n")
+    pytester.makepyfile(test_perf=ONE_TEST)
+    res = pytester.runpytest(*FAST)
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "MY_MODEL='https://example.com/models/m.gguf' is a URL, not a local file" in out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "socket", "directory"])
+def test_a_model_path_that_is_not_a_regular_file_says_what_it_is(
+    pytester: pytest.Pytester, model: Path, kind: str
+) -> None:
+    import socket
+
+    target = pytester.path / "bad.gguf"
+    held = None
+    if kind == "fifo":
+        os.mkfifo(target)
+        expected = "is a named pipe (FIFO), not a .gguf file"
+    elif kind == "dev-zero":
+        target = Path("/dev/zero")
+        expected = "is a character device, not a .gguf file"
+    elif kind == "socket":
+        held = socket.socket(socket.AF_UNIX)
+        held.bind(str(target))
+        expected = "is a socket, not a .gguf file"
+    else:
+        target.mkdir()
+        expected = "is a directory, not a .gguf file"
+    try:
+        pytester.makefile(
+            ".yaml",
+            llmperf=f"models:\n  bad: {{path: {json.dumps(str(target))}}}\n"
+            f"  m: {{path: {json.dumps(str(model))}}}\n",
+        )
+        pytester.makepyfile(
+            test_perf=ONE_TEST.replace('model="m"', 'model="bad"')
+            + ONE_TEST.split("import pytest", 1)[1].replace("test_decode", "test_good")
+        )
+        res = pytester.runpytest(*FAST)
+    finally:
+        if held is not None:
+            held.close()
+    res.assert_outcomes(failed=1, passed=1)
+    out = res.stdout.str()
+    assert f"{target} {expected}" in out, out
+    assert "empty (0 bytes)" not in out and not INTERNAL_FRAME.search(out)

@@ -12,6 +12,7 @@ import json
 import mmap
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +188,44 @@ def _tensor_bytes(t: _Tensor) -> int:
 
 _inspect_cache: dict[tuple[str, int, int], ModelInfo] = {}
 
+#: what a model path that is not a regular file is, by its file type
+_FILE_TYPES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^(www\.)?(huggingface\.co|hf\.co)/", re.IGNORECASE)
+#: a Hugging Face repository and file or quantization, as llama.cpp's -hf takes it
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+:[\w.-]+$")
+
+
+def not_a_local_path(text: str) -> str | None:
+    """Why ``text`` (a model path as the user wrote it) names no local file, or None: a
+    URL, or a hub id (``org/name:file``), with what to do instead."""
+    fix = (
+        "download the .gguf file (e.g. huggingface-cli download ORG/REPO FILE.gguf "
+        "--local-dir models/) and give the registry its local path"
+    )
+    if _URL.match(text):
+        return f"{text!r} is a URL, not a local file: {fix}"
+    if _HUB_ID.match(text) and not os.path.exists(text):
+        return f"{text!r} looks like a model hub id (ORG/REPO:FILE), not a local file: {fix}"
+    return None
+
+
+def not_a_regular_file(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists and is not a regular file (a directory, a FIFO, a
+    device such as /dev/zero, a socket), or None. Never opens it (a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+
 
 def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     """Validate ``path`` as a GGUF model and read what the engine needs from its header.
@@ -197,8 +236,9 @@ def inspect(path: str | os.PathLike[str]) -> ModelInfo:
     fix = "check the path in your model registry (llmperf.yaml / [tool.llmperf.models])"
     if not p.exists():
         raise ModelFileError(f"model file {p} does not exist; {fix}")
-    if p.is_dir():
-        raise ModelFileError(f"model path {p} is a directory, not a .gguf file; {fix}")
+    kind = not_a_regular_file(p)
+    if kind is not None:
+        raise ModelFileError(f"model path {p} is {kind}, not a .gguf file; {fix}")
     st = p.stat()
     size = st.st_size
     if size == 0:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_llmperf.errors import UsageError
+from pytest_llmperf.errors import ModelFileError, UsageError
 from pytest_llmperf.fileio import read_yaml
 from pytest_llmperf.machine import builds as builds_mod
-from pytest_llmperf.machine import tiny
+from pytest_llmperf.machine import gguf_info, tiny
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.verdict.thresholds import RULE_KEYS, RuleSource, RuleTier
 
@@ -60,12 +60,16 @@ class ModelSource:
                     f"model {self.model_id!r} ({self.defined_in}): set the environment "
                     f"variable {self.env} to the path of its .gguf file"
                 )
+            remote = gguf_info.not_a_local_path(value)
+            if remote is not None:
+                raise ModelFileError(f"model {self.model_id!r}: {self.env}={remote}")
             path = Path(value).expanduser()
             if not path.exists():
                 return None, (
                     f"model {self.model_id!r}: {self.env}={value} does not exist; "
                     f"point {self.env} at the .gguf file"
                 )
+            self._regular(path, f"{self.env}={value}")
             return str(path), ""
         if self.path:
             if not Path(self.path).exists():
@@ -73,8 +77,19 @@ class ModelSource:
                     f"model {self.model_id!r} ({self.defined_in}): file {self.path} is "
                     "absent; download it there, or change its path"
                 )
+            self._regular(Path(self.path), self.path)
             return self.path, ""
         return None, f"model {self.model_id!r} has no path"  # pragma: no cover
+
+    def _regular(self, path: Path, given: str) -> None:
+        """A model path that exists but is no regular file (a directory, a FIFO, a device,
+        a socket) is an error saying what it is, before anything opens it."""
+        kind = gguf_info.not_a_regular_file(path)
+        if kind is not None:
+            raise ModelFileError(
+                f"model {self.model_id!r} ({self.defined_in}): {given} is {kind}, not a "
+                ".gguf file; check the path in your model registry (the model file itself)"
+            )
 
 
 @dataclass
@@ -167,6 +182,9 @@ def _parse_model(source: str, base: Path, model_id: str, value: Any) -> ModelSou
     if "path" in value:
         if not isinstance(value["path"], str) or not value["path"].strip():
             raise _err(source, key + ".path", "must be a non-empty string (the .gguf file)")
+        remote = gguf_info.not_a_local_path(value["path"])
+        if remote is not None:
+            raise _err(source, key + ".path", remote)
         p = Path(value["path"]).expanduser()
         if not p.is_absolute():
             p = base / p

@@ -27,7 +27,13 @@ class LLMModel:
         self._session = session
         self.plan = plan
         self.config = plan.config
-        path, reason = session.resolve_path(plan.config)
+        #: why the model cannot be used (a URL, a FIFO): the test fails saying so when it
+        #: first asks for its runner, like a model file llama.cpp cannot load
+        self._problem: LLMPerfError | None = None
+        try:
+            path, reason = session.resolve_path(plan.config)
+        except LLMPerfError as exc:
+            path, reason, self._problem = "", "", exc
         if path is None:
             pytest.skip(reason)
         try:
@@ -48,6 +54,8 @@ class LLMModel:
 
     @property
     def runner(self) -> Runner:
+        if self._problem is not None:
+            raise self._problem
         run = self.plan.run
         return self._session.runner(self.config, self.path, run.isolate, run.timeout)
 
