@@ -19,6 +19,7 @@ from pytest_llmperf.model.metrics import Sample
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.results import Measurement
 from pytest_llmperf.model.workloads import StreamWorkload, Workload, require_request
+from pytest_llmperf.native import llama_lib
 
 if TYPE_CHECKING:
     from pytest_llmperf.backends.stream import StreamModel
@@ -62,6 +63,9 @@ class InProcessRunner:
         # mapped (and how: huge pages), the environment llama.cpp and OpenMP read
         self.resolved["libraries"] = devices.mapped_libraries()
         self.resolved["environment"] = devices.llama_environment()
+        # the build's ggml devices, and whether it can offload to a GPU at all
+        self.resolved["ggml_devices"] = llama_lib.device_facts()
+        self.resolved["supports_gpu_offload"] = llama_lib.supports_gpu_offload()
         self.warnings = list(self._model.warnings)
         self.software = fingerprint.software()
         self.pid: int | None = os.getpid()

@@ -113,6 +113,20 @@ def gpu_info() -> tuple[GPUInfo | None, str]:
     ), ""
 
 
+def device_used_mb() -> float | None:
+    """Memory used on the GPUs this process sees, by every process (NVML's device
+    figure), in MiB; None without NVML or a visible GPU."""
+    try:
+        mod = nvml()
+    except NVMLUnavailable:
+        return None
+    idx = visible_gpu_indices(mod)
+    if not idx:
+        return None
+    handles = [mod.nvmlDeviceGetHandleByIndex(i) for i in idx]
+    return sum(float(mod.nvmlDeviceGetMemoryInfo(h).used) for h in handles) / MB
+
+
 class VRAMMonitor:
     """VRAM used by this process's model: before the load, then peak during runs.
 

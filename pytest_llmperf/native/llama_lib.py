@@ -122,6 +122,11 @@ def devices() -> list[dict[str, Any]]:
     return out
 
 
+def device_facts() -> list[dict[str, Any]]:
+    """ggml's backend devices as facts to record: name, description, type (no handle)."""
+    return [{k: d[k] for k in ("name", "description", "type")} for d in devices()]
+
+
 def system_info() -> str:
     lc = load()
     return str(lc.llama_print_system_info().decode("utf-8", errors="replace")).strip()

@@ -45,7 +45,14 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
         "resolved.n_ctx",
         "resolved.flash_attn",
     ),
-    "build": ("software.", "resolved.backend", "resolved.flash_attn", "env.LLAMA_CPP_LIB_PATH"),
+    "build": (
+        "software.",
+        "resolved.backend",
+        "resolved.flash_attn",
+        "resolved.ggml_devices",
+        "resolved.supports_gpu_offload",
+        "env.LLAMA_CPP_LIB_PATH",
+    ),
     "launcher": ("resolved.cpu_affinity", "env."),
     "bench_args": ("resolved.",),
     "args": (),  # expanded into its knobs by the caller
