@@ -192,3 +192,92 @@ def test_the_engine_and_the_worker_answer_through_the_check(model: Path) -> None
             assert len(load.values["load_ms"]) == 2
         finally:
             runner.close()
+
+
+# -- a worker that cannot start or load: one clear line --------------------------------------
+
+WORKER_FAILURES = """
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256, build="bare")
+def test_bare(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256, build="otherapi")
+def test_otherapi(llm_perf):
+    llm_perf.measure("tg8")
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=256, launcher="refuses")
+def test_launcher(llm_perf):
+    llm_perf.measure("tg8")
+"""
+
+
+def _section(out: str, test: str) -> str:
+    """The failure section of ``test`` in pytest's output."""
+    start = out.index(f"_ {test} _")
+    ends = [out.find(m, start + 1) for m in ("\n___", "short test summary")]
+    return out[start : min(e for e in ends if e > 0)]
+
+
+def test_a_worker_that_cannot_start_or_load_says_why_in_a_line_and_who_started_it(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    import _ctypes
+    import subprocess
+    import venv
+
+    bare = pytester.path / "bare-env"  # an interpreter without numpy or llama-cpp-python
+    venv.EnvBuilder(with_pip=False).create(bare)
+    python = bare / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import numpy"], capture_output=True, check=False)
+    assert probe.returncode != 0
+    lib = pytester.mkdir("otherapi")  # a shared library of another C API named libllama
+    (lib / "libllama.so").write_bytes(Path(_ctypes.__file__).read_bytes())
+    pytester.makefile(
+        ".yaml",
+        llmperf=f"models:\n  m: {{path: {json.dumps(str(model))}}}\n"
+        f"builds:\n  bare: {{python: {json.dumps(str(python))}}}\n"
+        f"  otherapi: {{lib: {json.dumps(str(lib))}}}\n"
+        "launchers:\n  refuses: \"sh -c 'echo taskset: invalid CPU list >&2; exit 1' sh\"\n",
+    )
+    pytester.makepyfile(test_perf=WORKER_FAILURES)
+    res = pytester.runpytest("-p", "no:cacheprovider", "--perf-machine=w", "--perf-repetitions=1")
+    res.assert_outcomes(failed=3)
+    out = res.stdout.str()
+    assert "Traceback" not in out and 'File "' not in out, out
+    bare_text = _section(out, "test_bare")
+    assert f"the worker's interpreter {python} (Python 3." in bare_text
+    assert "cannot import 'numpy': install it there" in bare_text
+    other = _section(out, "test_otherapi")
+    assert f"{lib / 'libllama.so'}: undefined symbol: llama_" in other
+    assert "must match llama-cpp-python's C API" in other
+    launcher = _section(out, "test_launcher")
+    assert "died during load: exit code 1" in launcher
+    assert "started by: launcher sh -c 'echo taskset: invalid CPU list >&2; exit 1' sh" in launcher
+    assert "| taskset: invalid CPU list" in launcher
+    assert "see the backend's output above" not in out
+
+
+def test_a_workers_log_shows_a_traceback_as_its_last_line() -> None:
+    from pytest_llmperf.backends.runner import without_tracebacks
+
+    log = [
+        "llama_model_load: loading",
+        "Traceback (most recent call last):",
+        '  File "/x/worker.py", line 3, in <module>',
+        "    main()",
+        "    ^^^^^^",
+        "KeyError: 'n_ctx'",
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "",
+        "Traceback (most recent call last):",
+        '  File "/x/worker.py", line 9, in serve',
+        "KeyboardInterrupt",
+    ]
+    assert [line for line in without_tracebacks(log) if line] == [
+        "llama_model_load: loading",
+        "KeyError: 'n_ctx'",
+        "KeyboardInterrupt",
+    ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -82,6 +83,24 @@ def signal_name(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+def without_tracebacks(lines: Sequence[str]) -> list[str]:
+    """``lines`` of a worker's output with every Python traceback reduced to its last
+    line, the exception (what the user needs; the frames are the package's insides)."""
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if line.startswith("Traceback (most recent call last):"):
+            inside = True
+            continue
+        if line.startswith(("During handling of the above", "The above exception was")):
+            continue
+        if inside and (not line.strip() or line.startswith((" ", "\t"))):
+            continue
+        inside = False
+        out.append(line)
+    return out
+
+
 class IsolatedRunner:
     """The same interface as InProcessRunner, with llama.cpp in a child process."""
 
@@ -105,6 +124,12 @@ class IsolatedRunner:
         self.timeout_s = timeout_s
         self.build = build
         rt = runtime or Runtime(sys.executable, {})
+        #: what starts the worker, named when it dies before answering
+        self.started_by = (
+            (f"launcher {shlex.join(launcher)} with " if launcher else "")
+            + f"interpreter {rt.python}"
+            + (f" (build {build!r})" if build != DEFAULT_BUILD else "")
+        )
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         req_r, req_w = os.pipe()
         resp_r, resp_w = os.pipe()
@@ -159,11 +184,15 @@ class IsolatedRunner:
             self.close()  # a failed load must not leave the worker process behind
             if build == DEFAULT_BUILD:
                 raise
+            hint = (
+                ""  # the message says what to install
+                if "cannot import" in str(exc)
+                else "\nhint: a build's library must match llama-cpp-python's C API (rebuild "
+                "it with `llmperf build`), and a build's interpreter needs llama-cpp-python "
+                "and numpy installed"
+            )
             raise type(exc)(
-                f"build {build!r}: the worker could not load llama.cpp or the model: "
-                f"{exc}\nhint: a build's library must match llama-cpp-python's C API "
-                "(rebuild it with `llmperf build`), and a build's interpreter needs "
-                "llama-cpp-python and numpy installed"
+                f"build {build!r}: the worker could not load llama.cpp or the model: {exc}{hint}"
             ) from None
         except BaseException:
             self.close()
@@ -180,7 +209,7 @@ class IsolatedRunner:
             text = self._stderr.read().decode("utf-8", errors="replace")
         except (OSError, ValueError):
             return ""
-        tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+        tail = [ln for ln in without_tracebacks(text.splitlines()) if ln.strip()][-lines:]
         return "\n".join(f"  | {ln}" for ln in tail)
 
     def _crash(self, what: str) -> BackendCrash:
@@ -190,12 +219,14 @@ class IsolatedRunner:
             self._proc.kill()
             rc = self._proc.wait()
         name = signal_name(rc)
-        hint = HINTS.get(name, "see the backend's output above")
         tail = self._stderr_tail()
+        said = "its last lines below say why" if tail else "it printed nothing"
+        hint = HINTS.get(name, f"the worker stopped before answering; {said}")
         msg = (
             f"the llama.cpp backend process for {self.model_id} ({self.path}, "
             f"{self.params.to_args() or 'default params'}) died during {what}: {name}\n"
-            f"hint: {hint}" + (f"\nbackend output (last lines):\n{tail}" if tail else "")
+            f"started by: {self.started_by}\nhint: {hint}"
+            + (f"\nits output (last lines):\n{tail}" if tail else "")
         )
         return BackendCrash(msg, signal_name=name)
 

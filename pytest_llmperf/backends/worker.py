@@ -12,15 +12,43 @@ import sys
 import traceback
 from typing import Any
 
+#: the distribution that provides a module the worker imports, for the install hint
+_DISTRIBUTIONS = {"llama_cpp": "llama-cpp-python", "yaml": "pyyaml", "pynvml": "nvidia-ml-py"}
+
+
+def _cannot_import(exc: ImportError) -> str:
+    """One line: which module this interpreter lacks, and how to install it."""
+    name = (exc.name or str(exc)).split(".")[0]
+    dist = _DISTRIBUTIONS.get(name, name)
+    version = ".".join(map(str, sys.version_info[:2]))
+    return (
+        f"the worker's interpreter {sys.executable} (Python {version}) cannot import "
+        f"{name!r}: install it there ({sys.executable} -m pip install {dist}), or name an "
+        "interpreter that has llama-cpp-python and numpy (llmperf build NAME --version V "
+        "makes one)"
+    )
+
+
+def _refuse(reader: Any, writer: Any, message: str) -> int:
+    """Answer the first request with ``message`` (the worker cannot serve), then exit."""
+    for _line in reader:
+        writer.write(json.dumps({"ok": False, "error": "BackendError", "message": message}))
+        writer.write("\n")
+        writer.flush()
+        break
+    return 1
+
 
 def serve(req_fd: int, resp_fd: int) -> int:
-    from pytest_llmperf.backends.inprocess import InProcessRunner
-    from pytest_llmperf.errors import LLMPerfError
-    from pytest_llmperf.model.params import LoadParams
-    from pytest_llmperf.model.workloads import Workload
-
     reader = os.fdopen(req_fd, "r")
     writer = os.fdopen(resp_fd, "w", buffering=1)
+    try:
+        from pytest_llmperf.backends.inprocess import InProcessRunner
+        from pytest_llmperf.errors import LLMPerfError
+        from pytest_llmperf.model.params import LoadParams
+        from pytest_llmperf.model.workloads import Workload
+    except ImportError as exc:  # an interpreter without numpy, llama-cpp-python, ...
+        return _refuse(reader, writer, _cannot_import(exc))
     runner: InProcessRunner | None = None
 
     def reply(obj: dict[str, Any]) -> None:
@@ -83,13 +111,14 @@ def serve(req_fd: int, resp_fd: int) -> int:
                 raise RuntimeError(f"unknown op {op!r}")
         except LLMPerfError as exc:
             reply({"ok": False, "error": type(exc).__name__, "message": str(exc)})
+        except ImportError as exc:  # llama_cpp missing, or a dependency of it
+            reply({"ok": False, "error": "BackendError", "message": _cannot_import(exc)})
         except Exception as exc:
+            # one line for the user; the traceback goes to the worker's log (its stderr)
+            traceback.print_exc(file=sys.stderr)
+            first = (str(exc).strip().splitlines() or [""])[0]
             reply(
-                {
-                    "ok": False,
-                    "error": "BackendError",
-                    "message": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
-                }
+                {"ok": False, "error": "BackendError", "message": f"{type(exc).__name__}: {first}"}
             )
     if runner is not None:
         runner.close()
