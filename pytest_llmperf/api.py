@@ -49,6 +49,11 @@ class Config:
     bench_args: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise UsageError(
+                f"model={self.model!r}: write a model id, a name of the registry or a "
+                "built-in tiny model such as 'tiny-moe-mxfp4'"
+            )
         for what in ("build", "launcher"):
             value = getattr(self, what)
             if not isinstance(value, str) or (what == "build" and not value):
@@ -100,9 +105,23 @@ def configs(models: str | Sequence[str], args: str | None = None, **axes: Any) -
     """
     import pytest
 
-    model_list = [models] if isinstance(models, str) else list(models)
+    if isinstance(models, str):
+        model_list = [models]
+    elif isinstance(models, list | tuple) and models and all(isinstance(m, str) for m in models):
+        model_list = list(models)
+    else:
+        raise UsageError(
+            f"configs({models!r}, ...): name the models as a model id or a non-empty list of "
+            "them, e.g. configs(['tiny-moe-mxfp4', 'tiny-moe-q8_0'], n_threads=2)"
+        )
     fixed = {k: v for k, v in axes.items() if not isinstance(v, (list, tuple))}
     grid = {k: list(v) for k, v in axes.items() if isinstance(v, (list, tuple))}
+    empty = [k for k, v in grid.items() if not v]
+    if empty:
+        raise UsageError(
+            f"configs(): {empty[0]}=[] gives no configuration at all; give it at least one "
+            "value (a list is an axis, one value applies to every config)"
+        )
     out: list[Any] = []
     seen: set[str] = set()
     for model in model_list:

@@ -123,3 +123,16 @@ def split_words(text: str, where: str) -> list[str]:
             f"{where}: {text!r} cannot be split into words ({str(exc).lower()}): close the "
             "quote, or escape a quote or backslash that is part of a word with a backslash"
         ) from None
+
+
+def as_words(value: object, where: str) -> list[str]:
+    """Arguments given as one string (split by :func:`split_words`) or as a list of words;
+    anything else is a UsageError naming ``where``."""
+    if isinstance(value, str):
+        return split_words(value, where)
+    if isinstance(value, list | tuple) and all(isinstance(t, str) for t in value):
+        return list(value)
+    raise UsageError(
+        f"{where}={value!r}: write the arguments as one string, e.g. '-t 8 -b 256' (or a "
+        "list of words)"
+    )

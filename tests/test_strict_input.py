@@ -451,3 +451,103 @@ def test_a_model_path_that_is_not_a_regular_file_says_what_it_is(
     out = res.stdout.str()
     assert f"{target} {expected}" in out, out
     assert "empty (0 bytes)" not in out and not INTERNAL_FRAME.search(out)
+
+
+# -- 13. every user value checked for type and range before the model -------------------------
+
+
+def test_a_sampling_value_of_the_wrong_type_fails_its_test_before_the_model(
+    pytester: pytest.Pytester, model: Path
+) -> None:
+    project(
+        pytester,
+        model,
+        tests="""
+import pytest
+
+@pytest.mark.llmperf(model="m", n_threads=2, n_ctx=512)
+def test_hot(llm_perf):
+    llm_perf.measure_stream("Hi", max_tokens=4, sampling={"temperature": "hot"})
+""",
+    )
+    res = pytester.runpytest(*FAST)
+    res.assert_outcomes(failed=1)
+    out = res.stdout.str()
+    assert "sampling temperature='hot': write a number >= 0 (0: greedy)" in out, out
+    assert "TypeError" not in out and not INTERNAL_FRAME.search(out)
+
+
+@pytest.mark.parametrize(
+    ("sampling", "expected"),
+    [
+        ({"top_p": 1.5}, "sampling top_p=1.5: write a number from 0 to 1"),
+        ({"min_p": -0.1}, "sampling min_p=-0.1: write a number from 0 to 1"),
+        ({"top_k": 2.5}, "sampling top_k=2.5: write an integer"),
+        ({"temperature": float("nan")}, "sampling temperature=nan: write a number >= 0"),
+        ({"temperature": True}, "sampling temperature=True: write a number >= 0"),
+        ({"repeat_penalty": 0}, "sampling repeat_penalty=0: write a number > 0"),
+        ({"seed": -5}, "sampling seed=-5: write an integer 0..4294967295"),
+        ({"seed": "1"}, "sampling seed='1': write an integer"),
+        ({"mirostat_mode": 3}, "sampling mirostat_mode=3: write 0, 1 or 2"),
+        ({"stop": 5}, "sampling stop=5: write a string or a list of strings"),
+        ({"logit_bias": {13: "x"}}, "sampling logit_bias={13: 'x'}: write token id -> bias"),
+        ({"logit_bias": {"a": 1.0}}, "write token id -> bias"),
+    ],
+)
+def test_sampling_values_are_checked_for_type_and_range(
+    sampling: dict[str, object], expected: str
+) -> None:
+    from pytest_llmperf.errors import UsageError
+    from pytest_llmperf.model.workloads import stream_workload
+
+    with pytest.raises(UsageError) as info:
+        stream_workload("Hi", sampling=sampling)
+    assert expected in str(info.value)
+    ok = {"temperature": 0, "top_p": 1, "top_k": -1, "seed": 0, "logit_bias": {13: float("-inf")}}
+    assert stream_workload("Hi", sampling=ok).sampling
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ("model=5, n_ctx=256", "model=5: write a model id"),
+        ('model="", n_ctx=256', "model='': write a model id"),
+        ('model="m", args=5', "args=5: write the arguments as one string"),
+        ('model="m", n_threads=10**9', "n_threads=1000000000: must be <= 512"),
+        ('model="m", n_threads_batch=4096', "n_threads_batch=4096: must be <= 512"),
+        ('model="m", poll=101', "poll=101: must be <= 100"),
+    ],
+    ids=["model-int", "model-empty", "args-int", "threads", "threads-batch", "poll"],
+)
+def test_marker_values_are_checked_for_type_and_range(
+    pytester: pytest.Pytester, model: Path, kwargs: str, expected: str
+) -> None:
+    project(
+        pytester,
+        model,
+        tests=f"""
+import pytest
+
+@pytest.mark.llmperf({kwargs})
+def test_decode(llm_perf):
+    llm_perf.measure("tg8")
+""",
+    )
+    message = usage_error(pytester.runpytest(*FAST))
+    assert "llmperf marker on test_perf.py::test_decode: " in message
+    assert expected in message, message
+    assert "context size" not in message  # poll's bound is not a context size
+
+
+def test_configs_values_are_checked() -> None:
+    from pytest_llmperf import configs
+    from pytest_llmperf.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"configs\(5, \.\.\.\): name the models"):
+        configs(5)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"configs\(\[\], \.\.\.\): name the models"):
+        configs([])
+    with pytest.raises(UsageError, match=r"n_threads=\[\] gives no configuration at all"):
+        configs("tiny-moe-q8_0", n_threads=[])
+    with pytest.raises(UsageError, match="args=5: write the arguments as one string"):
+        configs("tiny-moe-q8_0", 5)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.options import split_words
+from pytest_llmperf.options import as_words
 
 #: llama-bench's run flags (not load params): -r, --no-warmup, --delay
 RUN_FLAGS: dict[str, str] = {
@@ -27,7 +27,7 @@ def split_run_args(
     """llama-bench arguments split into load arguments and run options:
     ``-r N`` (repetitions), ``--no-warmup`` (warmup 0), ``--delay S`` (seconds between
     workloads, as llama-bench pauses between tests for thermals)."""
-    tokens = split_words(args, where) if isinstance(args, str) else list(args)
+    tokens = as_words(args, where)
     load: list[str] = []
     run: dict[str, Any] = {}
     i = 0

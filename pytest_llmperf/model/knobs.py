@@ -109,26 +109,27 @@ class Kind:
 class Int(Kind):
     ordered = True
 
-    def __init__(self, minimum: int, maximum: int | None = None) -> None:
+    def __init__(self, minimum: int, maximum: int | None = None, too_large: str = "") -> None:
+        """``too_large``: why a value above ``maximum`` is refused (default: the bound)."""
         self.minimum = minimum
         self.maximum = maximum
-        self.accepted = f"an integer >= {minimum}"
+        self.accepted = f"an integer >= {minimum}" + (
+            f" and <= {maximum}" if maximum is not None else ""
+        )
+        self.too_large = too_large or f"must be <= {maximum}"
 
     def coerce(self, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
             raise ValueError(f"must be {self.accepted}")
         if self.maximum is not None and value > self.maximum:
-            raise ValueError(
-                f"larger than any model supports (max {self.maximum}); use the context size "
-                "the test needs"
-            )
+            raise ValueError(self.too_large)
         return value
 
     def _check(self, value: int) -> int:
         if value < self.minimum:
             raise ValueError(f"{value} must be >= {self.minimum}")
         if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"{value} is larger than any model supports (max {self.maximum})")
+            raise ValueError(f"{value}: {self.too_large}")
         return value
 
     def parse(self, text: str) -> int:

@@ -36,7 +36,11 @@ from pytest_llmperf.model.knobs import (
     _check_split,
     knob,
 )
-from pytest_llmperf.options import split_words
+from pytest_llmperf.options import as_words
+
+#: llama.cpp's most compute threads (GGML_MAX_N_THREADS)
+MAX_THREADS = 512
+THREADS_TOO_MANY = f"must be <= {MAX_THREADS} (llama.cpp's GGML_MAX_N_THREADS)"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,11 @@ class LoadParams:
 
     n_ctx: int = knob(
         4096,
-        Int(8, 1 << 24),
+        Int(
+            8,
+            1 << 24,
+            f"larger than any model supports (max {1 << 24}); use the context size the test needs",
+        ),
         "-c",
         "--ctx-size",
         prefix="c",
@@ -58,7 +66,7 @@ class LoadParams:
     )
     n_threads: int | None = knob(
         None,
-        Int(1),
+        Int(1, MAX_THREADS, THREADS_TOO_MANY),
         "-t",
         "--threads",
         prefix="t",
@@ -67,7 +75,12 @@ class LoadParams:
         help="decode threads",
     )
     n_threads_batch: int | None = knob(
-        None, Int(1), "-tb", "--threads-batch", prefix="tb", help="prompt-processing threads"
+        None,
+        Int(1, MAX_THREADS, THREADS_TOO_MANY),
+        "-tb",
+        "--threads-batch",
+        prefix="tb",
+        help="prompt-processing threads",
     )
     n_batch: int = knob(
         2048,
@@ -429,7 +442,7 @@ def parse_llama_args(args: str | Iterable[str], where: str = "args") -> dict[str
     Unknown flags and bad values raise :class:`UsageError` naming the flag and the
     accepted values; text that cannot be split into words names ``where`` it came from.
     """
-    tokens = split_words(args, where) if isinstance(args, str) else list(args)
+    tokens = as_words(args, where)
     out: dict[str, Any] = {}
     given: dict[str, str] = {}  # knob -> the flag that set it
     i = 0

@@ -227,6 +227,48 @@ _MAPPING_KEYS = frozenset({"logit_bias"})
 _SCALARS = (bool, int, float, str, type(None))
 
 
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int)
+
+
+def _unit(value: Any) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
+#: the type and range of each sampling parameter of create_completion that takes one,
+#: checked before the model sees it: (accepts?, what it takes)
+SAMPLING_VALUES: dict[str, tuple[Any, str]] = {
+    "temperature": (lambda v: _number(v) and v >= 0, "a number >= 0 (0: greedy)"),
+    "top_p": (_unit, "a number from 0 to 1"),
+    "min_p": (_unit, "a number from 0 to 1"),
+    "typical_p": (_unit, "a number from 0 to 1 (1: off)"),
+    "top_k": (lambda v: _integer(v) and v >= -1, "an integer (0 or -1: no limit)"),
+    "repeat_penalty": (_positive, "a number > 0 (1: none)"),
+    "frequency_penalty": (_number, "a number (0: none)"),
+    "presence_penalty": (_number, "a number (0: none)"),
+    "seed": (lambda v: _integer(v) and -1 <= v < 1 << 32, "an integer 0..4294967295 (-1: random)"),
+    "tfs_z": (_positive, "a number > 0 (1: off)"),
+    "mirostat_mode": (lambda v: _integer(v) and v in (0, 1, 2), "0, 1 or 2"),
+    "mirostat_tau": (_positive, "a number > 0"),
+    "mirostat_eta": (_positive, "a number > 0"),
+    "stop": (
+        lambda v: (
+            isinstance(v, str)
+            or (isinstance(v, list | tuple) and all(isinstance(x, str) for x in v))
+        ),
+        "a string or a list of strings",
+    ),
+}
+
+
 def _freeze(sampling: Mapping[str, Any], where: str) -> tuple[tuple[str, Any], ...]:
     """Sampling settings as a hashable, sorted tuple; values JSON-like scalars, lists of
     them (``stop``) or a mapping of token id to bias (``logit_bias``)."""
@@ -239,15 +281,24 @@ def _freeze(sampling: Mapping[str, Any], where: str) -> tuple[tuple[str, Any], .
     for key, value in sampling.items():
         if not isinstance(key, str):
             raise UsageError(f"{where}: sampling key {key!r} must be a parameter name (a str)")
+        accepts, takes = SAMPLING_VALUES.get(key, (None, ""))
+        if accepts is not None and not accepts(value):
+            raise UsageError(f"{where}: sampling {key}={value!r}: write {takes}")
         if isinstance(value, Mapping):
             if key not in _MAPPING_KEYS:
                 raise UsageError(f"{where}: sampling {key}={value!r}: expected a single value")
-            try:
-                pairs = tuple(sorted((str(int(k)), float(v)) for k, v in value.items()))
-            except (TypeError, ValueError):
+            ok = all(
+                _integer(k) or (isinstance(k, str) and k.lstrip("-").isdigit()) for k in value
+            ) and all(
+                not isinstance(v, bool) and isinstance(v, int | float) and not math.isnan(v)
+                for v in value.values()
+            )
+            if not ok:
                 raise UsageError(
-                    f"{where}: sampling {key}={value!r}: write token id -> bias, e.g. {{13: -5.0}}"
-                ) from None
+                    f"{where}: sampling {key}={value!r}: write token id -> bias (a number, "
+                    "-inf bans the token), e.g. {13: -5.0}"
+                )
+            pairs = tuple(sorted((str(int(k)), float(v)) for k, v in value.items()))
             out.append((key, pairs))
         elif isinstance(value, list | tuple):
             if not all(isinstance(v, _SCALARS) for v in value):

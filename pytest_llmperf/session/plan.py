@@ -89,7 +89,7 @@ def parse_marker(
             raise UsageError(f"{where}: sets load params but no model; add model=...")
         return MarkerArgs(None, run, rules, ref)
     try:
-        cfg = Config(str(model), params, **extra)
+        cfg = Config(model, params, **extra)
     except UsageError as exc:
         raise UsageError(f"{where}: {exc}") from None
     return MarkerArgs(cfg, run, rules, ref)
