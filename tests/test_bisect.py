@@ -264,3 +264,26 @@ def test_ccache_launcher_and_its_stats_log(tmp_path: Path) -> None:
         "preprocessed_cache_hit\n# d.c\ndirect_cache_hit\n"
     )
     assert revisions.ccache_log_counts(log) == {"hits": 3, "misses": 1, "hit_rate": 0.75}
+
+
+def test_the_table_shows_every_measured_step_and_the_answer() -> None:
+    from pytest_llmperf.outputs import bisect as out
+
+    question = dict(QUESTION, kind="commits", configs=["a" * 40, "b" * 40, "c" * 40, "d" * 40])
+    state = bisect_state.State(question, labels={"c" * 40: "ggml: slower"})
+    state.builds = {"a" * 40: {"build": "built", "seconds": 300.0, "ccache": {"hit_rate": 0.1}}}
+    for step in (
+        Step(3, "d" * 40, "regressed", "tg_tps", 0.7, 0.68, 0.72, seconds=20),
+        Step(1, "b" * 40, "pass", "tg_tps", 1.0, 0.98, 1.02, seconds=30),
+        Step(2, "c" * 40, "regressed", "tg_tps", 0.71, 0.69, 0.73, seconds=20),
+    ):
+        state.record(step)
+    result = bisect.answer(4, state.steps)
+    text = out.table(state, result)
+    assert "| 0 | aaaaaaaaaaaa | 1 | - | good end | - | - | built 5.0 min, ccache 10% |" in text
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert rows[2:] == ["| 0", "| 1", "| 2", "| 3"]  # by position, the good end first
+    assert "first_bad: [2] cccccccccccc (ggml: slower)" in text
+    assert "last_good: [1] bbbbbbbbbbbb" in text
+    doc = out.document(state, result, None)
+    assert doc["first_bad"] == "c" * 40 and doc["last_good"] == "b" * 40

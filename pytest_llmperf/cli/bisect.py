@@ -132,8 +132,10 @@ def _base(args: argparse.Namespace) -> tuple[Config, list[str]]:
     if args.builds is None and args.models and build is None:
         build = builds.DEFAULT
     params = LoadParams.from_args(params_text or "")
+    if not model:  # --models: each step replaces it; the first stands in meanwhile
+        model = (_list(args.models) or ["-"])[0]
     return (
-        Config(model or "", params, build=build or builds.DEFAULT, launcher=launcher or ""),
+        Config(model, params, build=build or builds.DEFAULT, launcher=launcher or ""),
         workloads,
     )
 

@@ -89,6 +89,8 @@ def build(
             stats_log = paths.bisect_dir() / "ccache" / f"{cid}.log"
             stats_log.parent.mkdir(parents=True, exist_ok=True)
             base_dir = revisions.environment_base([paths.builds_dir(), where])
+            if base_dir == Path(base_dir.anchor):  # nothing shared but the root: the tree
+                base_dir = where
             cmake_args = f"{revisions.ccache_launcher(base_dir, stats_log)} {cmake_args}"
     before = revisions.ccache_stats() if stats_log is not None else None
     if stats_log is not None:

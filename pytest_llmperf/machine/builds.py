@@ -590,7 +590,7 @@ def _build_release(version: str, args: str, work: Path, log: Any) -> None:
         "import llama_cpp, numpy, psutil, pynvml, gguf, yaml; "
         f"v = llama_cpp.__version__; assert v == {version!r}, v"
     )
-    _run([python, "-c", check], None, log)
+    _run([python, "-W", "ignore::FutureWarning", "-c", check], None, log)  # pynvml warns
 
 
 def _build_source(src: Path, work: Path, args: str, lib: Path, log: Any) -> None:

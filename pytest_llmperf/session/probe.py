@@ -74,6 +74,11 @@ def probe(nodeid: str, rootdir: Path, timeout_s: float = 300.0) -> ProbedTest:
                 + " / ".join(tail)
             )
         tests = json.loads(out.read_text(encoding="utf-8")).get("tests", [])
+    if not tests:
+        raise UsageError(
+            f"--test {nodeid}: pytest collects no test by that id; give one that "
+            "`pytest --collect-only -q` lists (with its parameters)"
+        )
     if len(tests) != 1:
         names = ", ".join(t.get("nodeid", "?") for t in tests[:5])
         raise UsageError(
