@@ -6,7 +6,7 @@
 
 parametrizes ``llmperf_config`` with one :class:`~pytest_llmperf.api.Config` per sweep
 point (ids such as ``test_sweep[tiny-moe-q8_0-q8_f16-small-t2]``), prints the plan before
-running, one progress line per finished point, streams results to a JSONL file, resumes,
+running, one progress line per finished point, appends results to a JSONL file, resumes,
 shards, and runs the two phases (explore, then deep around the winners).
 
 Everything with substance lives in the pure package :mod:`pytest_llmperf.sweep` (the

@@ -1,4 +1,4 @@
-"""Parameter sweeps: grids over load params, sparse selection, two phases, result streams.
+"""Parameter sweeps: grids over load params, sparse selection, two phases, result files.
 
 Pure: no pytest import, no llama.cpp import. A :class:`Sweep` (from YAML with
 :func:`load_sweeps`, or from Python with :meth:`Sweep.define`) expands into a list of
@@ -8,20 +8,22 @@ The user documentation is docs/SWEEPS.md.
 
 One module per concern:
 
-- :mod:`.spec`: Sweep, Axis, Variant, DeepPhase; YAML and Python parsing
+- :mod:`.definition` (with :mod:`.axes`): Sweep, Axis, Variant, DeepPhase; YAML and
+  Python parsing
 - :mod:`.selection`: Selection and the table of strategies (add a strategy there)
 - :mod:`.points`: SweepPoint, PointList, building and validating points
 - :mod:`.ranking`: rank, the ranking file, deepen (the two phases)
-- :mod:`.stream`: JSONL results, resume, shards, merge
+- :mod:`.records`: the JSONL results file, resume, shards, merge
 - :mod:`.progress`: plan summary and progress lines
 - :mod:`.context`, :mod:`.files`: errors that name the file and key, or the path and fix
+- :mod:`.options` (validated options), :mod:`.fleet` (the shard, from the option or a
+  scheduler's environment)
 
-and the session side, still without pytest (:mod:`pytest_llmperf.plugin.sweep` is the
-glue): :mod:`.options` (validated options), :mod:`.fleet` (the shard, from the option or
-a scheduler's environment), :mod:`.collect` (markers into plans, shard and resume
-selection), :mod:`.phases` (the ranking file, the deep phase's winners),
-:mod:`.planner` (plan lines and estimates), :mod:`.recorder` (result records and
-progress), :mod:`.state` (the thin coordinator), :mod:`.cli` (``llmperf merge``).
+The session side is :mod:`pytest_llmperf.session.sweeps` (collect: markers into plans,
+shard and resume selection; phases: the ranking file, the deep phase's winners; planner:
+plan lines and estimates; log: result records and progress; state: the thin
+coordinator), the pytest glue :mod:`pytest_llmperf.plugin.sweep`, and ``llmperf merge``
+:mod:`pytest_llmperf.cli.merge`.
 """
 
 from pytest_llmperf.sweep.axes import Axis, Variant, parse_int_range

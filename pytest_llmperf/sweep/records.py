@@ -1,4 +1,4 @@
-"""Result streams: crash-safe JSONL files of sweep results, resume, shards and merge.
+"""Sweep results files: crash-safe JSONL files of sweep results, resume, shards and merge.
 
 :func:`append_result` appends one fsynced JSON line per finished point;
 :func:`read_results` reads them back, skipping (with a :class:`SweepWarning`) a line cut

@@ -1,4 +1,4 @@
-"""During the run: one result record per sweep test (streamed to the results file) and
+"""During the run: one result record per sweep test (appended to the results file) and
 one progress line per finished test."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Recorder:
         self._started[nodeid] = time.perf_counter()
 
     def gated(self, it: SweepItem, report: TestResult) -> None:
-        """The session gated the test: stream its record."""
+        """The session gated the test: append its record."""
         metrics: dict[str, dict[str, float]] = {}
         for m in report.measurements:
             metrics[m.workload.name] = {k: s.median for k, s in sorted(m.summaries().items())}
