@@ -359,14 +359,21 @@ def test_ratio_sla() -> None:
     sla = "itl_p95_ms[tg512] / itl_p95_ms[tg64] <= 1.30"
     ms = {
         "tg64": measurement({"itl_p95_ms": [10, 10.5, 11]}, "tg64"),
-        "tg512": measurement({"itl_p95_ms": [14, 14.5, 15]}, "tg512"),
+        "tg512": measurement({"itl_p95_ms": [15, 15.5, 16]}, "tg512"),
     }
     (c,) = gate.check_limits(ms, limits_cfg(sla=(sla,)))
     assert c.metric == "itl_p95_ms[tg512]/itl_p95_ms[tg64]"
     assert c.verdict == "regressed"
     assert c.threshold == "<= 1.3"
-    assert c.current_median == pytest.approx(14.5 / 10.5)
+    assert c.current_median == pytest.approx(15.5 / 10.5)
     assert "is not <= 1.3" in c.reason
+    # the medians' ratio is beyond the bound, but the repetitions' spread leaves ratios
+    # within it possible (14 / 11 = 1.27): judged as the gate judges a change, unsure
+    ms["tg512"] = measurement({"itl_p95_ms": [14, 14.5, 15]}, "tg512")
+    (unsure,) = gate.check_limits(ms, limits_cfg(sla=(sla,)))
+    assert unsure.verdict == "inconclusive"
+    assert unsure.current_median == pytest.approx(14.5 / 10.5)
+    assert "straddles <= 1.3" in unsure.reason and not judge.needs_remeasure({"w": [unsure]})
     ms["tg512"] = measurement({"itl_p95_ms": [12, 12.5, 13]}, "tg512")
     (ok,) = gate.check_limits(ms, limits_cfg(sla=(sla,)))
     assert ok.verdict == "pass"
@@ -374,6 +381,29 @@ def test_ratio_sla() -> None:
     (half,) = gate.check_limits({"tg64": ms["tg64"]}, limits_cfg(sla=(sla,)))
     assert half.verdict == "pass" and "workload tg512 not measured" in half.reason
     assert gate.check_limits({"pp512": measurement({}, "pp512")}, limits_cfg(sla=(sla,))) == []
+
+
+def test_an_unsure_sla_never_hides_a_first_recording() -> None:
+    sla = "itl_p95_ms[tg512] / itl_p95_ms[tg64] <= 1.30"
+    ms = {
+        "tg64": measurement({"itl_p95_ms": [10, 10.5, 11]}, "tg64"),
+        "tg512": measurement({"itl_p95_ms": [14, 14.5, 15]}, "tg512"),
+    }
+    rules = limits_cfg(sla=(sla,))
+    recording = judge.Policy(missing="record")
+    # no baseline: every metric new, the SLA unsure: still recorded, still new
+    first = judge.compare(list(ms.values()), None, rules)
+    verdict = judge.judge("t.py::t", first, recording, has_entry=False)
+    assert (verdict.verdict, verdict.accept, verdict.outcome) == ("new", True, "pass")
+    # against a baseline that passes: the unsure SLA makes the test inconclusive, not failed
+    passed = judge.compare(list(ms.values()), ms, rules)
+    verdict = judge.judge("t.py::t", passed, judge.Policy(), has_entry=True)
+    assert (verdict.verdict, verdict.outcome) == ("inconclusive", "pass")
+    # a violated SLA fails a new test whatever its metrics
+    ms["tg512"] = measurement({"itl_p95_ms": [15, 15.5, 16]}, "tg512")
+    violated = judge.compare(list(ms.values()), None, rules)
+    verdict = judge.judge("t.py::t", violated, judge.Policy(), has_entry=False)
+    assert (verdict.verdict, verdict.outcome) == ("regressed", "fail")
 
 
 def test_ratio_sla_unqualified_applies_per_workload() -> None:

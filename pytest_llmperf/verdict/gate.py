@@ -429,7 +429,23 @@ def _sla_pairs(
     return [(a or b, b or a)]
 
 
-def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricComparison]:
+def _ratio_interval(
+    num: Sequence[float], den: Sequence[float], alpha: float
+) -> tuple[float, float] | None:
+    """The two-sided ``1 - 2 alpha`` bootstrap interval of median(num) / median(den), or
+    None where it cannot be had (a single value each, a denominator not above 0)."""
+    if len(num) + len(den) < 3 or min(den) <= 0 or min(num) < 0:
+        return None
+    low, high, _ = stats.bootstrap_ratio_bound(num, den, "greater", alpha)
+    return low, high
+
+
+def _check_sla(
+    sla: RatioSLA, by_wl: Mapping[str, Measurement], alpha: float
+) -> list[MetricComparison]:
+    """A ratio SLA judged as the gate judges a change: violated only when the interval of
+    the ratio (a bootstrap over both workloads' repetitions) lies wholly beyond the bound,
+    inconclusive when it straddles the bound, met when it lies wholly within."""
     out: list[MetricComparison] = []
     upper = sla.op in ("<", "<=")
     for wa, wb in _sla_pairs(sla, by_wl):
@@ -465,19 +481,27 @@ def _check_sla(sla: RatioSLA, by_wl: Mapping[str, Measurement]) -> list[MetricCo
             result(None, "inconclusive", f"{den.text()} median is 0: the ratio is undefined")
             continue
         ratio = va / vb
-        ok = sla.holds(ratio)
+        interval = _ratio_interval(ma.values[num.metric], mb.values[den.metric], alpha)
+        low, high = interval or (ratio, ratio)
+        ends = (sla.holds(low), sla.holds(high))
+        verdict: Verdict = "pass" if all(ends) else "regressed" if not any(ends) else "inconclusive"
+        shown = f"ratio {ratio:.3g}" + (f" [{low:.3g}, {high:.3g}]" if interval else "")
+        said = {
+            "pass": f"is {sla.bound_text()}",
+            "regressed": f"is not {sla.bound_text()}",
+            "inconclusive": f"straddles {sla.bound_text()}: more repetitions would tell",
+        }[verdict]
         result(
             ratio,
-            "pass" if ok else "regressed",
-            f"ratio {ratio:.3g} ({fmt_value(va)} / {fmt_value(vb)}) "
-            f"{'is' if ok else 'is not'} {sla.bound_text()}"
-            + (f" (SLA from {sla.source})" if sla.source and not ok else ""),
+            verdict,
+            f"{shown} ({fmt_value(va)} / {fmt_value(vb)}) {said}"
+            + (f" (SLA from {sla.source})" if sla.source and verdict != "pass" else ""),
         )
     return out
 
 
 def check_limits(
-    measurements_by_workload: Mapping[str, Measurement], config: GateRules
+    measurements_by_workload: Mapping[str, Measurement], config: GateRules, alpha: float = 0.05
 ) -> list[MetricComparison]:
     """Absolute limits and ratio SLAs on current medians (no baseline needed).
 
@@ -491,7 +515,7 @@ def check_limits(
     for lim in config.limits:
         out.extend(_check_limit(lim, by_wl))
     for sla in config.slas:
-        out.extend(_check_sla(sla, by_wl))
+        out.extend(_check_sla(sla, by_wl, alpha))
     return out
 
 

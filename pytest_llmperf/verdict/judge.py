@@ -79,7 +79,7 @@ def compare(
             alpha=alpha,
             fail_on_improvement=fail_on_improvement,
         )
-    limits = gate.check_limits({m.workload.name: m for m in current}, rules)
+    limits = gate.check_limits({m.workload.name: m for m in current}, rules, alpha)
     if limits:
         out[gate.SLA_KEY] = limits
     return out
@@ -125,6 +125,16 @@ def compared_nothing(comparisons: Mapping[str, Sequence[MetricComparison]]) -> b
     )
 
 
+def _verdict(comparisons: Mapping[str, Sequence[MetricComparison]]) -> Verdict:
+    """The worst verdict, except that an SLA left inconclusive (its ratio's interval
+    straddles the bound) never hides a test's first recording: it turns a pass into
+    inconclusive, and leaves ``new`` new (an SLA does not need a baseline)."""
+    unsure = [c for c in comparisons.get(gate.SLA_KEY, ()) if c.verdict == "inconclusive"]
+    rest = [c.verdict for c in flat(comparisons) if not any(c is u for u in unsure)]
+    verdict = worst(rest)
+    return "inconclusive" if unsure and verdict == "pass" else verdict
+
+
 def judge(
     nodeid: str,
     comparisons: dict[str, list[MetricComparison]],
@@ -144,7 +154,7 @@ def judge(
     ``warnings``: warn-only fingerprint differences. ``notes``: what the caller already
     has to say (re-measurements).
     """
-    verdict: Verdict = worst([c.verdict for c in flat(comparisons)])
+    verdict: Verdict = _verdict(comparisons)
     out = Judgement(verdict=verdict, notes=list(notes))
     if not has_entry and mismatch is not None:
         out.verdict = verdict = "mismatch"
