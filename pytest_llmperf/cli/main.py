@@ -74,9 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options whose value is a command line of their own (llama.cpp's, CMake's): argparse
+#: takes a value that starts with a dash and holds no space (``--cmake-args
+#: -DGGML_NATIVE=OFF``) for an option, so such a value is glued to its option first
+WORDS_OPTIONS = ("--args", "--args-b", "--cmake-args")
+
+
+def _glue_words(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in WORDS_OPTIONS and rest and rest[0].startswith("-"):
+            arg = f"{arg}={rest.pop(0)}"
+        out.append(arg)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as the commands read it (``sys.argv[1:]`` by default)."""
+    return build_parser().parse_args(_glue_words(sys.argv[1:] if argv is None else argv))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     # SIGINT, SIGTERM, SIGHUP, SIGUSR1/2 stop the command as one exception: its finally
     # blocks stop workers and builds, files are written whole or not at all
     guard = SignalGuard().install()
