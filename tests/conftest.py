@@ -1,4 +1,12 @@
-"""Shared fixtures of the plugin's own tests."""
+"""What every tier of the plugin's own tests shares: the environment of a laptop, threads
+left where they were, and each test marked with its tier (its folder).
+
+The tiers: ``unit/`` (pure logic: llama.cpp is never loaded), ``integration/`` (the tiny
+models run in this process and in workers) and ``e2e/`` (pytest sessions through pytester,
+child processes, signals, builds). llama.cpp is loaded by the last two only, in
+tests/llama_loaded.py, which their conftest.py imports; so ``pytest tests/unit`` (or
+``pytest tests -m unit``) stays quick.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +14,25 @@ from pathlib import Path
 
 import pytest
 
-# Import once, before any pytester run: an in-process pytester session forgets modules
-# first imported inside it. C extensions (numpy.fft via scipy.stats) cannot load twice, and
-# llama.cpp's log callback lives in llama_lib: calling it after its module is gone crashes
-# the process. So everything the inner sessions use is imported (and llama.cpp loaded) here.
-import scipy.stats
-import scipy.stats.qmc  # noqa: F401
-
-from pytest_llmperf import outputs  # noqa: F401
-from pytest_llmperf.backends import engine, runner  # noqa: F401
-from pytest_llmperf.machine import fingerprint, tiny
-from pytest_llmperf.native import llama_lib
 from pytest_llmperf.outputs.formats import FORMATS
 from pytest_llmperf.sweep.fleet import SHARD_ENV
-from pytest_llmperf.verdict import gate  # noqa: F401
-
-llama_lib.load()
-fingerprint.software()
 
 pytest_plugins = ["pytester"]
 
+#: the tiers, each a folder of tests/ and a marker of the same name (pyproject.toml)
+TIERS = ("unit", "integration", "e2e")
+HERE = Path(__file__).parent
 
-@pytest.fixture(scope="session")
-def tiny_model() -> object:
-    """Build (or reuse from the cache) a built-in tiny variant: ``tiny_model("moe-mxfp4")``."""
 
-    def get(variant: str) -> Path:
-        return tiny.ensure_variant(variant)
-
-    return get
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            folder = item.path.relative_to(HERE).parts[0]
+        except ValueError:
+            continue
+        if folder in TIERS:
+            item.add_marker(folder)
 
 
 #: variables of the environment the plugin reads that a CI job, a scheduler or a user's
