@@ -15,7 +15,7 @@ runs), OUT/gpu-summary.md (the table for the docs), OUT/pytest.log and OUT/basel
 
 ``--mode cpu`` runs the same flow on a CPU build (every configuration on the CPU; the
 checks that need a GPU say ``skipped: no GPU``); ``--quick`` uses the small built-in tiny
-models and a short workload (tests/test_gpu_check.py). gpu-check.sh puts the repository
+models and a short workload (tests/e2e/test_gpu_check.py). gpu-check.sh puts the repository
 and the installed bundle on PYTHONPATH:
 
     python scripts/gpu_checks.py --out DIR --mode cuda|cpu [--deadline EPOCH] [--quick]
