@@ -6,7 +6,8 @@ on the same token counts (stream_overhead).
 Short (64) and long (512 tokens) generation after the built-in short prompt, with an SLA
 on the streaming path: stream_itl_p50(long) / stream_itl_p50(short) <= 3 (the seed's
 p95 <= 1.30 is for a model whose weights dwarf its KV cache; a 40 MB model's long
-generation is slower per token by nature, see test_generation.py); and the built-in long prompt (a ~1.5k-character document) for time to first chunk."""
+generation is slower per token by nature, see test_generation.py); and the built-in long
+prompt (a ~1.5k-character document) for time to first chunk."""
 
 import pytest
 from _suite import PRIMARY, THREADS

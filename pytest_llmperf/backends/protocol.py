@@ -15,7 +15,7 @@ it cannot produce (with why), and for EVERY load parameter of
   (``resolved["stream"]["not_applied"]``, ``resolved["not_applied"]``), never dropped
   without a word.
 
-``tests/test_registries.py`` fails when a knob is missing from any table, so adding a
+``tests/unit/test_registries.py`` fails when a knob is missing from any table, so adding a
 knob means deciding, for each backend, how it is applied or why it is not.
 """
 

@@ -5,7 +5,7 @@ plans, help and error messages, and the function that picks indices, either alon
 axis (``per_axis``: the grid is the product of what each axis keeps) or as whole
 combinations (``combos``, such as the Latin hypercube). **To add a strategy, write its
 function and add one row to the table**; nothing else lists strategies
-(``tests/test_sweep.py`` checks that docs/SWEEPS.md's table names every row).
+(``tests/unit/test_sweep.py`` checks that docs/SWEEPS.md's table names every row).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The GPU check's verdicts (scripts/gpu_checks.py, docs/GPU.md): pure rules over figures
-measured on a GPU machine (tests/test_gpu_verdicts.py tries each on figures made by hand).
+measured on a GPU machine (tests/unit/test_gpu_verdicts.py tries each on figures made by hand).
 
 Each check is a :class:`Row` (``pass``, ``fail`` or ``skipped``, its figures, a note); a
 judge takes the figures the check read and returns ``(status, figures, note)``. What a
