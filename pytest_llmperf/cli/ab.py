@@ -22,7 +22,7 @@ from pytest_llmperf import options
 from pytest_llmperf.api import Config
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.machine import builds
-from pytest_llmperf.machine.registry import load_registry
+from pytest_llmperf.machine.registry import Registry, load_registry
 from pytest_llmperf.model.metrics import fmt_value
 from pytest_llmperf.model.params import KNOBS, LoadParams
 from pytest_llmperf.model.workloads import Workload
@@ -134,6 +134,26 @@ def _side(args: argparse.Namespace, suffix: str, base: Config | None) -> Config:
     )
 
 
+def design_of(args: argparse.Namespace) -> paired.Design:
+    """The paired design the options ask for (``ab``'s and ``bisect``'s)."""
+    return paired.design_for(
+        args.rounds,
+        max_loads=args.max_loads,
+        loads=min(paired.LOADS, args.max_loads),
+        concurrent_loads=args.max_loads,
+        alpha=args.alpha,
+        max_seconds=args.seconds,
+    )
+
+
+def rule_sources(args: argparse.Namespace, registry: Registry) -> list[RuleSource]:
+    """The registry's rule sources, then ``--threshold`` (the rates' paired threshold)."""
+    sources = list(registry.rule_sources)
+    if args.threshold is not None:
+        sources.append(RuleSource("--threshold", "cli", paired.rate_rules(args.threshold)))
+    return sources
+
+
 def run(args: argparse.Namespace) -> int:
     registry = load_registry(Path.cwd(), args.config)
     session = PerfSession(Settings(), registry)
@@ -149,18 +169,8 @@ def run(args: argparse.Namespace) -> int:
         if path is None:
             raise UsageError(f"ab: {side} cannot run: {reason}")
         paths[side] = path
-    design = paired.design_for(
-        args.rounds,
-        max_loads=args.max_loads,
-        loads=min(paired.LOADS, args.max_loads),
-        concurrent_loads=args.max_loads,
-        alpha=args.alpha,
-        max_seconds=args.seconds,
-    )
-    sources = list(registry.rule_sources)
-    if args.threshold is not None:
-        sources.append(RuleSource("--threshold", "cli", paired.rate_rules(args.threshold)))
-    rules = rules_from(sources)
+    design = design_of(args)
+    rules = rules_from(rule_sources(args, registry))
     varied = [k for k in ("model", "build", "launcher") if getattr(a, k) != getattr(b, k)]
     varied += [k for k in KNOBS if getattr(a.params, k) != getattr(b.params, k)]
     pair = PairRunner(

@@ -37,7 +37,7 @@ from pytest_llmperf.session.perf_session import PerfSession
 from pytest_llmperf.session.probe import probe
 from pytest_llmperf.session.settings import Settings
 from pytest_llmperf.verdict import bisect, bisect_state, paired
-from pytest_llmperf.verdict.thresholds import RuleSource, rules_from
+from pytest_llmperf.verdict.thresholds import rules_from
 
 
 def add_parser(sub: Any) -> None:
@@ -223,22 +223,12 @@ def run(args: argparse.Namespace) -> int:
     state = _state(state_path, question, args.fresh)
     if args.plot:
         ownership.check(args.plot, "plot-png", "--plot")
-    design = paired.design_for(
-        args.rounds,
-        max_loads=args.max_loads,
-        loads=min(paired.LOADS, args.max_loads),
-        concurrent_loads=args.max_loads,
-        alpha=args.alpha,
-        max_seconds=args.seconds,
-    )
+    design = ab.design_of(args)
     tries = Tries(
         design,
         args.max_rounds or 4 * args.rounds,
         args.max_seconds or 4 * args.seconds,
     )
-    sources = list(registry.rule_sources)
-    if args.threshold is not None:
-        sources.append(RuleSource("--threshold", "cli", paired.rate_rules(args.threshold)))
     session = PerfSession(Settings(), registry)
     _progress(
         f"{len(ids)} {kind} from {ids[0][:12]} (good) to {ids[-1][:12]} (bad); workloads "
@@ -250,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         state,
         state_path,
         tries,
-        rules_from(sources),
+        rules_from(ab.rule_sources(args, registry)),
         check_good=args.aa,
         progress=_progress,
     )
