@@ -11,6 +11,7 @@ processes in tests/e2e/test_reliability.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -700,9 +701,39 @@ def _env() -> dict[str, str]:
     return env
 
 
+#: the child starts as a terminal's foreground job would: SIGINT and SIGQUIT at their
+#: defaults, whatever this process inherited (a job started with ``&`` from a script, or
+#: under nohup, ignores SIGINT, and an ignored disposition survives exec: the child would
+#: then rightly ignore the test's Ctrl-C)
+_AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGQUIT)]; "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+#: the children a test started, killed at its end if still running (a failed test must
+#: not leave a session and its spinning worker beside the next tests)
+_SPAWNED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left() -> Iterator[None]:
+    yield
+    while _SPAWNED:
+        proc = _SPAWNED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+_PYTEST = (sys.executable, "-c", _AS_FROM_A_TERMINAL, "-m", "pytest", "-p", "no:cacheprovider")
+
+
 def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", *args],
+    proc = subprocess.Popen(
+        [*_PYTEST, "-v", *args],
         cwd=cwd,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -710,6 +741,8 @@ def _spawn(cwd: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
+    _SPAWNED.append(proc)
+    return proc
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
@@ -792,7 +825,12 @@ def test_ctrl_c_during_accept_keeps_the_baseline_whole(
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     else:
         os.kill(proc.pid, signal.SIGINT)  # the worker is not signalled: pytest must stop it
-    out, _ = proc.communicate(timeout=120)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # never left running beside the next tests
+        out, _ = proc.communicate()
+        pytest.fail(f"pytest did not stop within 120 s of SIGINT:\n{out}")
     took = time.monotonic() - interrupted
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert "KeyboardInterrupt" in out
@@ -929,8 +967,8 @@ def test_signal_handlers_of_others_are_kept_and_ours_are_restored(
 
 
 def _llmperf(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest_llmperf.cli.main", *args],
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, "-m", "pytest_llmperf.cli.main", *args],
         cwd=cwd,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -938,6 +976,8 @@ def _llmperf(cwd: Path, *args: str) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
+    _SPAWNED.append(proc)
+    return proc
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str) -> list[str]:
