@@ -67,6 +67,8 @@ ROUND_S = 0.08
 MAX_REPETITIONS = 32
 #: seconds a workload's rounds may take, unless the session's budget says less
 MAX_SECONDS = 30.0
+#: the widest log ratio an interval shows (e^50: no finite measurement is further)
+LOG_RATIO_BOUND = 50.0
 #: later looks come when the rounds have grown by this factor
 LOOK_GROWTH = 1.5
 #: a metric is given up on (not held open) when the rounds left would narrow its interval
@@ -259,6 +261,8 @@ def compare(
         # from the rounds themselves): widened by Student's t over the normal quantile
         widen = stats.small_sample_factor(n, level_alpha)
         low, high = med - (med - low) * widen, med + (high - med) * widen
+        # a tiny --alpha over two rounds widens by 10^5: kept to ratios a float can hold
+        low, high = max(low, -LOG_RATIO_BOUND), min(high, LOG_RATIO_BOUND)
         comp.change_pct = _pct(med)
         comp.ratio, comp.ratio_low, comp.ratio_high = math.exp(med), math.exp(low), math.exp(high)
         comp.detectable_pct = _pct((high - low) / 2)

@@ -60,6 +60,14 @@ def test_a_wide_interval_is_inconclusive_not_a_coin_flip() -> None:
     assert verdict(runs(0.93, 0.25, blocks=2, rounds=3)) == "inconclusive"
 
 
+def test_a_tiny_alpha_over_two_rounds_gives_finite_bounds() -> None:
+    # Student's t at 1e-6 with one degree of freedom widens by ~7e4: never an overflow
+    [c] = paired.compare(runs(1.0, 0.05, blocks=1, rounds=2), RULES, paired.Design(alpha=1e-6))
+    assert c.verdict == "inconclusive"
+    assert c.ratio_low is not None and c.ratio_high is not None
+    assert 0 < c.ratio_low < 1 < c.ratio_high < math.inf
+
+
 def test_the_comparison_says_ratio_interval_and_rounds() -> None:
     [c] = paired.compare(runs(0.90, 0.02), RULES, DESIGN)
     assert c.ratio is not None and c.ratio_low is not None and c.ratio_high is not None
