@@ -279,9 +279,13 @@ def compare(
         comp.threshold_pct = math.expm1(limit) * 100
         verdict, why = _rule(metric, med, low, high, limit)
         if verdict == "inconclusive" and final:
-            why += (
-                f"; these rounds resolve changes beyond ±{comp.detectable_pct:.1f}%, "
-                f"wider than {threshold.text()}"
+            seen = comp.detectable_pct
+            why = (
+                f"{why}; these rounds resolve changes beyond ±{seen:.1f}%, wider than "
+                f"{threshold.text()}"
+                if seen >= abs(comp.threshold_pct)
+                else f"the change ({_pct(med):+.1f}%) lies too close to {threshold.text()} for "
+                f"these rounds to tell (they resolve ±{seen:.1f}%)"
             )
         comp.verdict = verdict
         comp.reason = f"{why}; {interval}"

@@ -68,6 +68,21 @@ def test_a_tiny_alpha_over_two_rounds_gives_finite_bounds() -> None:
     assert 0 < c.ratio_low < 1 < c.ratio_high < math.inf
 
 
+def test_an_undecided_metric_says_why_its_rounds_could_not_tell() -> None:
+    # the rounds resolve less than the threshold, but the change sits near it
+    for seed in range(40):
+        [c] = paired.compare(runs(0.965, 0.03, seed=seed), RULES, DESIGN)
+        if c.verdict == "inconclusive" and (c.detectable_pct or 0) < 5:
+            assert "lies too close to -5% for these rounds to tell" in c.reason, c.reason
+            assert "wider than" not in c.reason
+            break
+    else:
+        pytest.fail("no seed gave an interval narrower than the threshold yet undecided")
+    # the rounds cannot resolve the threshold at all
+    [c] = paired.compare(runs(1.0, 0.25, blocks=2, rounds=3), RULES, DESIGN)
+    assert c.verdict == "inconclusive" and "wider than -5%" in c.reason
+
+
 def test_the_comparison_says_ratio_interval_and_rounds() -> None:
     [c] = paired.compare(runs(0.90, 0.02), RULES, DESIGN)
     assert c.ratio is not None and c.ratio_low is not None and c.ratio_high is not None
