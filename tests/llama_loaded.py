@@ -34,3 +34,11 @@ def tiny_model() -> object:
         return tiny.ensure_variant(variant)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    """The tiny MoE Q8_0 model most tests run, built before any pytester run (pytester
+    moves HOME, and the model cache with it). A module that needs another model defines
+    its own ``model``."""
+    return tiny.ensure_variant("moe-q8_0")

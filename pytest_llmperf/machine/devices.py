@@ -301,23 +301,32 @@ def _cpuinfo() -> dict[str, str]:
     return out
 
 
-def thread_affinities() -> list[str]:
-    """The CPUs each thread of this process may run on (Cpus_allowed_list), distinct,
-    sorted: after a run, where the compute threads were placed."""
-    out: set[str] = set()
+def _thread_files(name: str) -> Iterator[str]:
+    """The text of ``/proc/self/task/<tid>/<name>`` for each thread of this process (a
+    thread gone meanwhile is skipped; nothing where /proc does not tell)."""
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:
-        return []
+        return
     for tid in tasks:
         try:
-            with open(f"/proc/self/task/{tid}/status") as fh:
-                for line in fh:
-                    if line.startswith("Cpus_allowed_list:"):
-                        out.add(line.split(":", 1)[1].strip())
+            with open(f"/proc/self/task/{tid}/{name}") as fh:
+                yield fh.read()
         except OSError:
             continue
-    return sorted(out)
+
+
+def thread_affinities() -> list[str]:
+    """The CPUs each thread of this process may run on (Cpus_allowed_list), distinct,
+    sorted: after a run, where the compute threads were placed."""
+    return sorted(
+        {
+            line.split(":", 1)[1].strip()
+            for text in _thread_files("status")
+            for line in text.splitlines()
+            if line.startswith("Cpus_allowed_list:")
+        }
+    )
 
 
 #: environment variables that change how llama.cpp, ggml or their OpenMP threads run
@@ -368,16 +377,10 @@ def thread_cpus() -> list[int]:
     """The CPUs this process's threads last ran on (field 39 of /proc/self/task/*/stat),
     distinct, sorted."""
     out: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return []
-    for tid in tasks:
+    for text in _thread_files("stat"):
         try:
-            with open(f"/proc/self/task/{tid}/stat") as fh:
-                rest = fh.read().rsplit(")", 1)[1].split()
-            out.add(int(rest[36]))
-        except (OSError, IndexError, ValueError):
+            out.add(int(text.rsplit(")", 1)[1].split()[36]))
+        except (IndexError, ValueError):
             continue
     return sorted(out)
 

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from pytest_llmperf.errors import UsageError
 from pytest_llmperf.model.metrics import METRICS
@@ -96,6 +96,15 @@ def _json(path: Path) -> Any:
     return json.loads(_read(path).decode("utf-8"))
 
 
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The file's JSON object; None when it holds no JSON or another JSON value."""
+    try:
+        data = _json(path)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # -- recognizers: True when the (existing, non-empty) file is of the kind ------------------
 
 
@@ -147,12 +156,9 @@ def _ranking(path: Path) -> bool:
 
 
 def _results_json(path: Path) -> bool:
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
+    data = _json_object(path)
     return (
-        isinstance(data, dict)
+        data is not None
         and isinstance(data.get("schema_version"), int)
         and isinstance(data.get("tests"), list)
     )
@@ -222,7 +228,7 @@ def _plot_png(path: Path) -> bool:
     )
 
 
-def _benchmark_format(data: Any) -> bool:
+def _benchmark_format(data: Any) -> TypeGuard[dict[str, Any]]:
     return (
         isinstance(data, dict)
         and isinstance(data.get("benchmarks"), list)
@@ -231,10 +237,7 @@ def _benchmark_format(data: Any) -> bool:
 
 
 def _benchmark_json(path: Path) -> bool:
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
+    data = _json_object(path)
     if not _benchmark_format(data):
         return False
     if "llmperf" in data["machine_info"]:
@@ -252,7 +255,7 @@ def _measure_slugs() -> set[str]:
     return {m.replace("_", "-").lower() for m in METRICS}
 
 
-def _bmf_format(data: Any) -> bool:
+def _bmf_format(data: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(data, dict) and all(
         isinstance(measures, dict)
         and all(isinstance(v, dict) and "value" in v for v in measures.values())
@@ -261,10 +264,7 @@ def _bmf_format(data: Any) -> bool:
 
 
 def _bmf(path: Path) -> bool:
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
+    data = _json_object(path)
     if not _bmf_format(data):
         return False
     ours = _measure_slugs()
@@ -316,24 +316,18 @@ def _github_summary(path: Path) -> bool:
 def _bisect_state(path: Path) -> bool:
     """The state document of ``llmperf bisect`` (pytest_llmperf.verdict.bisect_state):
     a JSON object with an integer ``llmperf_bisect`` and a list of ``steps``."""
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
+    data = _json_object(path)
     return (
-        isinstance(data, dict)
+        data is not None
         and isinstance(data.get("llmperf_bisect"), int)
         and isinstance(data.get("steps"), list)
     )
 
 
 def _machine_limits(path: Path) -> bool:
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
+    data = _json_object(path)
     return (
-        isinstance(data, dict)
+        data is not None
         and data.get("kind") == MACHINE_LIMITS_TAG
         and isinstance(data.get("limits"), dict)
     )
@@ -493,11 +487,8 @@ BASELINE_NAME = (
 
 
 def _baseline(path: Path) -> bool:
-    try:
-        data = _json(path)
-    except ValueError:
-        return False
-    if not isinstance(data, dict) or not isinstance(data.get("schema_version"), int):
+    data = _json_object(path)
+    if data is None or not isinstance(data.get("schema_version"), int):
         return False
     return isinstance(data.get("nodeid"), str) or bool(
         {"machine", "entries", "moved_to"} & set(data)

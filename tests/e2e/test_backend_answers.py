@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.machine import tiny
-
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 MACHINE = "answers"
@@ -87,11 +85,6 @@ import pytest
 def test_bench(llm_perf):
     llm_perf.measure("tg16", repetitions=2)
 """
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    return tiny.ensure_variant("moe-q8_0")
 
 
 def fake_llama_bench(folder: Path, mode: str) -> Path:

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_llmperf.model import ownership
 from pytest_llmperf.verdict.bisect_state import question_key
+from tests.gitrepo import git
 
 SHALLOW = "{tiny: {n_layer: 8, n_embd: 256, n_ff: 512, n_head: 4, n_head_kv: 2, n_vocab: 2048}}"
 DEEP = "{tiny: {n_layer: 24, n_embd: 256, n_ff: 512, n_head: 4, n_head_kv: 2, n_vocab: 2048}}"
@@ -243,13 +244,6 @@ def test_decode(llm_perf, workload):
     assert res.returncode == 2 and "pytest collects no test by that id" in res.stderr
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@x.invalid")
-    env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@x.invalid")
-    done = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True)
-    return done.stdout.decode().strip()
-
-
 def test_bad_input_is_refused_before_anything_is_measured(project: Path, models_dir: Path) -> None:
     n = ["-n", "8"]
     cases: list[tuple[list[str], str]] = [
@@ -316,12 +310,12 @@ def test_commits_that_do_not_build_stop_at_the_good_end_and_leave_the_checkout_a
 ) -> None:
     repo = project / "src"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     for i in range(3):
         (repo / "README").write_text(f"{i}\n")
-        _git(repo, "add", "README")
-        _git(repo, "commit", "-q", "-m", f"c{i}")
-    head = _git(repo, "rev-parse", "HEAD")
+        git(repo, "add", "README")
+        git(repo, "commit", "-q", "-m", f"c{i}")
+    head = git(repo, "rev-parse", "HEAD")
     res = bisect(
         project,
         models_dir,
@@ -338,7 +332,7 @@ def test_commits_that_do_not_build_stop_at_the_good_end_and_leave_the_checkout_a
     )
     assert res.returncode == 2, res.stderr
     assert "not a llama.cpp source tree (no CMakeLists.txt)" in res.stderr
-    assert _git(repo, "rev-parse", "HEAD") == head and _git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
     [tree] = (project / "cache" / "pytest-llmperf" / "bisect" / "worktrees").iterdir()
     assert (tree / "README").read_text() == "0\n"  # the good end, checked out there
     res = bisect(

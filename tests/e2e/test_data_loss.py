@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf import baseline as bl
-from pytest_llmperf.machine import tiny
 from pytest_llmperf.sweep.records import append_result
 from tests.unit.test_data_loss import temp_files
 
@@ -50,12 +49,6 @@ def {name}(llm_perf):
 """
         for name in names
     )
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    """The tiny model, built before any pytester run (pytester moves HOME)."""
-    return tiny.ensure_variant("moe-q8_0")
 
 
 def project(pytester: pytest.Pytester, model: Path, tests: str) -> Path:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.machine import tiny
 from pytest_llmperf.outputs import load_results
 from pytest_llmperf.outputs.formats import FORMATS
 from pytest_llmperf.outputs.github import HEADING, summary_block
@@ -40,12 +39,6 @@ def test_a(llm_perf):
     llm_perf.measure("tg16")
 """
 README = b"# My project\n\nNotes that must survive.\n"
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    """The tiny model, built before any pytester run (pytester moves HOME)."""
-    return tiny.ensure_variant("moe-q8_0")
 
 
 @pytest.fixture(scope="module")

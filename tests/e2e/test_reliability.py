@@ -52,13 +52,6 @@ def test_decode(llm_perf):
 INTERNAL_FRAME = re.compile(r"pytest_llmperf/[\w/]+\.py:\d+")
 
 
-@pytest.fixture(scope="session")
-def model() -> Path:
-    """The tiny model, built before any pytester run (pytester moves HOME, and the model
-    cache with it)."""
-    return tiny.ensure_variant("moe-q8_0")
-
-
 def registry(models: dict[str, Path | str], extra: str = "") -> str:
     lines = ["models:"] + [f"  {mid}: {{path: {json.dumps(str(p))}}}" for mid, p in models.items()]
     return "\n".join(lines) + "\n" + extra

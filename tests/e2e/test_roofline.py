@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmperf.errors import UsageError
-from pytest_llmperf.machine import devices, gguf_info, limits, tiny, traffic
+from pytest_llmperf.machine import devices, gguf_info, limits, traffic
 from pytest_llmperf.machine import fingerprint as fp_mod
 from pytest_llmperf.model import ownership
 from pytest_llmperf.model.metrics import METRICS
@@ -135,11 +135,6 @@ FAST = [
     "--perf-machine=roof",
     "--perf-in-process",
 ]
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    return tiny.ensure_variant("moe-q8_0")
 
 
 def _session(

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.machine import tiny
 from tests.unit.test_strict_input import UNBALANCED, twice
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -51,12 +50,6 @@ def test_decode(llm_perf):
 """
 #: a frame of the plugin's own code: an error shown as a traceback rather than a message
 INTERNAL_FRAME = re.compile(r"pytest_llmperf/[\w/]+\.py:\d+")
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    """The tiny model, built before any pytester run (pytester moves HOME)."""
-    return tiny.ensure_variant("moe-q8_0")
 
 
 def project(pytester: pytest.Pytester, model: Path, tests: str = ONE_TEST, extra: str = "") -> None:

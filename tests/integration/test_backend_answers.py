@@ -19,16 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.machine import tiny
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    return tiny.ensure_variant("moe-q8_0")
 
 
 def test_the_engine_and_the_worker_answer_through_the_check(model: Path) -> None:

@@ -19,14 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmperf.machine import tiny
-
-
-@pytest.fixture(scope="module")
-def model() -> Path:
-    """The tiny model, built before any pytester run (pytester moves HOME)."""
-    return tiny.ensure_variant("moe-q8_0")
-
 
 def test_the_checksum_cache_never_replaces_a_file_it_did_not_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: Path

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from pytest_llmperf.model.knobs import Int, knob
 from pytest_llmperf.model.params import LoadParams
 from pytest_llmperf.model.workloads import Workload
 from pytest_llmperf.verdict import judge
+from tests.gitrepo import git
 
 FP: dict[str, Any] = {
     "machine": {
@@ -960,50 +960,35 @@ def test_should_accept_unknown_mode() -> None:
 # -- git ------------------------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@x",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@x",
-    )
-    out = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out.stdout
-
-
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_two_branches_accepting_different_tests_merge_without_conflict(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     s = BaselineStore(repo / "baselines", MACHINE).load()
     s.queue("t.py::test_a", KEY, pending())
     s.queue("t.py::test_b", KEY, pending())
     s.flush()
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "baselines")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "baselines")
     # one branch re-accepts test_a and adds test_new1 (same module)...
-    _git(repo, "checkout", "-qb", "one")
+    git(repo, "checkout", "-qb", "one")
     one = BaselineStore(repo / "baselines", MACHINE).load()
     one.queue("t.py::test_a", KEY, pending(90.0, "2025-09-01T00:00:00+00:00"))
     one.queue("t.py::test_new1", KEY, pending())
     one.flush()
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "one")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "one")
     # ...the other re-accepts test_b and adds test_new2
-    _git(repo, "checkout", "-q", "main")
-    _git(repo, "checkout", "-qb", "two")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-qb", "two")
     two = BaselineStore(repo / "baselines", MACHINE).load()
     two.queue("t.py::test_b", KEY, pending(80.0, "2025-09-02T00:00:00+00:00"))
     two.queue("t.py::test_new2", KEY, pending())
     two.flush()
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "two")
-    _git(repo, "merge", "-q", "--no-edit", "one")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "two")
+    git(repo, "merge", "-q", "--no-edit", "one")
     merged = BaselineStore(repo / "baselines", MACHINE).load()
     assert {e.nodeid for e in merged.list_entries()} == {
         "t.py::test_a",

@@ -8,8 +8,6 @@ processes in tests/e2e/test_bisect.py."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from pytest_llmperf.machine import revisions
 from pytest_llmperf.model import ownership
 from pytest_llmperf.verdict import bisect, bisect_state
 from pytest_llmperf.verdict.bisect import Step
+from tests.gitrepo import git
 
 
 def _search(n: int, verdict_of: dict[int, str] | int) -> tuple[list[int], bisect.Answer]:
@@ -166,23 +165,11 @@ def test_release_ranges_follow_the_index_order() -> None:
             revisions.release_range(spec, RELEASES)
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.invalid",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.invalid",
-    )
-    done = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True, capture_output=True)
-    return done.stdout.decode().strip()
-
-
 def _commit(repo: Path, name: str, text: str) -> str:
     (repo / name).write_text(text)
-    _git(repo, "add", name)
-    _git(repo, "commit", "-q", "-m", f"{name}: {text.strip()}")
-    return _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", f"{name}: {text.strip()}")
+    return git(repo, "rev-parse", "HEAD")
 
 
 @pytest.fixture
@@ -190,13 +177,13 @@ def repo(tmp_path: Path) -> Path:
     """c0 - c1 - merge(side) - c3 on main, a side branch s1 from c0."""
     repo = tmp_path / "llama.cpp"
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     _commit(repo, "a.txt", "0\n")
-    _git(repo, "checkout", "-q", "-b", "side")
+    git(repo, "checkout", "-q", "-b", "side")
     _commit(repo, "b.txt", "side\n")
-    _git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "main")
     _commit(repo, "a.txt", "1\n")
-    _git(repo, "merge", "-q", "--no-ff", "-m", "merge side", "side")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge side", "side")
     _commit(repo, "a.txt", "3\n")
     return repo
 
@@ -206,7 +193,7 @@ def test_commits_are_listed_along_first_parents_and_bad_revisions_named(repo: Pa
     assert root == repo
     commits = revisions.first_parent_commits(root, "HEAD~3", "HEAD")
     assert [s for _h, s in commits] == ["a.txt: 0", "a.txt: 1", "merge side", "a.txt: 3"]
-    assert commits[-1][0] == _git(repo, "rev-parse", "HEAD")
+    assert commits[-1][0] == git(repo, "rev-parse", "HEAD")
     for good, bad, message in [
         ("nope", "HEAD", "--good nope: no such commit"),
         ("HEAD~1", "v9", "--bad v9: no such commit"),
@@ -226,7 +213,7 @@ def test_commits_are_listed_along_first_parents_and_bad_revisions_named(repo: Pa
 def test_commits_are_checked_out_in_a_worktree_the_checkout_never_sees(
     repo: Path, tmp_path: Path
 ) -> None:
-    head = _git(repo, "rev-parse", "HEAD")
+    head = git(repo, "rev-parse", "HEAD")
     commits = revisions.first_parent_commits(repo, "HEAD~3", "HEAD")
     where = tmp_path / "cache" / "wt"
     revisions.worktree(repo, where, commits[1][0])
@@ -237,15 +224,15 @@ def test_commits_are_checked_out_in_a_worktree_the_checkout_never_sees(
     assert (where / "a.txt").read_text() == "3\n" and (where / "b.txt").is_file()
     assert not (where / "junk.o").exists()
     # the user's checkout: same HEAD, same branch, nothing changed
-    assert _git(repo, "rev-parse", "HEAD") == head
-    assert _git(repo, "status", "--porcelain") == ""
-    assert _git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "rev-parse", "--abbrev-ref", "HEAD") == "main"
     other = tmp_path / "other"
     other.mkdir()
-    _git(other, "init", "-q")
+    git(other, "init", "-q")
     _commit(other, "x", "x\n")
     with pytest.raises(UsageError, match="worktree of another repository"):
-        revisions.worktree(other, where, _git(other, "rev-parse", "HEAD"))
+        revisions.worktree(other, where, git(other, "rev-parse", "HEAD"))
 
 
 def test_ccache_launcher_and_its_stats_log(tmp_path: Path) -> None:
