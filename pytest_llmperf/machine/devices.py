@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmperf.errors import ModelFileError
+from pytest_llmperf.model.metrics import CONTAMINATION_LIMIT
 
 MB = 1024 * 1024
 
@@ -420,6 +421,21 @@ def wait_idle(
         if now is None or now - before < busy * window_s * 1e9:
             break
         before = now
+    return time.monotonic() - start
+
+
+def wait_quiet(*, window_s: float = 0.5, most_s: float = 10.0) -> float:
+    """Wait until no other process competes for the CPU over a ``window_s`` window (by
+    :func:`contention`, against :data:`CONTAMINATION_LIMIT`), at most ``most_s``: before
+    re-measuring what was measured while something else ran. Returns the seconds waited
+    (0 where the system does not tell)."""
+    start = time.monotonic()
+    while time.monotonic() - start < most_s:
+        before = cpu_snapshot()
+        time.sleep(window_s)
+        seen = contention(before, cpu_snapshot())
+        if not seen or max(seen.values()) <= CONTAMINATION_LIMIT:
+            break
     return time.monotonic() - start
 
 

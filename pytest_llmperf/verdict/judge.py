@@ -94,6 +94,54 @@ def needs_remeasure(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bo
     return any(c.verdict == "regressed" for c in flat(comparisons))
 
 
+#: a workload's verdict is not trusted when at least this share of its repetitions ran
+#: while other processes competed for the CPU (their median may be theirs)
+UNTRUSTED_SHARE = 0.5
+
+
+def contaminated_share(m: Measurement) -> float:
+    """The share of a measurement's repetitions another process competed with."""
+    return sum(s.contaminated for s in m.samples) / len(m.samples) if m.samples else 0.0
+
+
+def contaminated_regressions(
+    comparisons: Mapping[str, Sequence[MetricComparison]], measurements: Sequence[Measurement]
+) -> dict[str, float]:
+    """The workloads whose regression rests on contaminated repetitions: workload ->
+    the share of its repetitions that were (at least :data:`UNTRUSTED_SHARE`)."""
+    shares = {m.workload.name: contaminated_share(m) for m in measurements}
+    return {
+        wl: shares[wl]
+        for wl, cs in comparisons.items()
+        if shares.get(wl, 0.0) >= UNTRUSTED_SHARE and any(c.verdict == "regressed" for c in cs)
+    }
+
+
+def distrust(
+    comparisons: Mapping[str, Sequence[MetricComparison]], contaminated: Mapping[str, float]
+) -> list[str]:
+    """Turn the regressions of ``contaminated`` workloads (see
+    :func:`contaminated_regressions`) into ``inconclusive``: a slowdown measured while
+    another process took the CPU says nothing about the code. Returns a note per
+    workload."""
+    notes = []
+    for wl, share in contaminated.items():
+        moved = [c for c in comparisons.get(wl, ()) if c.verdict == "regressed"]
+        for c in moved:
+            c.verdict = "inconclusive"
+            c.reason = (
+                f"not judged: {share:.0%} of the repetitions ran while other processes "
+                f"competed for the CPU; {c.reason}"
+            ).rstrip("; ")
+        if moved:
+            notes.append(
+                f"{wl}: {', '.join(c.metric for c in moved)} measured slower only while other "
+                f"processes competed for the CPU ({share:.0%} of the repetitions, after "
+                "re-measuring): not judged; measure on a quiet machine"
+            )
+    return notes
+
+
 def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
     """Whether ``--perf-accept=<mode>`` records a test with this verdict.
 
@@ -223,6 +271,9 @@ __all__ = [
     "Policy",
     "compare",
     "compared_nothing",
+    "contaminated_regressions",
+    "contaminated_share",
+    "distrust",
     "judge",
     "needs_remeasure",
     "should_accept",

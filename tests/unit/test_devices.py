@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +93,14 @@ def test_peak_rss() -> None:
     mon.sample()
     assert mon.peak_mb >= 64
     del block
+
+
+def test_wait_quiet_waits_while_another_process_takes_the_cpu() -> None:
+    """A real busy child: the machine is not quiet, so the wait lasts its most."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        waited = devices.wait_quiet(window_s=0.2, most_s=0.6)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert waited >= 0.6

@@ -82,6 +82,47 @@ def test_clean_20pct_drop_5v5_from_samples_regresses() -> None:
     assert judge.needs_remeasure({"w": list(comps.values())})
 
 
+def _contaminated(m: Measurement, dirty: int) -> Measurement:
+    """``m`` with its first ``dirty`` repetitions run while other processes took 40% of
+    the CPU."""
+    for s in m.samples[:dirty]:
+        s.contention = {"others_cpu": 0.4, "cpu_stall": 0.02}
+    return m
+
+
+def test_a_regression_measured_while_others_took_the_cpu_is_not_judged() -> None:
+    base = from_rates([100.0, 101.0, 99.0, 100.5, 99.5])
+    cur = _contaminated(from_rates([80.0, 81.0, 79.0, 80.5, 79.5]), 3)
+    comps = {cur.workload.name: gate.compare_measurement(cur, base, CFG)}
+    dirty = judge.contaminated_regressions(comps, [cur])
+    assert dirty == {cur.workload.name: pytest.approx(0.6)}
+    notes = judge.distrust(comps, dirty)
+    tg = by_metric(comps[cur.workload.name])["tg_tps"]
+    assert tg.verdict == "inconclusive"
+    assert tg.reason.startswith("not judged: 60% of the repetitions ran while other processes")
+    assert notes == [
+        "tg32: tg_tps, itl_p95_ms, tpot_ms, itl_p50_ms, e2e_ms measured slower only while other "
+        "processes competed "
+        "for the CPU (60% of the repetitions, after re-measuring): not judged; measure on a "
+        "quiet machine"
+    ]
+    verdict = judge.judge("t", comps, judge.Policy(), has_entry=True)
+    assert (verdict.verdict, verdict.outcome) == ("inconclusive", "pass")
+
+
+def test_a_regression_on_mostly_clean_repetitions_stands() -> None:
+    base = from_rates([100.0, 101.0, 99.0, 100.5, 99.5])
+    cur = _contaminated(from_rates([80.0, 81.0, 79.0, 80.5, 79.5]), 2)
+    comps = {cur.workload.name: gate.compare_measurement(cur, base, CFG)}
+    assert judge.contaminated_regressions(comps, [cur]) == {}
+    assert judge.distrust(comps, {}) == []
+    assert by_metric(comps[cur.workload.name])["tg_tps"].verdict == "regressed"
+    # and a contaminated workload that did not regress is left as it is
+    same = _contaminated(from_rates([100.0, 101.0, 99.0, 100.5, 99.5]), 5)
+    comps = {same.workload.name: gate.compare_measurement(same, base, CFG)}
+    assert judge.contaminated_regressions(comps, [same]) == {}
+
+
 def test_3v3_clean_separation_is_detected_at_default_alpha() -> None:
     base = measurement({"tg_tps": [100, 101, 102]})
     cur = measurement({"tg_tps": [80, 81, 82]})
