@@ -828,7 +828,9 @@ def test_ctrl_c_during_accept_keeps_the_baseline_whole(
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
     assert "KeyboardInterrupt" in out
     assert _group_gone(proc.pid), "a llama.cpp worker outlived the interrupted session"
-    assert took < 8, f"pytest took {took:.1f} s to stop after SIGINT:\n{out}"
+    # stopped, not finished: the long measurement lasts minutes (the bound leaves room
+    # for a busy machine's teardown and the accepted test's write)
+    assert took < 30, f"pytest took {took:.1f} s to stop after SIGINT:\n{out}"
 
     # the finished test was accepted, the interrupted one was not; nothing else changed
     assert _passed(out) == {"test_perf.py::test_0_first"}
