@@ -31,6 +31,13 @@ is known), at ``Design.max_rounds``, or when the
 workload's time is up: ``Design.max_seconds``, or less when the session's budget
 (``--perf-budget``) leaves less (:class:`Budget`), though never before
 :data:`FEWEST_ROUNDS` rounds (an interval needs them).
+
+**Contaminated rounds.** A round during which another process competed for the CPU (a
+contaminated repetition on either side) is left out of the verdict, and does not count:
+the looks and ``Design.max_rounds`` count clean rounds, and a contaminated round is
+replaced by another, up to as many rounds again as the cap. Past its time a workload stops
+once it has :data:`FEWEST_ROUNDS` clean rounds; one that a busy machine left without them
+gets up to twice its time, then says how many rounds were contaminated.
 """
 
 from __future__ import annotations
@@ -258,8 +265,11 @@ class PairRunner:
         look = 0
         comps: list[Any] = []
         stopped = "cap"
-        done = 0
-        while done < design.max_rounds:
+        # rounds run, and those no other process competed with: the clean ones count
+        # towards the looks and the cap; a contaminated one is replaced, up to as many
+        # again as the cap (a machine busy throughout stops there, or at its time)
+        done = clean = 0
+        while clean < design.max_rounds and done < 2 * design.max_rounds:
             pair = self.alive[done % len(self.alive)]
             cycle = done // len(self.alive)
             order = "ab" if (cycle + pair.index) % 2 == 0 else "ba"
@@ -277,18 +287,19 @@ class PairRunner:
                 runs.blocks.append(blocks[pair.index])
             blocks[pair.index].append(rnd)
             done += 1
-            if look < len(looks) and done >= looks[look]:
+            clean += not dirty
+            if look < len(looks) and clean >= looks[look]:
                 look += 1
                 comps = paired.compare(runs, rules, design, looks=len(looks), final=False)
                 if progress is not None:
-                    progress(f"{workload.name}: {done} rounds, {len(runs.blocks)} loads")
+                    progress(f"{workload.name}: {clean} clean rounds, {len(runs.blocks)} loads")
                 if paired.decided(comps):
                     stopped = "decided"
                     break
                 if any(c.threshold and c.verdict == "regressed" for c in comps):
                     stopped = "regressed"  # the outcome is known: the test fails
                     break
-                if paired.settled(comps, done, design.max_rounds):
+                if paired.settled(comps, clean, design.max_rounds):
                     stopped = "hopeless"
                     break
                 open_metrics = [
@@ -296,7 +307,12 @@ class PairRunner:
                 ]
                 if self.started < design.max_loads and loads_differ(runs, open_metrics):
                     self._warm(self._add_load(), workload, max(warmup, 1))
-            if done >= FEWEST_ROUNDS and clock() - t0 > cap:
+            # past its time a workload stops once it has FEWEST_ROUNDS clean rounds; one
+            # that a busy machine left without them gets up to twice its time
+            elapsed = clock() - t0
+            if done >= FEWEST_ROUNDS and (
+                elapsed > 2 * cap or (elapsed > cap and clean >= FEWEST_ROUNDS)
+            ):
                 stopped = (
                     "budget" if budget is not None and cap < design.max_seconds else "deadline"
                 )

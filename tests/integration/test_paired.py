@@ -103,6 +103,40 @@ def test_a_busy_neighbour_marks_repetitions_contaminated(tiny_model: object) -> 
     assert max(s.contention["others_cpu"] for s in m.samples) > 0.3
 
 
+def test_contaminated_rounds_are_replaced_and_a_machine_busy_throughout_stops(
+    tiny_model: object,
+) -> None:
+    """A real pair of workers beside processes that take every core: no round is clean,
+    each is replaced up to as many again as the cap (3 + 3), then the verdict says so."""
+    from pytest_llmperf.backends.runner import IsolatedRunner
+    from pytest_llmperf.model.params import LoadParams
+    from pytest_llmperf.model.workloads import Workload
+    from pytest_llmperf.session.pairs import PairRunner
+    from pytest_llmperf.verdict import paired
+    from pytest_llmperf.verdict.thresholds import default_rules
+
+    model = str(tiny_model("moe-q8_0"))  # type: ignore[operator]
+    params = LoadParams(n_threads=1, n_ctx=256)
+    pair = PairRunner(
+        lambda: IsolatedRunner(model, params, "a"),
+        lambda: IsolatedRunner(model, params, "b"),
+        paired.design_for(max_rounds=3, loads=1, round_s=0.0),
+    )
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG, "60"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        time.sleep(0.5)
+        result = pair.measure(Workload.parse("tg8"), default_rules(), warmup=1)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        pair.close()
+    assert len(result.runs.rounds) == 6 and result.runs.contaminated() == 6
+    [tg] = [c for c in result.comparisons if c.metric == "tg_tps"]
+    assert tg.verdict == "inconclusive"
+    assert tg.reason == "0 clean round(s) (6 contaminated by other processes): too few to compare"
+
+
 def test_the_sides_resolved_facts_are_compared_field_by_field(tiny_model: object) -> None:
     """Real workers: what each resolved (flash attention as llama.cpp decided it, threads,
     the environment it sees) must match unless the pair varies it."""
