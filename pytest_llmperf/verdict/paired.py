@@ -19,9 +19,11 @@ table, defaults in the metric registry, :attr:`MetricSpec.paired`):
   hierarchical-bootstrap interval of it (:func:`pytest_llmperf.verdict.stats.paired_interval`;
   loads first, then rounds within them). With the change measured in the metric's bad
   direction: ``regressed`` when the interval lies wholly beyond no change and the change
-  is beyond the threshold; ``pass`` when the interval excludes a regression as
-  large as the threshold; ``improved``, the mirror image of regressed; ``inconclusive``
-  when the interval is too wide to say;
+  is beyond the threshold, the interval being narrower than the threshold each way (a
+  wider one only when it lies wholly beyond the threshold: its centre is not to be trusted
+  yet); ``pass`` when the interval excludes a regression as large as the threshold;
+  ``improved``, the mirror image of regressed; ``inconclusive`` when the interval is too
+  wide to say;
 - metrics measured once per load (load time, memory; :attr:`MetricSpec.per`) are judged on
   loads, not rounds: in a ``load`` workload each round is a load (the rule above); in any
   other workload a deterministic one (memory) compares the two sides' medians over the
@@ -299,9 +301,14 @@ def _rule(metric: str, med: float, low: float, high: float, limit: float) -> tup
     thr = f"{'+' if sign > 0 else '-'}{_pct(limit) if sign > 0 else -_pct(-limit):.3g}%"
     bad_med = sign * med
     bad_lo, bad_hi = sorted((sign * low, sign * high))
-    if bad_lo > 0 and bad_med > limit:
+    # a centre beyond the threshold decides only when the rounds resolve the threshold
+    # (the interval is narrower than it each way); a wider interval decides only when it
+    # lies wholly beyond it (an interval of [-84%, -21%] against -45% is not a regression
+    # of 45%, whatever its centre)
+    resolved = (bad_hi - bad_lo) / 2 < limit
+    if bad_lo > limit or (bad_lo > 0 and bad_med > limit and resolved):
         return "regressed", f"{_pct(med):+.1f}% is beyond {thr} and the interval excludes no change"
-    if bad_hi < 0 and -bad_med > limit:
+    if bad_hi < -limit or (bad_hi < 0 and -bad_med > limit and resolved):
         return "improved", f"{_pct(med):+.1f}% better than {thr}, the interval excludes no change"
     if bad_hi < limit:
         return "pass", f"the interval excludes a change of {thr}"

@@ -175,10 +175,11 @@ def test_a_slowdown_in_two_pieces_shows_in_the_ratios_of_the_measured_steps(
     project: Path, models_dir: Path
 ) -> None:
     # 8 layers, then 12 (h3, h4: about 2/3 of the speed), then 24 (about 1/3): with a
-    # threshold of 45% the first piece passes, the second is the first slow one, and
-    # the table shows the first piece in the ratios of the steps that passed
+    # threshold of 55% the first piece passes, the second is the first slow one, and
+    # the table shows the first piece in the ratios of the steps that passed (at 45% the
+    # first piece's ~0.67 sat too close to 0.55 for a noisy minute's rounds to tell)
     models = "m0,m1,m2,h3,h4,m5,m6,m7"
-    run = [a if a != "25" else "45" for a in RUN]
+    run = [a if a != "25" else "55" for a in RUN]
     res = bisect(project, models_dir, "--models", models, *run, *TRIES, "-o", "json")
     assert res.returncode == 0, res.stdout + res.stderr
     doc = json.loads(res.stdout)

@@ -60,6 +60,24 @@ def test_a_wide_interval_is_inconclusive_not_a_coin_flip() -> None:
     assert verdict(runs(0.93, 0.25, blocks=2, rounds=3)) == "inconclusive"
 
 
+def test_a_centre_beyond_the_threshold_decides_only_when_the_rounds_resolve_it() -> None:
+    """Against -45%: an interval of [0.16, 0.79] around 0.45 (a 12-layer model, truly
+    ~0.67, measured in a noisy minute) is not a 45% regression; one wholly beyond the
+    threshold is, however wide; a narrow one with its centre beyond it is."""
+    limit = -math.log(0.55)
+    rule = paired._rule
+    assert rule("tg_tps", math.log(0.452), math.log(0.162), math.log(0.787), limit)[0] == (
+        "inconclusive"
+    )
+    assert rule("tg_tps", math.log(0.30), math.log(0.10), math.log(0.50), limit)[0] == "regressed"
+    assert rule("tg_tps", math.log(0.53), math.log(0.48), math.log(0.58), limit)[0] == "regressed"
+    # the mirror image: a wide interval of faster is no regression, a narrow one improved
+    assert rule("tg_tps", math.log(2.2), math.log(1.27), math.log(6.2), limit)[0] == "pass"
+    assert rule("tg_tps", math.log(1.9), math.log(1.85), math.log(1.95), limit)[0] == "improved"
+    # a lower-is-better metric in its bad direction
+    assert rule("ttft_ms", math.log(2.2), math.log(1.9), math.log(2.5), limit)[0] == "regressed"
+
+
 def test_a_tiny_alpha_over_two_rounds_gives_finite_bounds() -> None:
     # Student's t at 1e-6 with one degree of freedom widens by ~7e4: never an overflow
     [c] = paired.compare(runs(1.0, 0.05, blocks=1, rounds=2), RULES, paired.Design(alpha=1e-6))
