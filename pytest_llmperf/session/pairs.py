@@ -287,7 +287,7 @@ class PairRunner:
                 runs.blocks.append(blocks[pair.index])
             blocks[pair.index].append(rnd)
             done += 1
-            clean += not dirty
+            clean = done - runs.contaminated()
             if look < len(looks) and clean >= looks[look]:
                 look += 1
                 comps = paired.compare(runs, rules, design, looks=len(looks), final=False)
