@@ -93,6 +93,9 @@ class SessionRecord:
     absent: dict[str, dict[str, str]] = field(default_factory=dict)
     #: fingerprint fields ("software.llama_cpp") that differ from the entry's fingerprint
     fingerprint_diff: dict[str, Any] = field(default_factory=dict)
+    #: the machine's speed probe when the session was measured (machine/speed.py's
+    #: ``Speed.to_json``), read by the gate; None in sessions of older versions
+    machine_speed: dict[str, Any] | None = None
     #: the session as read, when it could not be used: written back untouched
     raw: dict[str, Any] | None = None
     #: why it could not be used
@@ -123,6 +126,8 @@ class SessionRecord:
         absent = {wl: dict(sorted(a.items())) for wl, a in sorted(self.absent.items()) if a}
         if absent:
             out["absent"] = absent
+        if self.machine_speed:
+            out["machine_speed"] = dict(self.machine_speed)
         return out
 
     @classmethod
@@ -173,6 +178,12 @@ class SessionRecord:
         diff = data.get("fingerprint", {})
         if not isinstance(diff, dict):
             raise Invalid(f"'fingerprint' is a {type(diff).__name__}, expected an object")
+        speed = data.get("machine_speed")
+        if speed is not None and not isinstance(speed, dict):
+            raise Invalid(
+                f"'machine_speed' is a {type(speed).__name__}, expected an object (or delete "
+                "the key: the gate then goes without the machine's speed)"
+            )
         return cls(
             stamp,
             commit,
@@ -181,6 +192,7 @@ class SessionRecord:
             values,
             absent,
             dict(diff),
+            speed,
         )
 
     def workload_values(self, workload: str) -> dict[str, list[float]]:
@@ -261,6 +273,10 @@ class Entry:
         latest = self.latest
         absent = latest.absent.get(workload, {}) if latest else {}
         return BaselineValues([dict(s) for s in sessions], dict(absent))
+
+    def machine_speeds(self) -> list[dict[str, Any]]:
+        """The speed probes of the usable sessions (those that have one), oldest first."""
+        return [s.machine_speed for s in self.usable if s.machine_speed]
 
     def references(self) -> dict[str, BaselineValues]:
         out: dict[str, BaselineValues] = {}

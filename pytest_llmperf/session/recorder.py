@@ -15,6 +15,7 @@ from typing import Any
 from pytest_llmperf import baseline as baseline_mod
 from pytest_llmperf.backends.runner import Runner
 from pytest_llmperf.errors import BackendCrash, UsageError
+from pytest_llmperf.machine import speed
 from pytest_llmperf.machine.devices import wait_quiet
 from pytest_llmperf.model.results import Measurement, MetricComparison, TestResult
 from pytest_llmperf.model.workloads import DEFAULT_MAX_TOKENS, Workload, stream_workload
@@ -27,6 +28,9 @@ from pytest_llmperf.verdict import paired as paired_mod
 #: re-measurements of a regression measured while other processes competed for the CPU,
 #: beyond ``--perf-remeasure``'s (each after waiting for the CPU to be quiet)
 CONTAMINATED_RETRIES = 2
+#: re-measurements of a regression measured while the whole machine ran slower than when
+#: the baseline was recorded (judge.slower_machine), beyond ``--perf-remeasure``'s
+SLOWER_RETRIES = 1
 
 
 class PerfOutcome(Exception):
@@ -254,6 +258,9 @@ class Recorder:
         if entry is not None:
             session.used_entries.add((self.nodeid, key))
         comparisons = self._compare(entry)
+        then = self._stored_speed(entry)
+        #: the machine's speed after each measurement that regressed (probed only then)
+        seen: list[speed.Speed] = []
         notes: list[str] = []
         remeasure = self.plan.run.remeasure
         limit = st.remeasure if remeasure is None else remeasure
@@ -264,14 +271,21 @@ class Recorder:
             and st.policy.accept not in ("all", "reset")
         ):
             dirty = judge.contaminated_regressions(comparisons, self.measurements)
-            # a regression measured while another process took the CPU gets more tries
-            if attempts >= limit + (CONTAMINATED_RETRIES if dirty else 0):
+            if then is not None:
+                seen.append(self._probe())
+            slower = _slower(seen, then)
+            # a regression measured while another process took the CPU, or while the whole
+            # machine ran slower than when the baseline was recorded, gets more tries
+            extra = CONTAMINATED_RETRIES if dirty else SLOWER_RETRIES if slower else 0
+            if attempts >= limit + extra:
                 break
             attempts += 1
-            notes.append(
-                f"suspected regression: re-measured (attempt {attempts + 1})"
-                + (" after waiting for the CPU to be quiet" if dirty else "")
-            )
+            why = ""
+            if dirty:
+                why = " after waiting for the CPU to be quiet"
+            elif slower:
+                why = f": the machine ran {slower:.0%} slower than when the baseline was recorded"
+            notes.append(f"suspected regression: re-measured (attempt {attempts + 1}){why}")
             if dirty:
                 wait_quiet()
             self.measurements[:] = [self._run(w, r, u) for w, r, u in self._requests]
@@ -279,6 +293,11 @@ class Recorder:
         if entry is not None:
             dirty = judge.contaminated_regressions(comparisons, self.measurements)
             notes.extend(judge.distrust(comparisons, dirty))
+            slower = _slower(seen, then)
+            if slower is not None and then is not None:
+                fastest = max(s.score for s in seen)
+                scores = f"at most {fastest:.0f} now against {then:.0f}"
+                notes.extend(judge.distrust_slower(comparisons, slower, scores))
         mismatch: list[str] | None = None
         warnings: list[str] = []
         if entry is None and others:
@@ -302,11 +321,15 @@ class Recorder:
         if verdict.left_alone is not None:
             session.left_alone.append((self.nodeid, verdict.left_alone))
         if verdict.accept:
+            probed = self._probe()  # the machine's speed, stored with what it measured
             store.queue(
                 self.nodeid,
                 key,
                 baseline_mod.Pending(
-                    self.config.model, doc, self._session(), reset=st.policy.accept == "reset"
+                    self.config.model,
+                    doc,
+                    self._session(probed),
+                    reset=st.policy.accept == "reset",
                 ),
             )
             session.used_entries.add((self.nodeid, key))
@@ -350,6 +373,25 @@ class Recorder:
             raise PerfOutcome(verdict.outcome, verdict.message)
         return report
 
+    def _probe(self) -> speed.Speed:
+        """The machine's speed right after this test's measurements, recorded on each of
+        them (results.json)."""
+        now = speed.probe()
+        for m in self.measurements:
+            m.resolved["machine_speed"] = now.to_json()
+        return now
+
+    @staticmethod
+    def _stored_speed(entry: baseline_mod.Entry | None) -> float | None:
+        """The baseline's speed score: the median of its sessions' probes of this version's
+        kind and thread count; None without one (a baseline of an older version)."""
+        if entry is None:
+            return None
+        stored = [speed.Speed.from_json(doc) for doc in entry.machine_speeds()]
+        here = (speed.PROBE, speed.threads())
+        found = speed.median(s for s in stored if s is not None and (s.probe, s.threads) == here)
+        return None if found is None else found.score
+
     def _fingerprint_doc(self) -> dict[str, Any]:
         """The fingerprint an entry stores: machine, software, model file, the non-default
         load params and the workloads."""
@@ -360,7 +402,7 @@ class Recorder:
             workloads=sorted(x.workload.name for x in self.measurements),
         )
 
-    def _session(self) -> baseline_mod.SessionRecord:
+    def _session(self, probed: speed.Speed) -> baseline_mod.SessionRecord:
         return baseline_mod.SessionRecord(
             accepted_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             git_commit=git_commit(Path.cwd()),
@@ -368,7 +410,14 @@ class Recorder:
             warmup=max(m.warmup for m in self.measurements),
             values={m.workload.name: dict(m.values) for m in self.measurements},
             absent={m.workload.name: dict(m.absent) for m in self.measurements if m.absent},
+            machine_speed=probed.to_json(),
         )
+
+
+def _slower(seen: Sequence[speed.Speed], then: float | None) -> float | None:
+    """How much slower than ``then`` the machine ran at the fastest of the probes ``seen``
+    (judge.slower_machine): slower only when it was slower throughout."""
+    return judge.slower_machine(max(s.score for s in seen), then) if seen else None
 
 
 def _contention_notes(measurements: list[Measurement]) -> list[str]:

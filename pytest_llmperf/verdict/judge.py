@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from pytest_llmperf.errors import UsageError
+from pytest_llmperf.model import metrics as metrics_mod
 from pytest_llmperf.model.results import (
     BaselineValues,
     Measurement,
@@ -142,6 +143,55 @@ def distrust(
     return notes
 
 
+#: the machine counts as slower than when a baseline was recorded when its speed probe
+#: (:mod:`pytest_llmperf.machine.speed`) scores at least this share lower: well beyond the
+#: probe's own spread (about +-15% on a 2-core VM), well within the spells it is for
+#: (llama.cpp 1.7-4x slower, the probe about as much)
+SLOWER_MACHINE = 0.25
+
+
+def slower_machine(now: float | None, then: float | None) -> float | None:
+    """How much slower the machine runs now than when the baseline was recorded, as a
+    share (0.4: its probe scores 40% lower), when at least :data:`SLOWER_MACHINE`; None
+    when it is not, or when either side has no probe (a baseline from an older version)."""
+    if not now or not then or now <= 0 or then <= 0:
+        return None
+    slower = 1.0 - now / then
+    return slower if slower >= SLOWER_MACHINE else None
+
+
+def distrust_slower(
+    comparisons: Mapping[str, Sequence[MetricComparison]], slower: float, probe: str
+) -> list[str]:
+    """Turn the timing regressions of a test measured while the whole machine ran
+    ``slower`` (see :func:`slower_machine`) into ``inconclusive``: a slowdown the machine's
+    own speed probe shows too says nothing about the code. Deterministic metrics (memory,
+    sizes) do not depend on speed and keep their verdicts, and so do limits and SLAs,
+    which say what the machine does now. ``probe``: the two scores, for
+    the note. Returns a note when any verdict changed."""
+    moved: dict[str, list[str]] = {}
+    for wl, cs in comparisons.items():
+        for c in cs if wl != gate.SLA_KEY else ():
+            spec = metrics_mod.METRICS.get(c.metric)
+            if c.verdict != "regressed" or (spec is not None and spec.deterministic):
+                continue
+            c.verdict = "inconclusive"
+            c.reason = (
+                f"not judged: the machine ran {slower:.0%} slower than when the baseline was "
+                f"recorded; {c.reason}"
+            ).rstrip("; ")
+            moved.setdefault(wl, []).append(c.metric)
+    if not moved:
+        return []
+    which = "; ".join(f"{wl}: {', '.join(names)}" for wl, names in moved.items())
+    return [
+        f"{which} measured slower while the whole machine ran {slower:.0%} slower "
+        f"than when the baseline was recorded (speed probe {probe}, after re-measuring): not "
+        "judged; run again when the machine is back to its usual speed, or re-record the "
+        "baseline with --perf-accept if this speed is its usual one now"
+    ]
+
+
 def should_accept(mode: AcceptMode, verdict: Verdict, has_entry: bool) -> bool:
     """Whether ``--perf-accept=<mode>`` records a test with this verdict.
 
@@ -264,6 +314,7 @@ __all__ = [
     "ACCEPT_MODES",
     "FAILED_VERDICTS",
     "MISSING_MODES",
+    "SLOWER_MACHINE",
     "AcceptMode",
     "Judgement",
     "MissingMode",
@@ -274,7 +325,9 @@ __all__ = [
     "contaminated_regressions",
     "contaminated_share",
     "distrust",
+    "distrust_slower",
     "judge",
     "needs_remeasure",
     "should_accept",
+    "slower_machine",
 ]

@@ -110,6 +110,42 @@ def test_a_regression_measured_while_others_took_the_cpu_is_not_judged() -> None
     assert (verdict.verdict, verdict.outcome) == ("inconclusive", "pass")
 
 
+def test_the_machine_counts_as_slower_only_beyond_the_probes_spread() -> None:
+    assert judge.slower_machine(60.0, 100.0) == pytest.approx(0.4)
+    assert judge.slower_machine(75.0, 100.0) == pytest.approx(0.25)
+    assert judge.slower_machine(80.0, 100.0) is None  # within the probe's own spread
+    assert judge.slower_machine(150.0, 100.0) is None  # faster
+    # a baseline of an older version has no probe; a broken one counts as none
+    assert judge.slower_machine(60.0, None) is None
+    assert judge.slower_machine(None, 100.0) is None
+    assert judge.slower_machine(60.0, 0.0) is None
+
+
+def test_a_timing_regression_on_a_slower_machine_is_not_judged() -> None:
+    base = from_rates([100.0, 101.0, 99.0, 100.5, 99.5])
+    cur = from_rates([50.0, 51.0, 49.0, 50.5, 49.5])
+    comps = {cur.workload.name: gate.compare_measurement(cur, base, CFG)}
+    rss = MetricComparison("rss_peak_mb", "MB", "lower", 100.0, 150.0, 50.0, "+10%", "regressed")
+    limit = MetricComparison("tg_tps", "t/s", "higher", None, 50.0, None, ">= 80", "regressed")
+    comps[cur.workload.name].append(rss)
+    comps[gate.SLA_KEY] = [limit]
+    notes = judge.distrust_slower(comps, 0.5, "40 now against 80")
+    tg = by_metric(comps[cur.workload.name])["tg_tps"]
+    assert tg.verdict == "inconclusive"
+    assert tg.reason.startswith("not judged: the machine ran 50% slower than when the baseline")
+    # memory does not depend on speed, and a limit says what the machine does now
+    assert rss.verdict == "regressed" and limit.verdict == "regressed"
+    assert notes == [
+        "tg32: tg_tps, itl_p95_ms, tpot_ms, itl_p50_ms, itl_p99_ms, e2e_ms measured slower "
+        "while the whole machine ran 50% slower than when the baseline was recorded "
+        "(speed probe 40 now against 80, after re-measuring): not judged; run again when the "
+        "machine is back to its usual speed, or re-record the baseline with --perf-accept if "
+        "this speed is its usual one now"
+    ]
+    # nothing to distrust: no note
+    assert judge.distrust_slower({"w": [rss]}, 0.5, "x") == []
+
+
 def test_a_regression_on_mostly_clean_repetitions_stands() -> None:
     base = from_rates([100.0, 101.0, 99.0, 100.5, 99.5])
     cur = _contaminated(from_rates([80.0, 81.0, 79.0, 80.5, 79.5]), 2)
