@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,35 +223,50 @@ def _worst(into: dict[str, float], seen: Mapping[str, float]) -> None:
         into[k] = max(into.get(k, 0.0), float(v))
 
 
-def _read_passes(threads: int, n_bytes: int, passes: int, busy: dict[str, float]) -> list[float]:
-    import numpy as np
-
-    buf = np.ones(n_bytes // 4, dtype=np.float32)  # written once: every page is mapped
-    slices = np.array_split(buf, threads)
-    start, end = threading.Barrier(threads + 1), threading.Barrier(threads + 1)
-    rounds = passes + 1  # the first is a warm-up
+def barrier_passes(
+    parts: Sequence[Any], kernel: Callable[[Any], object], rounds: int
+) -> Iterator[float]:
+    """One thread per part, kept for all ``rounds``: each round every thread runs
+    ``kernel(part)``, timed from a barrier to the last thread's end; yields each round's
+    seconds. The caller's code between rounds runs before the next round starts (outside
+    the timing). numpy releases the GIL inside its operations, so the threads run at once.
+    The machine speed probe (``machine/speed.py``) times its passes here too."""
+    start, end = threading.Barrier(len(parts) + 1), threading.Barrier(len(parts) + 1)
 
     def work(part: Any) -> None:
         for _ in range(rounds):
             start.wait()
-            np.maximum.reduce(part)
+            kernel(part)
             end.wait()
 
-    workers = [threading.Thread(target=work, args=(s,), daemon=True) for s in slices]
+    workers = [threading.Thread(target=work, args=(p,), daemon=True) for p in parts]
     for w in workers:
         w.start()
+    try:
+        for _ in range(rounds):
+            start.wait()
+            t0 = time.perf_counter()
+            end.wait()
+            yield time.perf_counter() - t0
+    finally:
+        for w in workers:
+            w.join()
+
+
+def _read_passes(threads: int, n_bytes: int, passes: int, busy: dict[str, float]) -> list[float]:
+    import numpy as np
+
+    buf = np.ones(n_bytes // 4, dtype=np.float32)  # written once: every page is mapped
     out: list[float] = []
-    for i in range(rounds):
-        before = devices.cpu_snapshot()
-        start.wait()
-        t0 = time.perf_counter()
-        end.wait()
-        seconds = time.perf_counter() - t0
+    before = devices.cpu_snapshot()
+    # the first round is a warm-up
+    for i, seconds in enumerate(
+        barrier_passes(np.array_split(buf, threads), np.maximum.reduce, passes + 1)
+    ):
         if i:
             out.append(buf.nbytes / seconds / 1e9)
             _worst(busy, devices.contention(before, devices.cpu_snapshot()))
-    for w in workers:
-        w.join()
+        before = devices.cpu_snapshot()
     return out
 
 

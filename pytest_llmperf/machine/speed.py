@@ -14,7 +14,8 @@ not slow its own yardstick): each CPU this process may run on gets a thread that
 fixed element-wise numpy kernel (multiply, add, square root) over a 128 KiB float32 array
 that stays in its core's cache, :data:`ITERATIONS` times; numpy releases the GIL inside
 each operation, so the threads run at once, as llama.cpp's do. One pass is timed from a
-barrier to the last thread's end. A burst is a warm-up pass and :data:`PASSES` timed ones,
+barrier to the last thread's end (:func:`pytest_llmperf.machine.limits.barrier_passes`,
+as the read-bandwidth probe). A burst is a warm-up pass and :data:`PASSES` timed ones,
 its figure their median, as element operations per microsecond across the threads; a probe
 is :data:`BURSTS` bursts, each after a :data:`GAP_S` pause (the first lets the threads
 of a llama.cpp run that just ended stop polling: right after one, the probe scored about 8%
@@ -33,11 +34,12 @@ from __future__ import annotations
 
 import os
 import statistics
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pytest_llmperf.machine import limits
 
 #: the probe's identity: figures of different probes are never compared
 PROBE = "elementwise-v1"
@@ -108,29 +110,14 @@ def threads() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
-def _pass(arrays: list[tuple[Any, Any]]) -> float:
+def _kernel(pair: tuple[Any, Any]) -> None:
     import numpy as np
 
-    start, end = threading.Barrier(len(arrays) + 1), threading.Barrier(len(arrays) + 1)
-
-    def work(a: Any, out: Any) -> None:
-        start.wait()
-        for _ in range(ITERATIONS):
-            np.multiply(a, a, out=out)
-            np.add(out, a, out=out)
-            np.sqrt(out, out=out)
-        end.wait()
-
-    workers = [threading.Thread(target=work, args=pair, daemon=True) for pair in arrays]
-    for w in workers:
-        w.start()
-    start.wait()
-    t0 = time.perf_counter()
-    end.wait()
-    seconds = time.perf_counter() - t0
-    for w in workers:
-        w.join()
-    return seconds
+    a, out = pair
+    for _ in range(ITERATIONS):
+        np.multiply(a, a, out=out)
+        np.add(out, a, out=out)
+        np.sqrt(out, out=out)
 
 
 def probe(n_threads: int | None = None, passes: int = PASSES, bursts: int = BURSTS) -> Speed:
@@ -146,26 +133,20 @@ def probe(n_threads: int | None = None, passes: int = PASSES, bursts: int = BURS
     medians = []
     for _ in range(max(bursts, 1)):
         time.sleep(GAP_S)  # the first: llama.cpp's threads that just ran stop polling
-        _pass(arrays)  # warm-up: threads started, arrays in cache
-        medians.append(statistics.median(work / _pass(arrays) for _ in range(max(passes, 1))))
+        # a warm-up pass (threads started, arrays in cache), then the timed ones
+        seconds = list(limits.barrier_passes(arrays, _kernel, max(passes, 1) + 1))[1:]
+        medians.append(statistics.median(work / s for s in seconds))
     return Speed(statistics.median(medians), min(medians), max(medians), n)
 
 
-def median(speeds: Iterable[Speed | None]) -> Speed | None:
-    """One figure for several probes of one probe kind and thread count (a test's
-    measurements, a baseline's sessions): the median score; None without any."""
-    found = [s for s in speeds if s is not None]
-    if not found:
-        return None
-    first = found[0]
-    same = [s for s in found if s.threads == first.threads and s.probe == first.probe]
-    scores = sorted(s.score for s in same)
-    return Speed(
-        statistics.median(scores),
-        min(s.low for s in same),
-        max(s.high for s in same),
-        first.threads,
-    )
+def stored_score(docs: Iterable[Any]) -> float | None:
+    """What the gate compares a probe taken now with: the median score of the stored
+    probes (a baseline's sessions) of this version's kind and this machine's thread
+    count; None without any (a baseline of an older version)."""
+    here = (PROBE, threads())
+    found = [Speed.from_json(doc) for doc in docs]
+    scores = [s.score for s in found if s is not None and (s.probe, s.threads) == here]
+    return statistics.median(scores) if scores else None
 
 
 __all__ = [
@@ -176,7 +157,7 @@ __all__ = [
     "PASSES",
     "PROBE",
     "Speed",
-    "median",
     "probe",
+    "stored_score",
     "threads",
 ]

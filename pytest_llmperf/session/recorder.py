@@ -258,7 +258,7 @@ class Recorder:
         if entry is not None:
             session.used_entries.add((self.nodeid, key))
         comparisons = self._compare(entry)
-        then = self._stored_speed(entry)
+        then = None if entry is None else speed.stored_score(entry.machine_speeds())
         #: the machine's speed after each measurement that regressed (probed only then)
         seen: list[speed.Speed] = []
         notes: list[str] = []
@@ -380,17 +380,6 @@ class Recorder:
         for m in self.measurements:
             m.resolved["machine_speed"] = now.to_json()
         return now
-
-    @staticmethod
-    def _stored_speed(entry: baseline_mod.Entry | None) -> float | None:
-        """The baseline's speed score: the median of its sessions' probes of this version's
-        kind and thread count; None without one (a baseline of an older version)."""
-        if entry is None:
-            return None
-        stored = [speed.Speed.from_json(doc) for doc in entry.machine_speeds()]
-        here = (speed.PROBE, speed.threads())
-        found = speed.median(s for s in stored if s is not None and (s.probe, s.threads) == here)
-        return None if found is None else found.score
 
     def _fingerprint_doc(self) -> dict[str, Any]:
         """The fingerprint an entry stores: machine, software, model file, the non-default

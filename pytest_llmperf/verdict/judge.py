@@ -100,6 +100,12 @@ def needs_remeasure(comparisons: Mapping[str, Sequence[MetricComparison]]) -> bo
 UNTRUSTED_SHARE = 0.5
 
 
+def _not_judged(c: MetricComparison, why: str) -> None:
+    """A regression the gate withholds: ``inconclusive``, the reason saying why first."""
+    c.verdict = "inconclusive"
+    c.reason = f"not judged: {why}; {c.reason}".rstrip("; ")
+
+
 def contaminated_share(m: Measurement) -> float:
     """The share of a measurement's repetitions another process competed with."""
     return sum(s.contaminated for s in m.samples) / len(m.samples) if m.samples else 0.0
@@ -129,11 +135,9 @@ def distrust(
     for wl, share in contaminated.items():
         moved = [c for c in comparisons.get(wl, ()) if c.verdict == "regressed"]
         for c in moved:
-            c.verdict = "inconclusive"
-            c.reason = (
-                f"not judged: {share:.0%} of the repetitions ran while other processes "
-                f"competed for the CPU; {c.reason}"
-            ).rstrip("; ")
+            _not_judged(
+                c, f"{share:.0%} of the repetitions ran while other processes competed for the CPU"
+            )
         if moved:
             notes.append(
                 f"{wl}: {', '.join(c.metric for c in moved)} measured slower only while other "
@@ -175,11 +179,9 @@ def distrust_slower(
             spec = metrics_mod.METRICS.get(c.metric)
             if c.verdict != "regressed" or (spec is not None and spec.deterministic):
                 continue
-            c.verdict = "inconclusive"
-            c.reason = (
-                f"not judged: the machine ran {slower:.0%} slower than when the baseline was "
-                f"recorded; {c.reason}"
-            ).rstrip("; ")
+            _not_judged(
+                c, f"the machine ran {slower:.0%} slower than when the baseline was recorded"
+            )
             moved.setdefault(wl, []).append(c.metric)
     if not moved:
         return []

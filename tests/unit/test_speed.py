@@ -43,11 +43,13 @@ def test_a_probe_without_its_range_reads_as_its_score() -> None:
     assert got == speed.Speed(100.0, 100.0, 100.0, 2)
 
 
-def test_the_median_of_several_probes_keeps_to_the_first_kind() -> None:
-    a, b, c = (speed.Speed(s, s - 1, s + 1, 2) for s in (100.0, 80.0, 120.0))
-    other = speed.Speed(10.0, 9.0, 11.0, 4)
-    assert speed.median([a, None, b, c, other]) == speed.Speed(100.0, 79.0, 121.0, 2)
-    assert speed.median([None]) is None and speed.median([]) is None
+def test_the_stored_score_is_the_median_of_this_kind_and_thread_count() -> None:
+    n = speed.threads()
+    docs = [speed.Speed(s, s - 1, s + 1, n).to_json() for s in (100.0, 80.0, 120.0)]
+    other_threads = speed.Speed(10.0, 9.0, 11.0, n + 1).to_json()
+    other_probe = dict(docs[0], probe="another-probe", score=5.0)
+    assert speed.stored_score([*docs, other_threads, other_probe, "broken"]) == 100.0
+    assert speed.stored_score([other_threads]) is None and speed.stored_score([]) is None
 
 
 def test_a_session_keeps_its_probe_and_refuses_a_malformed_one() -> None:
